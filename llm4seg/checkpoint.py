@@ -1,0 +1,115 @@
+"""Checkpoint folders: model.safetensors (every weight, frozen layer included) + config.json.
+
+Loading never unpickles and never needs the LLM source: the layer's spec and weights travel
+in the folder, and a sha256 over the frozen tensors detects a swapped or corrupted layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llm4seg import __version__
+from llm4seg._optional import require
+from llm4seg.errors import CheckpointError, ConfigError
+from llm4seg.fileio import atomic_path, write_json_atomic
+from llm4seg.models.config import ModelConfig
+from llm4seg.models.net import LLM4SegNet
+from llm4seg.models.registry import model_from_config
+
+FORMAT_NAME = "llm4seg-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Order-independent digest of named tensors (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_checkpoint(model: LLM4SegNet, path: Path | str, extra: dict[str, Any] | None = None) -> Path:
+    """Write `path/` atomically file by file; weights first, so a config always has its weights."""
+    save_file = require("safetensors.torch").save_file
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
+    block = model.config.block
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "llm4seg_version": __version__,
+        "model": model.config.to_dict(),
+        "llm": None if block is None else {
+            "source": block.source, "layer": block.layer, "init": block.init, "trainable": block.trainable,
+        },
+        "frozen_sha256": tensors_sha256(model.frozen_state_dict()),
+        "weights_sha256": file_sha256(folder / WEIGHTS_FILE),
+        "extra": extra or {},
+    }
+    write_json_atomic(folder / CONFIG_FILE, config)
+    return folder
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checkpoint_config(path: Path | str) -> dict[str, Any]:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint {str(folder)!r} is not a folder",
+                              hint="pass the folder written by `llm4seg train` (it holds config.json)")
+    cfg_path = folder / CONFIG_FILE
+    try:
+        config = json.loads(cfg_path.read_text())
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{folder} has no {CONFIG_FILE}", hint="pass a checkpoint folder written by llm4seg") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg_path} is not valid JSON ({exc})", hint="the checkpoint is corrupt; use another") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{folder} is not an llm4seg checkpoint (format={config.get('format') if isinstance(config, dict) else None!r})",
+                              hint="pass a folder written by `llm4seg train` or llm4seg.save_checkpoint")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{folder} has format version {config['format_version']}, this llm4seg reads <= {FORMAT_VERSION}",
+                              hint="upgrade llm4seg")
+    return config
+
+
+def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> LLM4SegNet:
+    """Rebuild the model from its own config and weights; checks both digests."""
+    load_file = require("safetensors.torch").load_file
+    folder = Path(path)
+    config = read_checkpoint_config(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}", hint="the checkpoint is incomplete; use another")
+    if config.get("weights_sha256") and file_sha256(weights) != config["weights_sha256"]:
+        raise CheckpointError(f"{weights} does not match the sha256 in its config.json",
+                              hint="the file is corrupt or was replaced; use another checkpoint")
+    try:
+        model = model_from_config(ModelConfig.from_dict(config["model"]))
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (ConfigError, RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot rebuild the model in {folder}: {exc}",
+                              hint="the weights do not match config.json; the checkpoint is corrupt") from exc
+    if tensors_sha256(model.frozen_state_dict()) != config.get("frozen_sha256"):
+        raise CheckpointError(f"the frozen LLM layer in {folder} differs from the one recorded at save time",
+                              hint="the checkpoint was altered; re-export it from training")
+    return model.to(device).eval()

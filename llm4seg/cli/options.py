@@ -1,0 +1,18 @@
+"""Option aliases shared by every command, so each is spelled the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name (see `llm4seg models`).")]
+LlmOpt = Annotated[Optional[str], typer.Option(
+    "--llm", help="LLM source: smollm2 (embedded), a .gguf file, an HF folder, a hub id, or shape:<name>.")]
+LayerOpt = Annotated[Optional[int], typer.Option("--layer", help="0-based decoder layer index (default: the paper's depth).")]
+AttentionOpt = Annotated[Optional[str], typer.Option("--attention", help="causal (default) or bidirectional.")]
+PositionsOpt = Annotated[Optional[str], typer.Option("--positions", help="rope1d (default), rope2d, none, or paper.")]
+ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Square input size in pixels (multiple of 16).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]

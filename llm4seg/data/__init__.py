@@ -1,0 +1,1 @@
+"""Datasets: folder datasets, the synthetic default, augmentation."""

@@ -1,0 +1,1 @@
+"""Models: CMUNeXt, the LLM block, and the string registry that builds them."""

@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny HF-format LLM folders written by the tests, and the real SmolLM2 layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+TINY_LLAMA = dict(
+    hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
+    num_hidden_layers=3, vocab_size=97, max_position_embeddings=512, rms_norm_eps=1e-5,
+    rope_theta=500000.0, tie_word_embeddings=False,
+    rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                  "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+)
+TINY_QWEN2 = dict(
+    hidden_size=48, intermediate_size=80, num_attention_heads=6, num_key_value_heads=2,
+    num_hidden_layers=3, vocab_size=97, max_position_embeddings=512, rms_norm_eps=1e-6,
+    rope_theta=10000.0, tie_word_embeddings=False,
+)
+
+
+def write_tiny_model(folder, arch: str, shard: bool = False, seed: int = 0):
+    """Write a random tiny LLaMA or Qwen2 in HF format; returns the transformers model."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    if arch == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_LLAMA))
+    else:
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**TINY_QWEN2))
+    # Random RMSNorm gains and biases, so a loader that skips them cannot pass.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.normal_(1.0 if "norm" in name else 0.0, 0.3)
+    model.eval()
+    model.save_pretrained(folder, max_shard_size="60KB" if shard else "1GB")
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    return folder, write_tiny_model(folder, "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_sharded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_llama_sharded")
+    return folder, write_tiny_model(folder, "llama", shard=True, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_qwen2")
+    return folder, write_tiny_model(folder, "qwen2")
+
+
+@pytest.fixture(scope="session")
+def smollm2_layer():
+    from llm4seg.llm import load_layer
+
+    return load_layer("smollm2", 27)

@@ -1,0 +1,66 @@
+"""Checkpoint folders round-trip exactly, and corrupt or foreign folders get clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import llm4seg
+from llm4seg.errors import CheckpointError
+
+
+@pytest.fixture()
+def saved(tmp_path, tiny_llama):
+    torch.manual_seed(0)
+    model = llm4seg.create_model("llm4seg", llm=str(tiny_llama[0]), layer=2, image_size=64).eval()
+    return model, llm4seg.save_checkpoint(model, tmp_path / "ckpt")
+
+
+def test_round_trip_is_exact_and_needs_no_source(saved, tiny_llama, monkeypatch):
+    model, folder = saved
+    monkeypatch.setattr("llm4seg.llm.sources.resolve_source", lambda *a: pytest.fail("must not read the source"))
+    loaded = llm4seg.load_checkpoint(folder)
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(model(x), loaded(x))
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["llm"] == {"source": str(tiny_llama[0]), "layer": 2, "init": "pretrained", "trainable": False}
+    assert len(cfg["frozen_sha256"]) == 64 and cfg["format_version"] == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_corrupt_weights_are_refused(saved):
+    _, folder = saved
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the sha256"):
+        llm4seg.load_checkpoint(folder)
+
+
+def test_swapped_frozen_layer_is_refused(saved):
+    _, folder = saved
+    state = load_file(str(folder / "model.safetensors"))
+    state["block.layer.mlp.up_proj.weight"] += 1
+    save_file(state, str(folder / "model.safetensors"))
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.pop("weights_sha256")
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="frozen LLM layer"):
+        llm4seg.load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("content", [None, "not json", json.dumps({"format": "other"})])
+def test_foreign_folders(tmp_path, content):
+    if content is not None:
+        (tmp_path / "config.json").write_text(content)
+    with pytest.raises(CheckpointError) as info:
+        llm4seg.load_checkpoint(tmp_path)
+    assert info.value.hint
+
+
+def test_missing_folder():
+    with pytest.raises(CheckpointError, match="is not a folder"):
+        llm4seg.load_checkpoint("/nonexistent/ckpt")

@@ -16,3 +16,8 @@ AttentionOpt = Annotated[Optional[str], typer.Option("--attention", help="causal
 PositionsOpt = Annotated[Optional[str], typer.Option("--positions", help="rope1d (default), rope2d, none, or paper.")]
 ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Square input size in pixels (multiple of 16).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+DataOpt = Annotated[Optional[str], typer.Option(
+    "--data", help="Dataset folder (images/, masks/, optional splits/); omit for the built-in synthetic set.")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Split name in DATA/splits/ (e.g. train1, val1) or a .txt file.")]
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Leave out bad image/mask pairs (they are reported) instead of failing.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]

@@ -1,0 +1,39 @@
+"""Rich progress on stderr for training: one bar for epochs, one for the steps of the epoch."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from llm4seg.cli.render import stderr
+
+
+class TrainProgress:
+    def __init__(self, progress: Progress, trainer: Any) -> None:
+        self.progress = progress
+        start = trainer.state["epoch"]
+        self.epochs = progress.add_task("epochs", total=trainer.cfg.epochs, completed=start, info="")
+        self.steps = progress.add_task(f"epoch {start + 1}", total=trainer.steps_per_epoch, info="")
+        self.epoch, self.total_epochs = start, trainer.cfg.epochs
+
+    def on_step(self) -> None:
+        self.progress.advance(self.steps)
+
+    def on_epoch(self, row: dict[str, Any]) -> None:
+        self.epoch = row["epoch"]
+        info = f"loss {row['train_loss']:.3f}  {row['it_per_s']:.2f} it/s"
+        if "val_dice" in row:
+            info += f"  val Dice {row['val_dice']:.3f} IoU {row['val_iou']:.3f}"
+        self.progress.update(self.epochs, advance=1, info=info)
+        if self.epoch < self.total_epochs:
+            self.progress.reset(self.steps, description=f"epoch {self.epoch + 1}")
+
+
+@contextlib.contextmanager
+def train_progress(trainer: Any) -> Iterator[TrainProgress]:
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=stderr, transient=False) as progress:
+        yield TrainProgress(progress, trainer)

@@ -1,0 +1,77 @@
+"""Predict and score a model on in-memory datasets: per-image metrics, summaries, overlays."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from llm4seg.data.augment import normalise
+from llm4seg.data.datasets import ArrayDataset
+from llm4seg.fileio import atomic_path, write_json_atomic
+from llm4seg.metrics import METRIC_NAMES, image_metrics, summarise
+
+
+@torch.inference_mode()
+def predict_probs(model: torch.nn.Module, images_u8: np.ndarray | torch.Tensor, device: torch.device,
+                  batch_size: int = 16, amp: bool = False) -> np.ndarray:
+    """images uint8 (N, S, S, 3) -> probabilities float32 (N, S, S)."""
+    cfg = model.config
+    model.eval()
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        chunk = images_u8[i:i + batch_size]
+        x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
+        x = x.to(device).permute(0, 3, 1, 2)
+        x = normalise(x, cfg.mean, cfg.std, cfg.paper_double_scaling)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            logits = model(x)
+        out.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
+    return np.concatenate(out)
+
+
+def score(probs: np.ndarray, masks: np.ndarray, stems: list[str], threshold: float = 0.5) -> list[dict[str, Any]]:
+    return [{"stem": s, **image_metrics(p, m, threshold)} for p, m, s in zip(probs, masks, stems)]
+
+
+def evaluate_model(model: torch.nn.Module, data: ArrayDataset, device: torch.device, batch_size: int = 16,
+                   amp: bool = False) -> tuple[list[dict[str, Any]], np.ndarray]:
+    probs = predict_probs(model, data.images, device, batch_size, amp)
+    return score(probs, data.masks, data.stems, model.config.threshold), probs
+
+
+def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Ground truth contour green, prediction contour red, on the RGB image (returns BGR for writing)."""
+    canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR).copy()
+    for mask, colour in ((target, (0, 200, 0)), (pred, (0, 0, 255))):
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(canvas, contours, -1, colour, 1)
+    return canvas
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], probs: np.ndarray, data: ArrayDataset,
+                 threshold: float, n_examples: int = 4) -> dict[str, Any]:
+    """per_image.csv, summary.json, overlays/{worst,best}_*.png; returns the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "per_image.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["stem", *METRIC_NAMES])
+            writer.writeheader()
+            writer.writerows(rows)
+    order = np.argsort([r["dice"] for r in rows], kind="stable")
+    picks = [("worst", i) for i in order[:n_examples]] + [("best", i) for i in order[::-1][:n_examples]]
+    (out / "overlays").mkdir(exist_ok=True)
+    for tag, i in picks:
+        img = overlay(data.images[i], probs[i] > threshold, data.masks[i])
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in data.stems[i])
+        cv2.imwrite(str(out / "overlays" / f"{tag}_{safe}.png"), img)
+    summary = {"n": len(rows), "threshold": threshold, "dataset": data.name,
+               "empty_mask_rule": "0/0 ratios score 1 when prediction and mask are both empty, else 0; "
+                                  "HD95 is 0 if both empty, the image diagonal if one is",
+               "metrics": summarise(rows)}
+    write_json_atomic(out / "summary.json", summary)
+    return summary

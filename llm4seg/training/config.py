@@ -1,0 +1,52 @@
+"""TrainConfig: every setting of a run, saved in the run folder so a resume needs nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from llm4seg.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/llm4seg"
+    model: str = "llm4seg"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None            # None: the built-in synthetic set
+    split: str | None = None           # e.g. train1 (BUSI); None: seeded split of the whole folder
+    val_split: str | None = None       # e.g. val1; default derived from split (trainK -> valK)
+    synthetic_count: int = 200
+    image_size: int = 256
+    epochs: int = 300
+    batch_size: int = 8
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    val_every: int = 1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True                   # CUDA only: bf16 autocast
+    channels_last: bool = True         # CUDA only
+    compile: bool = False
+    paper_double_scaling: bool = False
+    skip_bad: bool = False
+
+    def validate(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", self.batch_size >= 2, "at least 2 (BatchNorm)"),
+            ("lr", self.lr > 0, "positive"), ("val_every", self.val_every >= 1, "at least 1"),
+            ("image_size", self.image_size % 16 == 0 and self.image_size >= 32, "a multiple of 16, >= 32"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not valid", hint=f"{name} must be {expected}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,216 @@
+"""The training run: top to bottom, one epoch at a time, resumable at every epoch boundary.
+
+All randomness after model creation comes from a generator seeded by (seed, epoch), so a run
+resumed from epoch k's state reproduces the uninterrupted run exactly (on the same device).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llm4seg.checkpoint import load_checkpoint, save_checkpoint
+from llm4seg.data.augment import augment_batch, normalise
+from llm4seg.data.datasets import ArrayDataset, train_val_datasets
+from llm4seg.errors import CheckpointError, ConfigError
+from llm4seg.evaluate import evaluate_model
+from llm4seg.fileio import write_json_atomic
+from llm4seg.models.registry import create_model
+from llm4seg.training import distributed as dist_utils
+from llm4seg.training.config import TrainConfig
+from llm4seg.training.curves import plot_curves
+from llm4seg.training.losses import bce_dice_loss
+from llm4seg.training.state import load_resume_state, save_resume_state
+
+log = logging.getLogger("llm4seg.train")
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path: return self.root / "config.json"
+    @property
+    def metrics(self) -> Path: return self.root / "metrics.jsonl"
+    @property
+    def best(self) -> Path: return self.root / "checkpoints" / "best"
+    @property
+    def last(self) -> Path: return self.root / "checkpoints" / "last"
+    @property
+    def resume(self) -> Path: return self.root / "resume"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available", hint="use --device cpu or auto")
+    return torch.device(name)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    return base * (1 - step / total) ** power
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, world: dist_utils.World, progress: Any = None) -> None:
+        cfg.validate()
+        self.cfg, self.world, self.progress = cfg, world, progress
+        self.paths = RunPaths(Path(cfg.out))
+        self.device = world.device if world.size > 1 else pick_device(cfg.device)
+        self.cuda = self.device.type == "cuda"
+
+    # -- setup -----------------------------------------------------------------------------
+    def setup(self, resume: bool) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.train_set, self.val_set = train_val_datasets(
+            cfg.data, cfg.split, cfg.val_split, cfg.image_size, seed=cfg.seed,
+            skip_bad=cfg.skip_bad, synthetic_count=cfg.synthetic_count)
+        overrides = dict(cfg.model_overrides, image_size=cfg.image_size,
+                         paper_double_scaling=cfg.paper_double_scaling)
+        self.model = load_checkpoint(self.paths.last) if resume else create_model(cfg.model, **overrides)
+        self.model.to(self.device).train()
+        if self.cuda and cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        params = [p for p in self.model.parameters() if p.requires_grad]  # frozen layer: no optimizer state
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": None}
+        if resume:
+            self.state = load_resume_state(self.paths.resume, self.model, self.optimizer)
+        self.forward_model = dist_utils.wrap(self.model, self.world)
+        if cfg.compile:
+            self.forward_model = torch.compile(self.forward_model)
+        # Decode once, keep uint8 tensors on the device; augmentation happens there too.
+        self.images = torch.from_numpy(self.train_set.images).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.masks = torch.from_numpy(self.train_set.masks)[:, None].to(self.device)
+        self.per_rank_batch = self.cfg.batch_size // self.world.size
+        self.steps_per_epoch = (len(self.train_set) // self.world.size) // self.per_rank_batch
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"{len(self.train_set)} training images cannot fill one batch of {cfg.batch_size}",
+                              hint="lower --batch-size or add data")
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+
+    # -- one epoch -------------------------------------------------------------------------
+    def batches(self, epoch: int):
+        g = epoch_generator(self.cfg.seed, epoch)
+        perm = torch.randperm(len(self.train_set), generator=g)
+        n_rank = len(perm) // self.world.size
+        mine = perm[self.world.rank::self.world.size][:n_rank]
+        for s in range(self.steps_per_epoch):
+            yield mine[s * self.per_rank_batch:(s + 1) * self.per_rank_batch].to(self.device), g
+
+    def train_epoch(self, epoch: int, on_step=None) -> dict[str, float]:
+        cfg, model = self.cfg, self.forward_model
+        model.train()
+        total, n, t0 = 0.0, 0, time.perf_counter()
+        for idx, g in self.batches(epoch):
+            x, y = augment_batch(self.images[idx], self.masks[idx], g)
+            x = normalise(x, self.model.config.mean, self.model.config.std, cfg.paper_double_scaling)
+            if self.cuda and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            lr = poly_lr(cfg.lr, self.state["step"], self.total_steps, cfg.poly_power)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and cfg.amp):
+                logits = model(x)
+            loss = bce_dice_loss(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.state["step"] += 1
+            total = total + loss.detach()  # stays on the device: no sync per step
+            n += 1
+            if on_step:
+                on_step()
+        seconds = time.perf_counter() - t0
+        return {"train_loss": float(total) / max(n, 1), "it_per_s": n / seconds, "epoch_s": seconds, "lr": lr}
+
+    def validate(self) -> dict[str, float]:
+        rows, _ = evaluate_model(self.model, self.val_set, self.device, amp=self.cfg.amp)
+        return {f"val_{k}": sum(r[k] for r in rows) / len(rows) for k in ("dice", "iou", "hd95")}
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self, on_epoch=None, on_step=None) -> dict[str, Any]:
+        cfg = self.cfg
+        rows = self._read_metrics()[: self.state["epoch"]]
+        for epoch in range(self.state["epoch"], cfg.epochs):
+            row: dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch, on_step)}
+            if self.world.is_main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                row.update(self.validate())
+            self.state["epoch"] = epoch + 1
+            if self.world.is_main:
+                self._end_epoch(row, rows)
+            self.world.barrier()
+            if on_epoch:
+                on_epoch(row)
+        if self.world.is_main:
+            plot_curves(rows, self.paths.root / "curves.png")
+        return {"epochs": cfg.epochs, "best_epoch": self.state["best_epoch"], "best_val_iou": self.state["best_iou"],
+                "last": rows[-1] if rows else {}, "run_dir": str(self.paths.root)}
+
+    def _end_epoch(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        improved = row.get("val_iou") is not None and row["val_iou"] > self.state["best_iou"]
+        if improved:
+            self.state["best_iou"], self.state["best_epoch"] = row["val_iou"], row["epoch"]
+            save_checkpoint(self.model, self.paths.best, extra={"epoch": row["epoch"], **_metrics_of(row)})
+        # Order matters for crash safety: weights, then optimizer + counters, then the log.
+        save_checkpoint(self.model, self.paths.last, extra={"epoch": row["epoch"], **_metrics_of(row)})
+        save_resume_state(self.paths.resume, self.model, self.optimizer, self.state)
+        rows.append(row)
+        with open(self.paths.metrics.with_suffix(".tmp"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        self.paths.metrics.with_suffix(".tmp").replace(self.paths.metrics)
+        log.info("epoch %d %s", row["epoch"], json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}))
+        if row["epoch"] % 10 == 0:
+            plot_curves(rows, self.paths.root / "curves.png")
+
+    def _read_metrics(self) -> list[dict[str, Any]]:
+        if not self.paths.metrics.is_file():
+            return []
+        return [json.loads(line) for line in self.paths.metrics.read_text().splitlines() if line.strip()]
+
+
+def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k.startswith("val_") or k == "train_loss"}
+
+
+def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """Write (or, resuming, read back) the run folder's config.json."""
+    paths = RunPaths(Path(cfg.out))
+    if resume:
+        if not paths.config.is_file() or not paths.last.is_dir():
+            raise CheckpointError(f"{paths.root} is not a resumable run (no config.json or checkpoints/last)",
+                                  hint="pass the run folder of an earlier `llm4seg train`, or start without --resume")
+        saved = TrainConfig.from_dict(json.loads(paths.config.read_text())["train"])
+        saved.out = cfg.out
+        return saved
+    if paths.metrics.exists():
+        raise ConfigError(f"{paths.root} already holds a run", hint="pass --resume to continue it, or another --out")
+    return cfg
+
+
+def write_run_config(cfg: TrainConfig, trainer: Trainer) -> None:
+    write_json_atomic(trainer.paths.config, {
+        "train": cfg.to_dict(),
+        "model": trainer.model.config.to_dict(),
+        "data": {"train": trainer.train_set.name, "val": trainer.val_set.name,
+                 "n_train": len(trainer.train_set), "n_val": len(trainer.val_set),
+                 "skipped": trainer.train_set.skipped},
+        "world_size": trainer.world.size,
+        "device": str(trainer.device),
+    })
+
+
+__all__ = ["Trainer", "TrainConfig", "prepare_run", "write_run_config", "ArrayDataset"]

@@ -1,0 +1,45 @@
+"""`train(cfg)`: the library entry point behind `llm4seg train` (and torchrun)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from llm4seg.training import distributed as dist_utils
+from llm4seg.training.config import TrainConfig
+from llm4seg.training.loop import Trainer, prepare_run, write_run_config
+
+
+def _file_logging(run_dir: Path) -> logging.Handler:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("llm4seg")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) training; returns a summary with the best epoch and final metrics."""
+    world = dist_utils.init_world(cfg.device)
+    cfg = prepare_run(cfg, resume)
+    handler = _file_logging(Path(cfg.out)) if world.is_main else None
+    try:
+        trainer = Trainer(cfg, world)
+        trainer.setup(resume)
+        if world.is_main:
+            write_run_config(cfg, trainer)
+            logging.getLogger("llm4seg.train").info(
+                "start: %d train / %d val images, %d steps per epoch, device %s, world %d, resume=%s",
+                len(trainer.train_set), len(trainer.val_set), trainer.steps_per_epoch, trainer.device, world.size, resume)
+        if progress_factory is not None and world.is_main:
+            with progress_factory(trainer) as hooks:
+                return trainer.run(on_epoch=hooks.on_epoch, on_step=hooks.on_step)
+        return trainer.run()
+    finally:
+        if handler is not None:
+            logging.getLogger("llm4seg").removeHandler(handler)
+            handler.close()
+        dist_utils.shutdown(world)

@@ -1,0 +1,40 @@
+"""`llm4seg train` and `llm4seg eval` through the CLI, on tiny data."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from typer.testing import CliRunner
+
+from llm4seg.cli.main import app
+from tests.data.test_folder import make_folder
+
+runner = CliRunner()
+
+
+def test_train_then_eval_json(tmp_path):
+    data = make_folder(tmp_path / "data", n=10, size=(48, 40))
+    result = runner.invoke(app, ["train", "--model", "cmunext_s", "--data", str(data), "--image-size", "32",
+                                 "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                                 "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epochs"] == 1
+    ckpt = tmp_path / "run" / "checkpoints" / "best"
+    result = runner.invoke(app, ["eval", str(ckpt), "--data", str(data), "--json", "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["n"] == 10 and {"dice", "iou", "hd95", "specificity"} <= set(payload)
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "per_image.csv")))
+    assert len(rows) == 10 and abs(sum(float(r["dice"]) for r in rows) / 10 - payload["dice"]) < 1e-9
+    assert len(list((tmp_path / "rep" / "overlays").glob("*.png"))) == 8
+
+
+def test_train_bad_option_is_reported(tmp_path):
+    result = runner.invoke(app, ["train", "--epochs", "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "epochs=0 is not valid" in result.stderr
+
+
+def test_eval_on_missing_checkpoint(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "none"), "--json"])
+    assert result.exit_code == 1 and "is not a folder" in result.stderr

@@ -41,11 +41,12 @@ def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _register() -> None:
     from llm4seg.cli.eval_cmd import evaluate
+    from llm4seg.cli.export_cmd import export
     from llm4seg.cli.info import info
     from llm4seg.cli.models_cmd import models
     from llm4seg.cli.train import train
 
-    for name, func in (("train", train), ("eval", evaluate), ("info", info), ("models", models)):
+    for name, func in (("train", train), ("eval", evaluate), ("export", export), ("info", info), ("models", models)):
         app.command(name)(boundary(func))
 
 

@@ -35,6 +35,7 @@ def train(
     synthetic_count: Annotated[int, typer.Option("--synthetic-count", help="Images in the synthetic set.")] = 200,
     paper_double_scaling: Annotated[bool, typer.Option("--paper-double-scaling", help="Divide normalised images by 255 again, as the authors' code does.")] = False,
     skip_bad: SkipBadOpt = False,
+    checkpoint_every_s: Annotated[float, typer.Option("--checkpoint-every-s", help="Write last/best/resume state at most this often (and at the end).")] = 60.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a model; writes checkpoints (best by val IoU, last), metrics, curves and a log."""
@@ -48,6 +49,7 @@ def train(
         synthetic_count=synthetic_count, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
         val_every=val_every, seed=seed, device=device, amp=amp, compile=compile_model,
         paper_double_scaling=paper_double_scaling, skip_bad=skip_bad,
+        checkpoint_every_s=checkpoint_every_s,
     )
     summary = run_training(cfg, resume=resume is not None, progress_factory=None if json_out else train_progress)
     if json_out:

@@ -21,8 +21,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Statistics in float32 as in the LLMs themselves (FP16 overflows here).
-        x32 = x.float()
+        # Statistics in at least float32 as in the LLMs themselves (FP16 overflows here).
+        x32 = x if x.dtype == torch.float64 else x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
 

@@ -32,6 +32,7 @@ class TrainConfig:
     compile: bool = False
     paper_double_scaling: bool = False
     skip_bad: bool = False
+    checkpoint_every_s: float = 60.0   # last/best/resume state written at most this often, and at the end
 
     def validate(self) -> None:
         checks = [

@@ -19,14 +19,14 @@ from llm4seg.checkpoint import load_checkpoint, save_checkpoint
 from llm4seg.data.augment import augment_batch, normalise
 from llm4seg.data.datasets import ArrayDataset, train_val_datasets
 from llm4seg.errors import CheckpointError, ConfigError
-from llm4seg.evaluate import evaluate_model
-from llm4seg.fileio import write_json_atomic
+from llm4seg.fileio import atomic_path, write_json_atomic
 from llm4seg.models.registry import create_model
 from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.curves import plot_curves
 from llm4seg.training.losses import bce_dice_loss
 from llm4seg.training.state import load_resume_state, save_resume_state
+from llm4seg.training.val_metrics import validate_on_device
 
 log = logging.getLogger("llm4seg.train")
 
@@ -95,6 +95,10 @@ class Trainer:
         # Decode once, keep uint8 tensors on the device; augmentation happens there too.
         self.images = torch.from_numpy(self.train_set.images).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.masks = torch.from_numpy(self.train_set.masks)[:, None].to(self.device)
+        self.val_images = torch.from_numpy(self.val_set.images).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.val_masks = torch.from_numpy(self.val_set.masks)[:, None].to(self.device)
+        self.best_snapshot: dict[str, torch.Tensor] | None = None
+        self.last_save = time.monotonic()
         self.per_rank_batch = self.cfg.batch_size // self.world.size
         self.steps_per_epoch = (len(self.train_set) // self.world.size) // self.per_rank_batch
         if self.steps_per_epoch < 1:
@@ -138,8 +142,7 @@ class Trainer:
         return {"train_loss": float(total) / max(n, 1), "it_per_s": n / seconds, "epoch_s": seconds, "lr": lr}
 
     def validate(self) -> dict[str, float]:
-        rows, _ = evaluate_model(self.model, self.val_set, self.device, amp=self.cfg.amp)
-        return {f"val_{k}": sum(r[k] for r in rows) / len(rows) for k in ("dice", "iou", "hd95")}
+        return validate_on_device(self.model, self.val_images, self.val_masks, amp=self.cfg.amp)
 
     # -- the run ---------------------------------------------------------------------------
     def run(self, on_epoch=None, on_step=None) -> dict[str, Any]:
@@ -161,20 +164,41 @@ class Trainer:
                 "last": rows[-1] if rows else {}, "run_dir": str(self.paths.root)}
 
     def _end_epoch(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        improved = row.get("val_iou") is not None and row["val_iou"] > self.state["best_iou"]
-        if improved:
+        if row.get("val_iou") is not None and row["val_iou"] > self.state["best_iou"]:
             self.state["best_iou"], self.state["best_epoch"] = row["val_iou"], row["epoch"]
-            save_checkpoint(self.model, self.paths.best, extra={"epoch": row["epoch"], **_metrics_of(row)})
-        # Order matters for crash safety: weights, then optimizer + counters, then the log.
-        save_checkpoint(self.model, self.paths.last, extra={"epoch": row["epoch"], **_metrics_of(row)})
-        save_resume_state(self.paths.resume, self.model, self.optimizer, self.state)
+            self.best_snapshot = self._trainable_snapshot()
+            self.best_row = row
         rows.append(row)
-        with open(self.paths.metrics.with_suffix(".tmp"), "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        self.paths.metrics.with_suffix(".tmp").replace(self.paths.metrics)
+        self._write_metrics(rows)
         log.info("epoch %d %s", row["epoch"], json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}))
+        # Saving a 1B-shaped model every epoch would cost minutes over 300 epochs: save on an interval.
+        final = row["epoch"] == self.cfg.epochs
+        if final or time.monotonic() - self.last_save >= self.cfg.checkpoint_every_s:
+            self._save(row, rows)
         if row["epoch"] % 10 == 0:
             plot_curves(rows, self.paths.root / "curves.png")
+
+    def _trainable_snapshot(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen layer (which never changes), copied off the live weights."""
+        frozen = set(self.model.frozen_state_dict())
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k not in frozen}
+
+    def _save(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        # Order matters for crash safety: best, last weights, then optimizer + counters.
+        if self.best_snapshot is not None:
+            live = self._trainable_snapshot()
+            self.model.load_state_dict(self.best_snapshot, strict=False)
+            save_checkpoint(self.model, self.paths.best, extra={"epoch": self.best_row["epoch"], **_metrics_of(self.best_row)})
+            self.model.load_state_dict(live, strict=False)
+            self.best_snapshot = None
+        save_checkpoint(self.model, self.paths.last, extra={"epoch": row["epoch"], **_metrics_of(row)})
+        save_resume_state(self.paths.resume, self.model, self.optimizer, self.state)
+        self.last_save = time.monotonic()
+
+    def _write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        # Rows past the saved state are re-run (and rewritten) by a resume.
+        with atomic_path(self.paths.metrics) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def _read_metrics(self) -> list[dict[str, Any]]:
         if not self.paths.metrics.is_file():

@@ -21,7 +21,7 @@ from llm4seg.training.run import train
 
 def tiny_cfg(out: Path, **kw) -> TrainConfig:
     base = dict(out=str(out), model="cmunext_s", image_size=32, epochs=2, batch_size=4, synthetic_count=20,
-                device="cpu", seed=7)
+                device="cpu", seed=7, checkpoint_every_s=0.0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -84,6 +84,21 @@ def test_existing_run_needs_resume(tmp_path):
     train(tiny_cfg(tmp_path / "run", epochs=1))
     with pytest.raises(ConfigError, match="already holds a run"):
         train(tiny_cfg(tmp_path / "run", epochs=1))
+
+
+def test_device_validation_matches_numpy_metrics():
+    from llm4seg.metrics import image_metrics
+    from llm4seg.training.val_metrics import dice_iou
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(6, 16, 16, generator=g) > 0.6
+    target = torch.rand(6, 16, 16, generator=g) > 0.7
+    pred[0], target[0] = False, False          # both empty
+    pred[1], target[1] = True, False           # false positives only
+    dice, iou = dice_iou(pred, target)
+    for i in range(6):
+        ref = image_metrics(pred[i].numpy(), target[i].numpy())
+        assert dice[i].item() == pytest.approx(ref["dice"]) and iou[i].item() == pytest.approx(ref["iou"])
 
 
 def test_loss_is_half_bce_plus_dice():

@@ -1,0 +1,112 @@
+"""Prepared GPU check (device tool): BUSI split 1 training speed, LLaMA-1B-shaped layer.
+
+Measures iterations per second of this project's training step (bf16 autocast, channels_last,
+data and augmentation on the GPU, with and without torch.compile) beside the authors' way
+(eager FP32, per-sample CPU augmentation), plus the on-device validation pass, and projects
+the minutes a full 300-epoch run takes (steps per epoch = 452 // 8 = 56, validation each epoch).
+Writes gpu_train.json and gpu_train.md under --out.
+
+Run there: PYTHONPATH=. python benchmarks/gpu_train_busi.py --npz .device_carry/busi1_256.npz --out $OUT
+Smoke test here (CPU): python benchmarks/gpu_train_busi.py --npz ... --device cpu --iterations 2 --warmup 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_ways import make_authors_step, make_project_step, time_steps  # noqa: E402
+
+from llm4seg import create_model  # noqa: E402
+from llm4seg.training.val_metrics import validate_on_device  # noqa: E402
+
+EPOCHS, BATCH = 300, 8
+
+
+def load_npz(path: str):
+    data = np.load(path)
+    rgb = lambda a: np.repeat(a[..., None], 3, axis=3)  # noqa: E731
+    return rgb(data["train_images"]), data["train_masks"], rgb(data["val_images"]), data["val_masks"]
+
+
+def validation_seconds(model, images, masks, device, amp: bool) -> float:
+    imgs = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+    msks = torch.from_numpy(masks)[:, None].to(device)
+    validate_on_device(model, imgs, msks, amp=amp)  # warm-up
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    validate_on_device(model, imgs, msks, amp=amp)
+    sync()
+    return time.perf_counter() - t0
+
+
+def run_case(name, build, steps_fn, images, masks, val_images, val_masks, args, device, amp):
+    model = build()
+    times = time_steps(name, steps_fn(model), args.warmup, args.iterations, device)
+    val_s = validation_seconds(model, val_images, val_masks, device, amp)
+    steps_per_epoch = len(images) // BATCH
+    minutes = EPOCHS * (steps_per_epoch / times.it_per_s + val_s) / 60
+    return {"way": name, "it_per_s": times.it_per_s, "step_ms_median": times.median_ms, "val_s": val_s,
+            "minutes_300_epochs": minutes, "steps_per_epoch": steps_per_epoch}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--npz", required=True)
+    parser.add_argument("--out", default="gpu_out")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=15)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--limit", type=int, default=0, help="Use only the first N train and val images (smoke tests).")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    images, masks, val_images, val_masks = load_npz(args.npz)
+    if args.limit:
+        images, masks, val_images, val_masks = (a[: args.limit] for a in (images, masks, val_images, val_masks))
+    torch.backends.cudnn.benchmark = True
+
+    def build(channels_last=False):
+        torch.manual_seed(0)
+        m = create_model("llm4seg_random", llm="shape:llama-3.2-1b").to(device).train()
+        return m.to(memory_format=torch.channels_last) if channels_last else m
+
+    cuda = device.type == "cuda"
+    cases = [
+        ("authors (eager FP32, CPU per-sample aug)", build,
+         lambda m: make_authors_step(m, images, masks, BATCH, device), False),
+        ("project (bf16, channels_last, GPU data)", lambda: build(cuda),
+         lambda m: make_project_step(m, images, masks, BATCH, device, True, cuda), True),
+    ]
+    if not args.no_compile:
+        cases.append(("project + torch.compile", lambda: build(cuda),
+                      lambda m: make_project_step(torch.compile(m), images, masks, BATCH, device, True, cuda), True))
+    results = []
+    for name, b, steps_fn, amp in cases:
+        r = run_case(name, b, steps_fn, images, masks, val_images, val_masks, args, device, amp)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    info = {"device": torch.cuda.get_device_name(0) if cuda else platform.processor(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"), "n_train": len(images), "n_val": len(val_images), "results": results}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_train.json").write_text(json.dumps(info, indent=2))
+    lines = [f"BUSI split 1, LLaMA-1B-shaped layer, batch {BATCH}, 256x256 on {info['device']}, torch {info['torch']}",
+             "| way | it/s | ms/step | val s/epoch | minutes for 300 epochs |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['way']} | {r['it_per_s']:.1f} | {r['step_ms_median']:.1f} | {r['val_s']:.2f} | {r['minutes_300_epochs']:.1f} |"
+              for r in results]
+    (out / "gpu_train.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

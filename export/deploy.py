@@ -1,0 +1,42 @@
+"""DeployNet: the checkpoint's model rebuilt for export (folded BN, folded LLM block, sigmoid)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from llm4seg.export.fold_cnn import folded_copies
+from llm4seg.export.fold_llm import FoldedLLMBlock
+
+
+@dataclass
+class FoldReport:
+    bn_folded: int
+    bn_kept: int
+    llm_block: str  # "folded" or "none"
+
+
+class DeployNet(nn.Module):
+    """image (B, 3, S, S) float32, normalised -> probability (B, 1, S, S) float32."""
+
+    def __init__(self, model, half: bool = False) -> None:
+        super().__init__()
+        self.encoder, self.decoder, _, folded, kept = folded_copies(model)
+        dtype = torch.float16 if half else torch.float32
+        self.block = FoldedLLMBlock(model.block, dtype=dtype) if model.block is not None else None
+        self.half = half
+        if half:
+            self.encoder.half()
+            self.decoder.half()
+        self.report = FoldReport(folded, kept, "folded" if self.block is not None else "none")
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.half() if self.half else image
+        feats = self.encoder(x)
+        if self.block is not None:
+            feats[-1] = self.block(feats[-1])
+        # The final sigmoid runs in FP32 in both variants.
+        return torch.sigmoid(self.decoder(feats).float())

@@ -30,7 +30,11 @@ class DeployNet(nn.Module):
         if half:
             self.encoder.half()
             self.decoder.half()
-        self.report = FoldReport(folded, kept, "folded" if self.block is not None else "none")
+        if self.block is None:
+            kind = "none"
+        else:
+            kind = "adapters folded into q/k/v and down_proj" if self.block.fold else "norm gains folded (D <= C: adapters kept)"
+        self.report = FoldReport(folded, kept, kind)
         self.eval()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

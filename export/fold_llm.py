@@ -12,6 +12,8 @@ Folds (all exact; computed in float64):
   The softmax scale 1/sqrt(head_dim) is folded into the q rows.
   out = W2 h + (W2 Wd) m + (W2 bd + b2): the D x I down projection becomes C x I.
 Rotary tables and the causal mask are constants for the fixed token grid.
+The folds pay off only when D > C (LLaMA-1B: 2048 vs 256); otherwise the block keeps the
+D-space form, still with the gains and softmax scale folded in.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class FoldedLLMBlock(nn.Module):
     the softmax, which run in FP32 (FP16 overflows there). float64 serves the exactness tests.
     """
 
-    def __init__(self, block: LLMBlock, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, block: LLMBlock, dtype: torch.dtype = torch.float32, fold: bool | None = None) -> None:
         super().__init__()
         spec, layer = block.spec, block.layer
         f64 = {k: v.detach().double() for k, v in layer.state_dict().items()}
@@ -46,6 +48,7 @@ class FoldedLLMBlock(nn.Module):
         self.stat_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         w1, b1 = block.adapter_in.weight.detach().double(), block.adapter_in.bias.detach().double()
         w2, b2 = block.adapter_out.weight.detach().double(), block.adapter_out.bias.detach().double()
+        self.fold = d > w1.shape[1] if fold is None else fold
         g1, g2 = f64["input_layernorm.weight"], f64["post_attention_layernorm.weight"]
         scale = 1.0 / math.sqrt(hd)
         wq = f64["self_attn.q_proj.weight"] * scale
@@ -57,7 +60,10 @@ class FoldedLLMBlock(nn.Module):
         self.w_in, self.b_in = _p(w1.T, dtype), _p(b1, dtype)                 # a = t @ w_in + b_in
         self.gram, self.gram_u = _p(w1.T @ w1, self.stat_dtype), _p(2 * (w1.T @ b1), self.stat_dtype)
         self.gram_c = float(b1 @ b1)
-        self.w_qkv, self.b_qkv_scaled = _p((wqkv_g @ w1).T, dtype), _p(wqkv_g @ b1, dtype)
+        if self.fold:
+            self.w_qkv, self.b_qkv_scaled = _p((wqkv_g @ w1).T, dtype), _p(wqkv_g @ b1, dtype)
+        else:
+            self.w_qkv, self.b_qkv_scaled = _p(wqkv_g.T, dtype), None
         self.b_qkv = _p(bqkv, dtype)
         self.w_o = _p(f64["self_attn.o_proj.weight"].T, dtype)
         self.b_o = _p(f64.get("self_attn.o_proj.bias", torch.zeros(d, dtype=torch.float64)), dtype)
@@ -65,9 +71,14 @@ class FoldedLLMBlock(nn.Module):
         zeros_i = torch.zeros(spec.intermediate_size, dtype=torch.float64)
         self.w_gu = _p(w_gu.T, dtype)
         self.b_gu = _p(torch.cat([f64.get("mlp.gate_proj.bias", zeros_i), f64.get("mlp.up_proj.bias", zeros_i)]), dtype)
+        b_down = f64.get("mlp.down_proj.bias", torch.zeros(d, dtype=torch.float64))
         self.w_out_h = _p(w2.T, dtype)
-        self.w_out_m = _p((w2 @ f64["mlp.down_proj.weight"]).T, dtype)
-        self.b_out = _p(w2 @ f64.get("mlp.down_proj.bias", torch.zeros(d, dtype=torch.float64)) + b2, dtype)
+        if self.fold:
+            self.w_out_m = _p((w2 @ f64["mlp.down_proj.weight"]).T, dtype)
+            self.b_out = _p(w2 @ b_down + b2, dtype)
+        else:
+            self.w_down, self.b_down = _p(f64["mlp.down_proj.weight"].T, dtype), _p(b_down, dtype)
+            self.b_out = _p(b2, dtype)
         self.register_buffer("cos", block.rope_cos.to(dtype))
         self.register_buffer("sin", block.rope_sin.to(dtype))
         t = block.rope_cos.shape[0]
@@ -83,11 +94,14 @@ class FoldedLLMBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, hh, ww = x.shape
         t = x.flatten(2).transpose(1, 2)                                    # (B, T, C)
-        t32 = t.to(self.stat_dtype)
-        ms_in = (((t32 @ self.gram) * t32).sum(-1, keepdim=True) + t32 @ self.gram_u[:, None] + self.gram_c) / self.d
-        inv_rms_in = torch.rsqrt(ms_in + self.eps).to(t.dtype)
         a = t @ self.w_in + self.b_in
-        qkv = (t @ self.w_qkv + self.b_qkv_scaled) * inv_rms_in + self.b_qkv
+        if self.fold:
+            t32 = t.to(self.stat_dtype)
+            ms_in = (((t32 @ self.gram) * t32).sum(-1, keepdim=True) + t32 @ self.gram_u[:, None] + self.gram_c) / self.d
+            inv_rms_in = torch.rsqrt(ms_in + self.eps).to(t.dtype)
+            qkv = (t @ self.w_qkv + self.b_qkv_scaled) * inv_rms_in + self.b_qkv
+        else:
+            qkv = self._norm(a) @ self.w_qkv + self.b_qkv
         nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
         q, k, v = qkv.split([nq, nkv, nkv], dim=-1)
         groups = self.n_heads // self.n_kv
@@ -100,8 +114,14 @@ class FoldedLLMBlock(nn.Module):
         probs = torch.softmax(scores, dim=-1).to(v.dtype)
         attn = (probs @ v).permute(0, 3, 1, 2, 4).reshape(b, tokens, nq)
         h = a + attn @ self.w_o + self.b_o
-        h32 = h.to(self.stat_dtype)
-        n = (h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + self.eps)).to(h.dtype)
-        gate, up = (n @ self.w_gu + self.b_gu).chunk(2, dim=-1)
-        out = h @ self.w_out_h + (torch.nn.functional.silu(gate) * up) @ self.w_out_m + self.b_out
+        gate, up = (self._norm(h) @ self.w_gu + self.b_gu).chunk(2, dim=-1)
+        m = torch.nn.functional.silu(gate) * up
+        if self.fold:
+            out = h @ self.w_out_h + m @ self.w_out_m + self.b_out
+        else:
+            out = (h + m @ self.w_down + self.b_down) @ self.w_out_h + self.b_out
         return out.transpose(1, 2).reshape(b, c, hh, ww)
+
+    def _norm(self, h: torch.Tensor) -> torch.Tensor:
+        h32 = h.to(self.stat_dtype)
+        return (h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + self.eps)).to(h.dtype)

@@ -10,10 +10,20 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    # FlopCounterMode has no formula for the CPU flash kernel; count QK^T and PV like any matmul.
+    b, h, t, d = query_shape
+    s, dv = key_shape[-2], value_shape[-1]
+    return 2 * b * h * t * s * (d + dv)
+
+
+_CUSTOM_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
 def count_macs(model: torch.nn.Module, image_size: int, in_channels: int = 3) -> int:
     """Multiply-accumulates of one batch-1 forward pass (convolutions, matmuls, attention)."""
     x = torch.zeros(1, in_channels, image_size, image_size)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
         model.eval()(x)
     return counter.get_total_flops() // 2
 

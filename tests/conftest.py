@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from llm4seg.data.synthetic import write_synthetic_folder
+from llm4seg.training.config import TrainConfig
+from llm4seg.training.run import train
+
 TINY_LLAMA = dict(
     hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
     num_hidden_layers=3, vocab_size=97, max_position_embeddings=512, rms_norm_eps=1e-5,
@@ -60,3 +64,28 @@ def smollm2_layer():
     from llm4seg.llm import load_layer
 
     return load_layer("smollm2", 27)
+
+@pytest.fixture(scope="session")
+def synthetic_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_folder(root, 24, size=96, seed=5)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, tiny_llama):
+    run = tmp_path_factory.mktemp("run") / "r"
+    train(TrainConfig(out=str(run), model="llm4seg", model_overrides={"llm": str(tiny_llama[0]), "size": "s"},
+                      image_size=64, epochs=4, batch_size=8, synthetic_count=64, device="cpu", seed=1,
+                      checkpoint_every_s=0.0))
+    return run / "checkpoints" / "last"
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, trained_checkpoint, synthetic_folder):
+    from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+
+    out = tmp_path_factory.mktemp("artifacts")
+    opts = ExportOptions(out=out, fp16=True, int8=True, calib=str(synthetic_folder), parity_images=8,
+                         calib_images=8, max_int8_drop=0.05, min_agreement=0.95)
+    return out, export_checkpoint(trained_checkpoint, opts, log=lambda s: None)

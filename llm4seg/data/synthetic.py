@@ -71,3 +71,16 @@ def synthetic_dataset(n: int, size: int = 256, seed: int = 0) -> tuple[np.ndarra
         masks[i] = mask
         stems.append(f"synthetic_{kind}_{i:04d}")
     return images, masks, stems
+
+
+def write_synthetic_folder(root, n: int, size: int = 256, seed: int = 0) -> None:
+    """Write the synthetic set as a dataset folder (images/*.png, masks/*.png) for CLI use and tests."""
+    from pathlib import Path
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    images, masks, stems = synthetic_dataset(n, size, seed)
+    for image, mask, stem in zip(images, masks, stems):
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(root / "masks" / f"{stem}.png"), mask.astype(np.uint8) * 255)

@@ -37,15 +37,16 @@ def block_with_random_adapters(source, **kw):
 
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_qwen2"])
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
-def test_folded_block_float64_and_float32(fixture, attention, request):
+@pytest.mark.parametrize("fold", [True, False])
+def test_folded_block_float64_and_float32(fixture, attention, fold, request):
     source = str(request.getfixturevalue(fixture)[0])
     block = block_with_random_adapters(source, attention=attention)
     x = torch.randn(2, block.adapter_in.in_features, 4, 4, generator=torch.Generator().manual_seed(1))
     ref64 = copy.deepcopy(block).double()
     with torch.no_grad():
         expected64 = ref64(x.double())
-        got64 = FoldedLLMBlock(block, dtype=torch.float64)(x.double())
-        got32 = FoldedLLMBlock(block)(x)
+        got64 = FoldedLLMBlock(block, dtype=torch.float64, fold=fold)(x.double())
+        got32 = FoldedLLMBlock(block, fold=fold)(x)
     scale = expected64.abs().max()
     assert (got64 - expected64).abs().max() / scale < 1e-12
     assert (got32.double() - expected64).abs().max() / scale < 1e-5
@@ -79,5 +80,5 @@ def test_fold_removes_a_third_of_the_llama1b_llm_stage():
     cnn = count_macs(llm4seg.create_model("cmunext"), 256)
     before = count_macs(model, 256) - cnn
     after = count_macs(DeployNet(model), 256) - cnn
-    assert round(before / 1e9, 1) == 15.8
+    assert round(before / 1e9, 1) == 16.1  # 15.84 G of linear layers + 0.27 G of attention
     assert 0.30 < 1 - after / before < 0.36

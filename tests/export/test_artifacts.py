@@ -1,0 +1,106 @@
+"""Exported artifacts: dynamic batch, typed FP16, INT8 QDQ, parity reports, manifest, gates."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import llm4seg
+from llm4seg.errors import ConfigError, ExportError
+from llm4seg.export.pipeline import ExportOptions, export_checkpoint, parse_batch
+
+
+def run(path, batch, size=64):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+    return x, session.run(["prob"], {"image": x})[0]
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.fp16.onnx", "model.int8.onnx"])
+def test_dynamic_batch_runs_in_onnxruntime(exported, name):
+    out, _ = exported
+    model = onnx.load(str(out / name))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    for batch in (1, 3):
+        _, prob = run(out / name, batch)
+        assert prob.shape == (batch, 1, 64, 64) and 0 <= prob.min() and prob.max() <= 1
+
+
+def test_fp32_onnx_matches_checkpoint(exported, trained_checkpoint):
+    out, _ = exported
+    model = llm4seg.load_checkpoint(trained_checkpoint)
+    x, prob = run(out / "model.onnx", 2)
+    with torch.no_grad():
+        expected = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+    assert np.abs(prob - expected).max() < 1e-4
+    ops = Counter(n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node)
+    kept = json.loads((out / "manifest.json").read_text())["artifacts"]["model.onnx"]["folds"]["bn_kept"]
+    assert ops["BatchNormalization"] == kept and ops["Softmax"] == 1
+    assert onnx.load(str(out / "model.onnx")).opset_import[0].version == 17
+
+
+def test_fp16_graph_is_typed_with_fp32_where_fp16_overflows(exported):
+    out, _ = exported
+    graph = onnx.load(str(out / "model.fp16.onnx")).graph
+    weights = Counter(onnx.TensorProto.DataType.Name(i.data_type) for i in graph.initializer if len(i.dims) >= 2)
+    assert weights["FLOAT16"] > 0 and weights["FLOAT16"] >= 5 * weights.get("FLOAT", 0)
+    info = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(
+        onnx.load(str(out / "model.fp16.onnx"))).graph.value_info}
+    softmax = next(n for n in graph.node if n.op_type == "Softmax")
+    assert info[softmax.input[0]] == onnx.TensorProto.FLOAT
+    sigmoid_inputs = [info.get(n.input[0]) for n in graph.node if n.op_type == "Sigmoid"]
+    assert onnx.TensorProto.FLOAT in sigmoid_inputs
+
+
+def test_int8_is_qdq_and_reports_kept_nodes(exported):
+    out, summary = exported
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
+    zero_points = [i for i in graph.initializer if "zero_point" in i.name]
+    assert zero_points and all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)  # symmetric
+    manifest = json.loads((out / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]
+    report = manifest["int8"]
+    assert report["chosen"] and report["dice_drop_points"] <= 5.0
+    assert isinstance(report["kept_in_fp32"], list) and report["candidates"]
+
+
+def test_manifest_contents(exported, trained_checkpoint):
+    out, summary = exported
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["artifacts"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+    entry = manifest["artifacts"]["model.onnx"]
+    ckpt = json.loads((trained_checkpoint / "config.json").read_text())
+    assert entry["checkpoint_sha256"] == ckpt["weights_sha256"]
+    assert entry["inputs"][0]["name"] == "image" and entry["outputs"][0]["name"] == "prob"
+    assert entry["batch"] == {"min": 1, "opt": 1, "max": 16} and entry["image_size"] == 64
+    assert entry["preprocess"]["mean"] == [0.485, 0.456, 0.406] and entry["threshold"] == 0.5
+    assert entry["folds"]["bn_folded"] > entry["folds"]["bn_kept"] > 0 and entry["folds"]["macs_after"] <= entry["folds"]["macs_before"]
+    assert entry["parity"]["dice_agreement"] >= 0.99 and "onnxruntime" in entry["tool_versions"]
+    rows = {r["artifact"]: r for r in summary["rows"]}
+    assert rows["model.fp16.onnx"]["size_mb"] < 0.7 * rows["model.onnx"]["size_mb"]
+
+
+def test_int8_gate_fails_loudly(trained_checkpoint, synthetic_folder, tmp_path):
+    opts = ExportOptions(out=tmp_path, int8=True, calib=str(synthetic_folder), parity_images=4, calib_images=4,
+                         max_int8_drop=-1.0)
+    with pytest.raises(ExportError, match="no INT8 candidate") as info:
+        export_checkpoint(trained_checkpoint, opts, log=lambda s: None)
+    assert "LLM block only" in info.value.message
+
+
+def test_option_errors(trained_checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="--int8 needs calibration"):
+        export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path, int8=True))
+    with pytest.raises(ConfigError, match="MIN:OPT:MAX"):
+        parse_batch("4")
+    with pytest.raises(ConfigError, match="1 <= MIN <= OPT <= MAX"):
+        parse_batch("4:2:8")

@@ -58,7 +58,7 @@ class FoldedLLMBlock(nn.Module):
                           f64.get("self_attn.v_proj.bias", torch.zeros(self.n_kv * hd, dtype=torch.float64))])
         wqkv_g = wqkv * g1[None, :]
         self.w_in, self.b_in = _p(w1.T, dtype), _p(b1, dtype)                 # a = t @ w_in + b_in
-        self.gram, self.gram_u = _p(w1.T @ w1, self.stat_dtype), _p(2 * (w1.T @ b1), self.stat_dtype)
+        self.gram, self.gram_u = _p(w1.T @ w1, self.stat_dtype), _p(2 * (w1.T @ b1), self.stat_dtype)  # t'Gt + 2u't = (tG + 2u')t
         self.gram_c = float(b1 @ b1)
         if self.fold:
             self.w_qkv, self.b_qkv_scaled = _p((wqkv_g @ w1).T, dtype), _p(wqkv_g @ b1, dtype)
@@ -97,7 +97,8 @@ class FoldedLLMBlock(nn.Module):
         a = t @ self.w_in + self.b_in
         if self.fold:
             t32 = t.to(self.stat_dtype)
-            ms_in = (((t32 @ self.gram) * t32).sum(-1, keepdim=True) + t32 @ self.gram_u[:, None] + self.gram_c) / self.d
+            ms_in = (((t32 @ self.gram) + self.gram_u) * t32).sum(-1, keepdim=True) + self.gram_c
+            ms_in = ms_in / self.d
             inv_rms_in = torch.rsqrt(ms_in + self.eps).to(t.dtype)
             qkv = (t @ self.w_qkv + self.b_qkv_scaled) * inv_rms_in + self.b_qkv
         else:

@@ -27,25 +27,30 @@ from llm4seg.fileio import atomic_path
 @dataclass
 class Candidate:
     name: str
-    keep: Callable[[str], bool]  # node name -> quantize it?
+    keep: Callable[[str, str], bool]  # (node name, weight name) -> quantize it?
 
 
+_MLP_WEIGHTS = ("block.w_gu", "block.w_out_m", "block.w_down")
 CANDIDATES = [
-    Candidate("all Conv + weight MatMul", lambda n: True),
-    Candidate("all but stem and head convs", lambda n: "/stem/" not in n and "/head/" not in n),
-    Candidate("LLM block + encoder", lambda n: n.startswith("/block/") or n.startswith("/encoder/")),
-    Candidate("LLM block only", lambda n: n.startswith("/block/")),
+    Candidate("all Conv + weight MatMul", lambda n, w: True),
+    Candidate("all but stem and head convs", lambda n, w: "/stem/" not in n and "/head/" not in n),
+    Candidate("LLM block + encoder", lambda n, w: n.startswith("/block/") or n.startswith("/encoder/")),
+    Candidate("LLM block only", lambda n, w: n.startswith("/block/")),
+    # The MLP holds most of the layer's multiply-adds; its inputs are normalised, so INT8 suits it best.
+    Candidate("LLM MLP only", lambda n, w: w in _MLP_WEIGHTS),
 ]
 
 
-def quantizable_nodes(model) -> list[str]:
-    """Conv nodes and MatMuls whose second input is a weight (initializer or Constant)."""
+def quantizable_nodes(model) -> dict[str, str]:
+    """Conv nodes and MatMuls whose second input is a weight: node name -> weight name."""
     constants = {i.name for i in model.graph.initializer}
     constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    names = []
+    names = {}
     for node in model.graph.node:
-        if node.op_type == "Conv" or (node.op_type == "MatMul" and node.input[1] in constants):
-            names.append(node.name)
+        # The Gram matrix feeds the RMS statistics: never INT8.
+        if node.op_type == "Conv" or (node.op_type == "MatMul" and node.input[1] in constants
+                                      and node.input[1] != "block.gram"):
+            names[node.name] = node.input[1]
     return names
 
 
@@ -86,7 +91,9 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
         shape_inference.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         all_nodes = quantizable_nodes(onnx.load(str(pre)))
         for cand in CANDIDATES:
-            nodes = [n for n in all_nodes if cand.keep(n)]
+            nodes = [n for n, w in all_nodes.items() if cand.keep(n, w)]
+            if not nodes:
+                continue
             trial = Path(tmp) / "trial.onnx"
             _quantize(pre, trial, calib_x, nodes, Path(tmp) / "calib.cache")
             stats = agreement(reference, ort_probs(trial, heldout_x), threshold, masks)

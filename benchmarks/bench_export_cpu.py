@@ -1,0 +1,101 @@
+"""CPU latency of the authors' way (PyTorch eager FP32) beside each exported artifact in onnxruntime.
+
+Run: python benchmarks/bench_export_cpu.py --checkpoint CKPT --data DIR --split val [--threads 2]
+     python benchmarks/bench_export_cpu.py --model llm4seg_random --llm shape:llama-3.2-1b --data DIR ...
+Batch 1 at the model's size, median of --iterations runs after warm-up, `--threads` threads for both.
+With --data, also mask Dice against ground truth for the checkpoint and every artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_forward import cpu_name  # noqa: E402
+
+import llm4seg  # noqa: E402
+from llm4seg.errors import ExportError  # noqa: E402
+from llm4seg.export.parity import agreement, normalised_batch, ort_probs, ort_session, torch_reference  # noqa: E402
+from llm4seg.export.pipeline import ExportOptions, export_checkpoint  # noqa: E402
+from llm4seg.data.datasets import load_dataset  # noqa: E402
+
+
+def median_ms(fn, warmup: int, iterations: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint")
+    p.add_argument("--model", default="llm4seg_random")
+    p.add_argument("--llm", default="shape:llama-3.2-1b")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--images", type=int, default=32, help="Held-out images for Dice.")
+    p.add_argument("--int8-max-drop", type=float, default=0.005)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp())
+    ckpt = Path(args.checkpoint) if args.checkpoint else llm4seg.save_checkpoint(
+        llm4seg.create_model(args.model, llm=args.llm), work / "ckpt")
+    model = llm4seg.load_checkpoint(ckpt)
+    cfg = model.config
+    data = load_dataset(args.data, args.split, cfg.image_size)
+    held = slice(max(0, len(data) - args.images), len(data))
+    x = normalised_batch(data.images[held], cfg)
+    x1 = torch.from_numpy(x[:1])
+    rows = []
+    with torch.inference_mode():
+        eager = median_ms(lambda: model(x1), args.warmup, args.iterations)
+    ref = torch_reference(model, data.images[held])
+    base = agreement(ref, ref, cfg.threshold, data.masks[held])
+    rows.append({"artifact": "PyTorch eager FP32 (authors' way)", "ms": eager, "dice_vs_truth": base["dice_vs_truth"],
+                 "dice_agreement": 1.0})
+    opts = ExportOptions(out=work / "art", fp16=True, int8=True, calib=args.data, data=args.data, split=args.split,
+                         parity_images=args.images, max_int8_drop=args.int8_max_drop, latency_threads=args.threads)
+    try:
+        export_checkpoint(ckpt, opts, log=lambda s: print(s, file=sys.stderr))
+    except ExportError as exc:  # the INT8 gate may refuse; FP32/FP16 are still there
+        print(f"note: {exc.message}", file=sys.stderr)
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx"):
+        path = opts.out / name
+        if not path.is_file():
+            continue
+        session = ort_session(path, args.threads)
+        ms = median_ms(lambda: session.run(["prob"], {"image": x[:1]}), args.warmup, args.iterations)
+        stats = agreement(ref, ort_probs(session, x), cfg.threshold, data.masks[held])
+        rows.append({"artifact": name, "ms": ms, "dice_vs_truth": stats["dice_vs_truth"],
+                     "dice_agreement": stats["dice_agreement"]})
+    print(f"# {cpu_name()}, {args.threads} threads, batch 1, {cfg.image_size}x{cfg.image_size}, model {cfg.name} "
+          f"({cfg.block.source if cfg.block else 'no LLM'}), data {data.name} last {len(x)} images, "
+          f"median of {args.iterations}")
+    print("| artifact | ms | speed-up vs eager | Dice vs truth | Dice points lost | mask agreement |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        lost = 100 * (rows[0]["dice_vs_truth"] - r["dice_vs_truth"])
+        print(f"| {r['artifact']} | {r['ms']:.1f} | {eager / r['ms']:.2f}x | {r['dice_vs_truth']:.4f} | {lost:+.2f} | "
+              f"{r['dice_agreement']:.4f} |")
+    print(json.dumps(rows), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""`llm4seg bench`: latency, throughput, memory and Dice of artifacts, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from llm4seg.cli.options import DataOpt, JsonOpt, SplitOpt
+from llm4seg.cli.render import print_json, stdout
+
+
+def _load_frames(data: str | None, split: str | None, limit: int):
+    """Frames at their native size (RGB) and masks, or synthetic frames without masks."""
+    if data is None:
+        from llm4seg.data.synthetic import synthetic_dataset
+
+        images, masks, _ = synthetic_dataset(8, 320, seed=3)
+        return list(images), None
+    from llm4seg.data.folder import read_image_rgb, read_mask, scan_folder
+
+    pairs = scan_folder(Path(data), split).pairs[:limit]
+    images = [read_image_rgb(p.image) for p in pairs]
+    masks = [read_mask(p.mask) for p in pairs]
+    return images, masks
+
+
+def bench(
+    engine: Annotated[list[Path], typer.Option("--engine", help="Artifact: .plan, .onnx or checkpoint folder (repeatable).")],
+    data: DataOpt = None,
+    split: SplitOpt = None,
+    batch: Annotated[list[int], typer.Option("--batch", help="Batch sizes to time (repeatable).")] = [1],
+    iterations: Annotated[int, typer.Option("--iterations")] = 20,
+    warmup: Annotated[int, typer.Option("--warmup")] = 3,
+    limit: Annotated[int, typer.Option("--limit", help="Images of --data to score.")] = 64,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json and PNG plots.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Benchmark one or more artifacts on this machine; frames are RGB at their native size."""
+    from llm4seg.runtime.bench import agreement_dice, bench_artifact, machine_info, score
+
+    images, masks = _load_frames(data, split, limit)
+    results, first_masks = [], None
+    for path in engine:
+        rows, seg = bench_artifact(path, list(batch), iterations, warmup, images)
+        seg.layout = "rgb"
+        if masks is not None:
+            metrics, predicted = score(seg, images, masks)
+            agree = 1.0 if first_masks is None else agreement_dice(first_masks, predicted)
+            first_masks = first_masks if first_masks is not None else predicted
+            for r in rows:
+                r.update(dice=metrics["dice"], iou=metrics["iou"], dice_agreement_with_first=agree)
+        seg.close()
+        results += rows
+    payload = {"machine": machine_info(), "data": data, "split": split, "results": results}
+    if out:
+        _write_outputs(out, payload)
+    if json_out:
+        print_json(payload)
+        return
+    table = Table(title=f"llm4seg bench on {payload['machine'].get('cpu')}")
+    for col in ("artifact", "backend", "prec", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "pre/inf/post ms", "RSS MB", "Dice"):
+        table.add_column(col, justify="left" if col == "artifact" else "right")
+    for r in results:
+        lat, br = r["latency_ms"], r["breakdown_ms"]
+        table.add_row(Path(r["artifact"]).name, r["backend"], str(r["precision"]), str(r["batch"]), f"{lat['p50']:.1f}",
+                      f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['throughput_ips']:.1f}",
+                      f"{br['preprocess']:.1f}/{br['inference']:.1f}/{br['postprocess']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                      f"{r['dice']:.4f}" if "dice" in r else "-")
+    stdout.print(table)
+
+
+def _write_outputs(out: Path, payload: dict) -> None:
+    from llm4seg._optional import require
+    from llm4seg.fileio import write_json_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "bench.json", payload)
+    matplotlib = require("matplotlib", "bench plots")
+    matplotlib.use("Agg")
+    plt = require("matplotlib.pyplot")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [f"{Path(r['artifact']).name} b{r['batch']}" for r in payload["results"]]
+    ax1.barh(labels, [r["latency_ms"]["p50"] for r in payload["results"]], label="p50")
+    ax1.barh(labels, [r["latency_ms"]["p99"] - r["latency_ms"]["p50"] for r in payload["results"]],
+             left=[r["latency_ms"]["p50"] for r in payload["results"]], alpha=0.5, label="p50..p99")
+    ax1.set_xlabel("latency per batch (ms)")
+    ax1.legend()
+    scored = [r for r in payload["results"] if "dice" in r]
+    for r in scored:
+        ax2.scatter(r["latency_ms"]["p50"] / r["batch"], r["dice"])
+        ax2.annotate(f"{Path(r['artifact']).name} b{r['batch']}", (r["latency_ms"]["p50"] / r["batch"], r["dice"]), fontsize=7)
+    ax2.set_xlabel("ms per image (p50)")
+    ax2.set_ylabel("Dice vs masks")
+    fig.tight_layout()
+    fig.savefig(out / "bench.png", dpi=90)
+    plt.close(fig)

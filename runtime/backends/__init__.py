@@ -1,0 +1,40 @@
+"""Runtime backends behind one interface; chosen by key or by the artifact's kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llm4seg.errors import ConfigError
+from llm4seg.runtime.backends.base import Backend
+
+BACKENDS = ("onnxruntime", "tensorrt", "torch")
+
+
+def backend_for(artifact: Path | str) -> str:
+    path = Path(artifact)
+    if path.is_dir():
+        return "torch"
+    if path.suffix == ".plan" or path.suffix == ".engine":
+        return "tensorrt"
+    if path.suffix == ".onnx":
+        return "onnxruntime"
+    raise ConfigError(f"cannot tell the backend for {str(path)!r}",
+                      hint="pass a .onnx, a .plan or a checkpoint folder, or name --backend")
+
+
+def load_backend(artifact: Path | str, backend: str | None = None, **options: Any) -> Backend:
+    """Construct (not yet load) the backend for an artifact: onnxruntime, tensorrt or torch."""
+    key = backend or backend_for(artifact)
+    if key == "onnxruntime":
+        from llm4seg.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend as cls
+    elif key == "tensorrt":
+        from llm4seg.runtime.backends.tensorrt_backend import TensorRTBackend as cls
+    elif key == "torch":
+        from llm4seg.runtime.backends.torch_backend import TorchBackend as cls
+    else:
+        raise ConfigError(f"unknown backend {key!r}", hint=f"choose one of {', '.join(BACKENDS)}")
+    return cls(artifact, **options)
+
+
+__all__ = ["BACKENDS", "Backend", "backend_for", "load_backend"]

@@ -1,0 +1,84 @@
+"""The backend interface every runtime backend implements (Polygraphy's lifecycle).
+
+Construct cheaply, `load()` (or enter the context), `infer(image)` any number of times,
+`close()`. Public methods validate; subclasses implement `_load`, `_infer`, `_close`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm4seg.errors import InputSpecError
+from llm4seg.runtime.manifest import load_manifest
+
+
+class Backend:
+    name = "base"
+
+    def __init__(self, artifact: Path | str, manifest: dict[str, Any] | None = None) -> None:
+        self.artifact = Path(artifact)
+        self.manifest = manifest or load_manifest(self.artifact)
+        self.loaded = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def load(self) -> "Backend":
+        if not self.loaded:
+            self._load()
+            self.loaded = True
+        return self
+
+    def close(self) -> None:
+        if self.loaded:
+            self._close()
+            self.loaded = False
+
+    def __enter__(self) -> "Backend":
+        return self.load()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- I/O -------------------------------------------------------------------------------
+    def input_spec(self) -> dict[str, Any]:
+        """{'name', 'dtype', 'shape': [batch-range, C, S, S], 'batch': (min, max)}"""
+        spec = self.manifest["inputs"][0]
+        batch = self.manifest["batch"]
+        return {"name": spec["name"], "dtype": spec["dtype"], "shape": spec["shape"],
+                "batch": (batch["min"], batch["max"])}
+
+    def validate(self, image: np.ndarray) -> np.ndarray:
+        spec = self.input_spec()
+        expected = f"(N, {', '.join(str(d) for d in spec['shape'][1:])}) {spec['dtype']}, {spec['batch'][0]} <= N <= {spec['batch'][1]}"
+        if not isinstance(image, np.ndarray):
+            raise InputSpecError(f"input '{spec['name']}' must be a numpy array, got {type(image).__name__}",
+                                 hint=f"pass an array of shape {expected}")
+        if image.dtype != np.dtype(spec["dtype"]):
+            raise InputSpecError(f"input '{spec['name']}' has dtype {image.dtype}, expected {spec['dtype']}",
+                                 hint=f"convert with .astype(np.{spec['dtype']}); Segmenter does this for frames")
+        if image.ndim != 4 or list(image.shape[1:]) != list(spec["shape"][1:]):
+            raise InputSpecError(f"input '{spec['name']}' has shape {tuple(image.shape)}, expected {expected}",
+                                 hint="resize and normalise frames with llm4seg.runtime.Segmenter")
+        lo, hi = spec["batch"]
+        if not lo <= image.shape[0] <= hi:
+            raise InputSpecError(f"input '{spec['name']}' has batch {image.shape[0]}, this artifact accepts {lo} to {hi}",
+                                 hint="split the batch, or re-export with a wider --batch range")
+        return np.ascontiguousarray(image)
+
+    def infer(self, image: np.ndarray) -> np.ndarray:
+        """image float32 (N, C, S, S), normalised -> probabilities float32 (N, 1, S, S)."""
+        if not self.loaded:
+            self.load()
+        return self._infer(self.validate(image))
+
+    # -- for subclasses ----------------------------------------------------------------------
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _infer(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass

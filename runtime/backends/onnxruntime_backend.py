@@ -1,0 +1,46 @@
+"""onnxruntime backend: CPU everywhere, CUDA where onnxruntime-gpu and a GPU are present."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llm4seg.errors import BackendUnavailableError
+from llm4seg.runtime.backends.base import Backend
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, artifact, manifest: dict[str, Any] | None = None, threads: int | None = None,
+                 device: str = "auto") -> None:
+        super().__init__(artifact, manifest)
+        self.threads, self.device = threads, device
+
+    def providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if self.device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise BackendUnavailableError("onnxruntime has no CUDA provider here",
+                                          hint="pip install onnxruntime-gpu on a CUDA machine, or use device='cpu'")
+        if self.device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        self.session = ort.InferenceSession(str(self.artifact), opts, providers=self.providers())
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def _infer(self, image: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: image})[0]
+
+    def _close(self) -> None:
+        del self.session

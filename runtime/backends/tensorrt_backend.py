@@ -1,0 +1,106 @@
+"""TensorRT backend (TensorRT 10/11 API): set_tensor_address + execute_async_v3 on one stream.
+
+Memory and streams through cuda-python (`cuda.bindings.runtime`). Inputs are staged in pinned
+host buffers; an optional CUDA graph replays the enqueue for a fixed batch. The engine's key
+(GPU, compute capability, TensorRT version, ONNX digest, precision, profile) is checked against
+this machine before anything runs: a mismatched engine is refused, never run.
+NOT RUN on the development machines (no TensorRT or GPU there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llm4seg._optional import require
+from llm4seg.errors import BackendUnavailableError
+from llm4seg.runtime.backends.base import Backend
+
+
+def _check(result: Any) -> Any:
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendUnavailableError(f"CUDA call failed with error {err}", hint="check the GPU and driver")
+    return rest[0] if len(rest) == 1 else rest
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, artifact, manifest: dict[str, Any] | None = None, cuda_graph: bool = False) -> None:
+        super().__init__(artifact, manifest)
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[int, Any] = {}
+
+    def _verify_engine_key(self, trt) -> None:
+        from llm4seg.export.tensorrt import EngineKey, gpu_identity, mismatches
+
+        recorded = self.manifest.get("engine")
+        if not recorded:
+            raise BackendUnavailableError(f"{self.artifact.name} has no engine key in its manifest",
+                                          hint="rebuild it with `llm4seg export --engine`")
+        gpu, cc = gpu_identity()
+        current = EngineKey(recorded["onnx_sha256"], trt.__version__, gpu, cc, recorded["precision"],
+                            tuple(tuple(s) for s in recorded["profile"]))
+        diffs = mismatches(recorded, current)
+        if diffs:
+            raise BackendUnavailableError(f"{self.artifact.name} was built for another machine: {'; '.join(diffs)}",
+                                          hint="rebuild the engine here: llm4seg export CKPT --engine (engines are not portable)")
+
+    def _load(self) -> None:
+        trt = require("tensorrt", "the TensorRT backend")
+        self.cudart = require("cuda.bindings.runtime", "the TensorRT backend (cuda-python)")
+        self._verify_engine_key(trt)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self.logger)
+        self.engine = runtime.deserialize_cuda_engine(self.artifact.read_bytes())
+        if self.engine is None:
+            raise BackendUnavailableError(f"TensorRT could not deserialize {self.artifact.name}",
+                                          hint="rebuild the engine on this machine with `llm4seg export --engine`")
+        self.context = self.engine.create_execution_context()
+        self.stream = _check(self.cudart.cudaStreamCreate())
+        self.in_name, self.out_name = self.engine.get_tensor_name(0), self.engine.get_tensor_name(1)
+        max_batch = self.manifest["batch"]["max"]
+        size, ch = self.manifest["image_size"], self.manifest["inputs"][0]["shape"][1]
+        self.in_bytes = max_batch * ch * size * size * 4
+        self.out_bytes = max_batch * size * size * 4
+        self.d_in = _check(self.cudart.cudaMalloc(self.in_bytes))
+        self.d_out = _check(self.cudart.cudaMalloc(self.out_bytes))
+        self.context.set_tensor_address(self.in_name, int(self.d_in))
+        self.context.set_tensor_address(self.out_name, int(self.d_out))
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise BackendUnavailableError("TensorRT execute_async_v3 failed", hint="see the TensorRT log")
+
+    def _run(self, batch: int) -> None:
+        if not self.cuda_graph:
+            self._enqueue()
+            return
+        if batch not in self._graphs:  # capture once per batch size, replay afterwards
+            cudart = self.cudart
+            _check(cudart.cudaStreamBeginCapture(self.stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+            self._enqueue()
+            graph = _check(cudart.cudaStreamEndCapture(self.stream))
+            self._graphs[batch] = _check(cudart.cudaGraphInstantiate(graph, 0))
+        _check(self.cudart.cudaGraphLaunch(self._graphs[batch], self.stream))
+
+    def _infer(self, image: np.ndarray) -> np.ndarray:
+        cudart, n = self.cudart, image.shape[0]
+        self.context.set_input_shape(self.in_name, image.shape)
+        out = np.empty((n, 1, *image.shape[2:]), np.float32)
+        kind = cudart.cudaMemcpyKind
+        _check(cudart.cudaMemcpyAsync(self.d_in, image.ctypes.data, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
+        self._run(n)
+        _check(cudart.cudaMemcpyAsync(out.ctypes.data, self.d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
+        _check(cudart.cudaStreamSynchronize(self.stream))
+        return out
+
+    def _close(self) -> None:
+        for g in self._graphs.values():
+            self.cudart.cudaGraphExecDestroy(g)
+        self.cudart.cudaFree(self.d_in)
+        self.cudart.cudaFree(self.d_out)
+        self.cudart.cudaStreamDestroy(self.stream)
+        del self.context, self.engine

@@ -1,0 +1,67 @@
+"""torch backend: a checkpoint folder run directly (imported only when chosen).
+
+On CUDA: FP16 weights and activations (norm statistics stay FP32 inside the model) and an
+optional CUDA graph per batch size. On CPU: eager FP32, the authors' way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llm4seg._optional import require
+from llm4seg.runtime.backends.base import Backend
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, artifact, manifest: dict[str, Any] | None = None, device: str = "auto",
+                 half: bool | None = None, cuda_graph: bool = False) -> None:
+        super().__init__(artifact, manifest)
+        self.device_name, self.half_opt, self.cuda_graph = device, half, cuda_graph
+        self._graphs: dict[int, tuple[Any, Any, Any]] = {}
+
+    def _load(self) -> None:
+        torch = self.torch = require("torch", "the torch backend")
+        from llm4seg.checkpoint import load_checkpoint
+
+        use_cuda = self.device_name in ("auto", "cuda") and torch.cuda.is_available()
+        self.device = torch.device("cuda" if use_cuda else "cpu")
+        self.half = use_cuda if self.half_opt is None else self.half_opt
+        self.model = load_checkpoint(self.artifact, device=self.device)
+        if self.half:
+            self.model.half()
+        self.dtype = torch.float16 if self.half else torch.float32
+
+    def _forward(self, x):
+        return self.torch.sigmoid(self.model(x).float())
+
+    def _infer(self, image: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(image).to(self.device, self.dtype)
+            if not (self.cuda_graph and self.device.type == "cuda"):
+                return self._forward(x).cpu().numpy()
+            n = x.shape[0]
+            if n not in self._graphs:
+                static_in = x.clone()
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(3):  # warm-up on a side stream before capture
+                        self._forward(static_in)
+                torch.cuda.current_stream().wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    static_out = self._forward(static_in)
+                self._graphs[n] = (graph, static_in, static_out)
+            graph, static_in, static_out = self._graphs[n]
+            static_in.copy_(x)
+            graph.replay()
+            return static_out.cpu().numpy()
+
+    def _close(self) -> None:
+        self._graphs.clear()
+        del self.model

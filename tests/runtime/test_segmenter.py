@@ -1,0 +1,78 @@
+"""Segmenter on odd sizes and layouts, with parity against the checkpoint's own prediction."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import llm4seg
+from llm4seg.errors import InputSpecError
+from llm4seg.data.synthetic import synthetic_dataset
+from llm4seg.runtime import Segmenter, overlay
+
+
+@pytest.fixture(scope="module")
+def frames():
+    images, masks, _ = synthetic_dataset(3, 64, seed=9)
+    return images  # RGB uint8 at the model size
+
+
+def checkpoint_probs(ckpt, rgb64):
+    model = llm4seg.load_checkpoint(ckpt)
+    cfg = model.config
+    x = (rgb64.astype(np.float32) / 255 - np.array(cfg.mean, np.float32)) / np.array(cfg.std, np.float32)
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))).numpy()[:, 0]
+
+
+def test_parity_with_checkpoint_at_model_size(exported, trained_checkpoint, frames):
+    expected = checkpoint_probs(trained_checkpoint, frames)
+    with Segmenter(exported[0] / "model.onnx", layout="rgb") as seg:
+        probs = seg.segment(list(frames), binary=False)
+    assert np.abs(np.stack(probs) - expected).max() < 1e-4
+
+
+@pytest.mark.parametrize("shape_hw", [(97, 131), (240, 320), (31, 45)])
+def test_odd_sizes_and_layouts_return_frame_sized_masks(exported, frames, shape_hw):
+    h, w = shape_hw
+    rgb = cv2.resize(frames[0], (w, h), interpolation=cv2.INTER_LINEAR)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        m_bgr = seg.segment_one(bgr)
+        seg.layout = "rgb"
+        m_rgb = seg.segment_one(rgb)
+        m_grey = seg.segment_one(grey)
+        m_float = seg.segment_one(rgb.astype(np.float32) / 255)
+    assert m_bgr.shape == (h, w) and m_bgr.dtype == np.uint8 and set(np.unique(m_bgr)) <= {0, 1}
+    assert np.array_equal(m_bgr, m_rgb) and np.array_equal(m_rgb, m_float)
+    assert m_grey.shape == (h, w)
+
+
+def test_batches_larger_than_the_artifact_range_are_chunked(exported, frames):
+    with Segmenter(exported[0] / "model.onnx", layout="rgb") as seg:
+        seg.max_batch = 2
+        masks = seg.segment([frames[i % 3] for i in range(5)])
+    assert len(masks) == 5 and np.array_equal(masks[0], masks[3])
+
+
+def test_bad_frames_are_explained(exported):
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        with pytest.raises(InputSpecError, match="dtype int32"):
+            seg.segment_one(np.zeros((10, 10, 3), np.int32))
+        with pytest.raises(InputSpecError, match="has 2 channels"):
+            seg.segment_one(np.zeros((10, 10, 2), np.uint8))
+    with pytest.raises(InputSpecError, match="layout 'yuv'"):
+        Segmenter(exported[0] / "model.onnx", layout="yuv")
+
+
+def test_overlay_modes():
+    frame = np.zeros((20, 20, 3), np.uint8)
+    mask = np.zeros((20, 20), np.uint8)
+    mask[5:15, 5:15] = 1
+    contour = overlay(frame, mask, "contour", color=(0, 255, 0), thickness=1)
+    fill = overlay(frame, mask, "fill", color=(0, 0, 200), alpha=0.5)
+    assert contour[5, 5, 1] == 255 and contour[10, 10].sum() == 0 and contour[0, 0].sum() == 0
+    assert fill[10, 10, 2] == 100 and fill[0, 0].sum() == 0

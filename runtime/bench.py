@@ -37,6 +37,12 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def torch_loaded() -> bool:
+    import sys
+
+    return "torch" in sys.modules
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
@@ -68,7 +74,7 @@ def bench_artifact(path: Path, batches: list[int], iterations: int, warmup: int,
                      "batch": batch, "latency_ms": lat, "throughput_ips": batch * 1000.0 / lat["mean"],
                      "breakdown_ms": {"preprocess": percentiles_ms(pre)["p50"], "inference": percentiles_ms(inf)["p50"],
                                       "postprocess": percentiles_ms(post)["p50"]},
-                     "peak_rss_mb": peak_rss_mb()})
+                     "peak_rss_mb": peak_rss_mb(), "torch_loaded": torch_loaded()})
     return rows, seg
 
 

@@ -14,9 +14,11 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, threads: int | None = None,
-                 device: str = "auto") -> None:
+                 device: str = "auto", low_memory: bool = False) -> None:
         super().__init__(artifact, manifest)
-        self.threads, self.device = threads, device
+        # low_memory: no CPU arena and no memory-pattern planning; about 100 MB less peak RSS
+        # for the LLaMA-1B-shaped INT8 graph, at some latency cost (benchmarks/RESULTS.md).
+        self.threads, self.device, self.low_memory = threads, device, low_memory
 
     def providers(self) -> list[str]:
         import onnxruntime as ort
@@ -35,6 +37,9 @@ class OnnxRuntimeBackend(Backend):
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        if self.low_memory:
+            opts.enable_cpu_mem_arena = False
+            opts.enable_mem_pattern = False
         self.session = ort.InferenceSession(str(self.artifact), opts, providers=self.providers())
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name

@@ -104,3 +104,14 @@ def test_option_errors(trained_checkpoint, tmp_path):
         parse_batch("4")
     with pytest.raises(ConfigError, match="1 <= MIN <= OPT <= MAX"):
         parse_batch("4:2:8")
+
+
+def test_opset23_export_has_native_gelu_and_dynamic_batch(trained_checkpoint, tmp_path):
+    summary = export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path, opset=23, parity_images=4),
+                                log=lambda s: None)
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    assert model.opset_import[0].version == 23
+    assert any(n.op_type == "Gelu" for n in model.graph.node)
+    assert summary["rows"][0]["dice_agreement"] >= 0.99
+    for batch in (1, 3):
+        assert run(tmp_path / "model.onnx", batch)[1].shape == (batch, 1, 64, 64)

@@ -16,7 +16,7 @@ import torch
 from llm4seg import __version__
 from llm4seg._optional import require
 from llm4seg.errors import CheckpointError, ConfigError
-from llm4seg.fileio import atomic_path, write_json_atomic
+from llm4seg.fileio import atomic_path, file_sha256, write_json_atomic
 from llm4seg.models.config import ModelConfig
 from llm4seg.models.net import LLM4SegNet
 from llm4seg.models.registry import model_from_config
@@ -61,13 +61,6 @@ def save_checkpoint(model: LLM4SegNet, path: Path | str, extra: dict[str, Any] |
     write_json_atomic(folder / CONFIG_FILE, config)
     return folder
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_checkpoint_config(path: Path | str) -> dict[str, Any]:

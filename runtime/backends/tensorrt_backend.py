@@ -34,7 +34,7 @@ class TensorRTBackend(Backend):
         self._graphs: dict[int, Any] = {}
 
     def _verify_engine_key(self, trt) -> None:
-        from llm4seg.export.tensorrt import EngineKey, gpu_identity, mismatches
+        from llm4seg.runtime.engine_key import EngineKey, gpu_identity, mismatches
 
         recorded = self.manifest.get("engine")
         if not recorded:

@@ -6,7 +6,8 @@ import importlib.util
 
 import pytest
 
-from llm4seg.export.tensorrt import EngineKey, mismatches, profile_shapes
+from llm4seg.export.tensorrt import profile_shapes
+from llm4seg.runtime.engine_key import EngineKey, mismatches
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 

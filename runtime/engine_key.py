@@ -1,0 +1,59 @@
+"""The identity of a TensorRT engine: what it was built from and for. An engine runs only on a
+machine whose key matches (engines are specific to GPU, compute capability and TensorRT version).
+Shared by the export (which records it) and the runtime (which checks it); no torch here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llm4seg.errors import BackendUnavailableError
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+    def digest(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["profile"] = [list(s) for s in self.profile]
+        data["digest"] = self.digest()
+        return data
+
+
+def mismatches(recorded: dict[str, Any], current: EngineKey) -> list[str]:
+    """What differs between an engine's recorded key and this machine: empty means usable."""
+    now = current.to_dict()
+    return [f"{k}: engine has {recorded.get(k)!r}, this machine {now[k]!r}"
+            for k in ("onnx_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision", "profile")
+            if recorded.get(k) != now[k]]
+
+
+
+def gpu_identity(device: int = 0) -> tuple[str, str]:
+    """(name, 'major.minor') of a CUDA device through cuda-python."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.6 layout
+        except ImportError as exc:
+            raise BackendUnavailableError("cuda-python is needed to identify the GPU",
+                                          hint="pip install 'llm4seg[tensorrt]'") from exc
+    err, props = cudart.cudaGetDeviceProperties(device)
+    if int(err) != 0:
+        raise BackendUnavailableError(f"no CUDA device {device} (cudaGetDeviceProperties error {err})",
+                                      hint="run the TensorRT build on a machine with an NVIDIA GPU")
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return name.strip("\x00"), f"{props.major}.{props.minor}"

@@ -17,7 +17,7 @@ import torch
 
 from llm4seg.checkpoint import load_checkpoint, save_checkpoint
 from llm4seg.data.augment import augment_batch, normalise
-from llm4seg.data.datasets import ArrayDataset, train_val_datasets
+from llm4seg.data.datasets import train_val_datasets
 from llm4seg.errors import CheckpointError, ConfigError
 from llm4seg.fileio import atomic_path, write_json_atomic
 from llm4seg.models.registry import create_model
@@ -68,6 +68,9 @@ class Trainer:
         cfg.validate()
         self.cfg, self.world, self.progress = cfg, world, progress
         self.paths = RunPaths(Path(cfg.out))
+        if cfg.batch_size % world.size:
+            raise ConfigError(f"--batch-size {cfg.batch_size} does not split over {world.size} processes",
+                              hint=f"use a multiple of {world.size} (the batch is the global one, as in the paper)")
         self.device = world.device if world.size > 1 else pick_device(cfg.device)
         self.cuda = self.device.type == "cuda"
 
@@ -100,6 +103,7 @@ class Trainer:
         self.best_snapshot: dict[str, torch.Tensor] | None = None
         self.last_save = time.monotonic()
         self.per_rank_batch = self.cfg.batch_size // self.world.size
+        # Full batches only (BatchNorm and DDP need them); the remainder differs every epoch.
         self.steps_per_epoch = (len(self.train_set) // self.world.size) // self.per_rank_batch
         if self.steps_per_epoch < 1:
             raise ConfigError(f"{len(self.train_set)} training images cannot fill one batch of {cfg.batch_size}",
@@ -237,4 +241,4 @@ def write_run_config(cfg: TrainConfig, trainer: Trainer) -> None:
     })
 
 
-__all__ = ["Trainer", "TrainConfig", "prepare_run", "write_run_config", "ArrayDataset"]
+__all__ = ["Trainer", "TrainConfig", "prepare_run", "write_run_config"]

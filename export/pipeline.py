@@ -114,7 +114,8 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
         log(f"quantizing model.int8.onnx (calibration: {len(calib_x)} images)")
         fp32_probs = ort_probs(out / "model.onnx", held_x)
         report = int8_from_onnx(out / "model.onnx", out / "model.int8.onnx", calib_x, held_x, fp32_probs,
-                                cfg.threshold, opts.max_int8_drop, held_masks, log)
+                                cfg.threshold, opts.max_int8_drop, held_masks, log,
+                                latency=lambda p: cpu_latency_ms(p, held_x[:1], opts.latency_threads))
         finish("model.int8.onnx", "int8", out / "model.int8.onnx", fp32_probs, folds, {"int8": report})
     if opts.engine:
         _engines(out, opts, cfg, manifests, log)

@@ -23,7 +23,7 @@ class DeployNet(nn.Module):
 
     def __init__(self, model, half: bool = False) -> None:
         super().__init__()
-        self.encoder, self.decoder, _, folded, kept = folded_copies(model)
+        self.encoder, self.decoder, folded, kept = folded_copies(model)
         dtype = torch.float16 if half else torch.float32
         self.block = FoldedLLMBlock(model.block, dtype=dtype) if model.block is not None else None
         self.half = half

@@ -74,8 +74,8 @@ def fold_cmunext(encoder: CMUNeXtEncoder, decoder: CMUNeXtDecoder, head: nn.Conv
     return folded, kept
 
 
-def folded_copies(model) -> tuple[CMUNeXtEncoder, CMUNeXtDecoder, nn.Conv2d, int, int]:
+def folded_copies(model) -> tuple[CMUNeXtEncoder, CMUNeXtDecoder, int, int]:
+    """Folded copies of the model's encoder and decoder (the head is the decoder's), plus BN counts."""
     encoder, decoder = copy.deepcopy(model.encoder).eval(), copy.deepcopy(model.decoder).eval()
-    head = decoder.head
-    folded, kept = fold_cmunext(encoder, decoder, head)
-    return encoder, decoder, head, folded, kept
+    folded, kept = fold_cmunext(encoder, decoder, decoder.head)
+    return encoder, decoder, folded, kept

@@ -43,7 +43,6 @@ class FoldedLLMBlock(nn.Module):
         f64 = {k: v.detach().double() for k, v in layer.state_dict().items()}
         d, hd = spec.hidden_size, spec.head_dim
         self.n_heads, self.n_kv, self.head_dim, self.d, self.eps = spec.num_attention_heads, spec.num_key_value_heads, hd, d, spec.rms_norm_eps
-        self.eps2 = spec.rms_norm_eps
         # Statistics and softmax run in at least FP32 (the Gram form is sensitive to rounding).
         self.stat_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         w1, b1 = block.adapter_in.weight.detach().double(), block.adapter_in.bias.detach().double()
@@ -58,9 +57,10 @@ class FoldedLLMBlock(nn.Module):
                           f64.get("self_attn.v_proj.bias", torch.zeros(self.n_kv * hd, dtype=torch.float64))])
         wqkv_g = wqkv * g1[None, :]
         self.w_in, self.b_in = _p(w1.T, dtype), _p(b1, dtype)                 # a = t @ w_in + b_in
-        self.gram, self.gram_u = _p(w1.T @ w1, self.stat_dtype), _p(2 * (w1.T @ b1), self.stat_dtype)  # t'Gt + 2u't = (tG + 2u')t
-        self.gram_c = float(b1 @ b1)
         if self.fold:
+            # rms(a)^2 * D = t'Gt + 2u't + c = ((tG + 2u') . t) + c, all in C-space.
+            self.gram, self.gram_u = _p(w1.T @ w1, self.stat_dtype), _p(2 * (w1.T @ b1), self.stat_dtype)
+            self.gram_c = float(b1 @ b1)
             self.w_qkv, self.b_qkv_scaled = _p((wqkv_g @ w1).T, dtype), _p(wqkv_g @ b1, dtype)
         else:
             self.w_qkv, self.b_qkv_scaled = _p(wqkv_g.T, dtype), None

@@ -62,11 +62,6 @@ def _reader(path: str) -> Any:
         ) from exc
 
 
-def _field_value(field: Any) -> Any:
-    value = field.contents()
-    return value
-
-
 def unpermute_qk(weight: np.ndarray, n_head: int) -> np.ndarray:
     """Undo llama.cpp's reordering of q/k rows (it interleaves the two rotary halves)."""
     rows = weight.shape[0]
@@ -93,12 +88,12 @@ class GGUFSource:
         fields = _reader(str(self.path)).fields
         if "general.architecture" not in fields:
             raise LLMSourceError(f"{self.path} has no general.architecture field", hint="pass a valid GGUF model file")
-        return str(_field_value(fields["general.architecture"]))
+        return str(fields["general.architecture"].contents())
 
     def spec(self) -> LayerSpec:
         if self._spec is None:
             arch = self.arch
-            fields = {k: _field_value(f) for k, f in _reader(str(self.path)).fields.items() if k.startswith(arch + ".")}
+            fields = {k: f.contents() for k, f in _reader(str(self.path)).fields.items() if k.startswith(arch + ".")}
             try:
                 self._spec = spec_from_gguf_fields(arch, fields)
             except KeyError as exc:

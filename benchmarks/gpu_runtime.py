@@ -3,7 +3,7 @@
 In one run: the authors' way (torch eager FP32), the torch backend with FP16 (+ CUDA graph),
 and onnxruntime (whatever providers exist there; the device image has the CPU one only), at
 batch 1 and at a large batch. Targets on an H100/H200: <= 0.5 ms/frame at batch 1 and
->= 5000 img/s at large batch. Writes gpu_runtime.json / .md under --out.
+>= 5000 img/s at large batch. Writes gpu_runtime.json under --out and prints the table.
 
 Run there:  PYTHONPATH=. python benchmarks/gpu_runtime.py --out $OUT
 Smoke here: python benchmarks/gpu_runtime.py --device cpu --image-size 64 --large-batch 4 --iterations 2
@@ -89,7 +89,6 @@ def main() -> None:
     lines = [f"LLaMA-1B-shaped model, {args.image_size}x{args.image_size}, {info['device']}, torch {info['torch']}",
              "| way | batch | ms per call | ms per image | images/s |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['way']} | {r['batch']} | {r['ms']:.2f} | {r['ms_per_image']:.3f} | {r['images_per_s']:.0f} |" for r in results]
-    (out / "gpu_runtime.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

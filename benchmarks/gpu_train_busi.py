@@ -4,7 +4,7 @@ Measures iterations per second of this project's training step (bf16 autocast, c
 data and augmentation on the GPU, with and without torch.compile) beside the authors' way
 (eager FP32, per-sample CPU augmentation), plus the on-device validation pass, and projects
 the minutes a full 300-epoch run takes (steps per epoch = 452 // 8 = 56, validation each epoch).
-Writes gpu_train.json and gpu_train.md under --out.
+Writes gpu_train.json under --out and prints the table.
 
 Run there: PYTHONPATH=. python benchmarks/gpu_train_busi.py --npz .device_carry/busi1_256.npz --out $OUT
 Smoke test here (CPU): python benchmarks/gpu_train_busi.py --npz ... --device cpu --iterations 2 --warmup 1
@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--ways", default="authors,project,compile",
+                        help="Comma-separated subset of authors, project, compile (a time-boxed session splits them).")
+    parser.add_argument("--json-name", default="gpu_train.json")
     parser.add_argument("--limit", type=int, default=0, help="Use only the first N train and val images (smoke tests).")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -81,15 +84,19 @@ def main() -> None:
         return m.to(memory_format=torch.channels_last) if channels_last else m
 
     cuda = device.type == "cuda"
-    cases = [
-        ("authors (eager FP32, CPU per-sample aug)", build,
-         lambda m: make_authors_step(m, images, masks, BATCH, device), False),
-        ("project (bf16, channels_last, GPU data)", lambda: build(cuda),
-         lambda m: make_project_step(m, images, masks, BATCH, device, True, cuda), True),
-    ]
-    if not args.no_compile:
-        cases.append(("project + torch.compile", lambda: build(cuda),
-                      lambda m: make_project_step(torch.compile(m), images, masks, BATCH, device, True, cuda), True))
+    all_cases = {
+        "authors": ("authors (eager FP32, CPU per-sample aug)", build,
+                    lambda m: make_authors_step(m, images, masks, BATCH, device), False),
+        "project": ("project (bf16, channels_last, GPU data)", lambda: build(cuda),
+                    lambda m: make_project_step(m, images, masks, BATCH, device, True, cuda), True),
+        "compile": ("project + torch.compile", lambda: build(cuda),
+                    lambda m: make_project_step(torch.compile(m), images, masks, BATCH, device, True, cuda), True),
+    }
+    ways = [w.strip() for w in args.ways.split(",") if w.strip() and not (args.no_compile and w.strip() == "compile")]
+    unknown = [w for w in ways if w not in all_cases]
+    if unknown:
+        parser.error(f"--ways: unknown {unknown}; expected a subset of {sorted(all_cases)}")
+    cases = [all_cases[w] for w in ways]
     results = []
     for name, b, steps_fn, amp in cases:
         r = run_case(name, b, steps_fn, images, masks, val_images, val_masks, args, device, amp)
@@ -99,12 +106,11 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"), "n_train": len(images), "n_val": len(val_images), "results": results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_train.json").write_text(json.dumps(info, indent=2))
+    (out / args.json_name).write_text(json.dumps(info, indent=2))
     lines = [f"BUSI split 1, LLaMA-1B-shaped layer, batch {BATCH}, 256x256 on {info['device']}, torch {info['torch']}",
              "| way | it/s | ms/step | val s/epoch | minutes for 300 epochs |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['way']} | {r['it_per_s']:.1f} | {r['step_ms_median']:.1f} | {r['val_s']:.2f} | {r['minutes_300_epochs']:.1f} |"
               for r in results]
-    (out / "gpu_train.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

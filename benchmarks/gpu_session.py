@@ -1,0 +1,122 @@
+"""One time-boxed device call: every GPU check of this project, in order of value.
+
+1. BUSI split 1 training step speed, authors' way vs this project's (gpu_train_busi.py).
+2. A real `llm4seg train` run on BUSI split 1 with the LLaMA-1B-shaped layer: as many of the
+   paper's 300 epochs as fit the budget (all 300 when the measured speed allows), timed end to
+   end; its best checkpoint comes back packed (checkpoint_transfer.py) for CPU export checks.
+3. Runtime latency and throughput (gpu_runtime.py).
+4. If time is left: the torch.compile training case.
+
+Each stage runs in its own process under a timeout, so one failure leaves the others' results.
+Files under --out stay within the device tool's limits (8 files, 16 MiB each).
+
+Run there: python3 benchmarks/gpu_session.py --npz .device_carry/busi1_256.npz --out $OUT
+Smoke here: python benchmarks/gpu_session.py --npz ... --out /tmp/s --device cpu --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f} s] {msg}", flush=True)
+
+
+def run_stage(name: str, cmd: list[str], timeout_s: float) -> tuple[int, float]:
+    log(f"{name}: {' '.join(cmd)} (timeout {timeout_s:.0f} s)")
+    t = time.monotonic()
+    try:
+        rc = subprocess.run(cmd, timeout=max(timeout_s, 1)).returncode
+    except subprocess.TimeoutExpired:
+        rc = 124
+    wall_s = time.monotonic() - t
+    log(f"{name}: rc={rc} in {wall_s:.1f} s")
+    return rc, wall_s
+
+
+def folder_from_npz(npz: str, root: Path, limit: int) -> None:
+    """BUSI split 1 as a dataset folder (images/, masks/, splits/train1.txt, val1.txt)."""
+    data = np.load(npz)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    (root / "splits").mkdir(exist_ok=True)
+    for part, split in (("train", "train1"), ("val", "val1")):
+        images, masks = data[f"{part}_images"], data[f"{part}_masks"]
+        n = min(limit, len(images)) if limit else len(images)
+        stems = [f"{part}{i:04d}" for i in range(n)]
+        for stem, img, msk in zip(stems, images[:n], masks[:n]):
+            cv2.imwrite(str(root / "images" / f"{stem}.png"), img)
+            cv2.imwrite(str(root / "masks" / f"{stem}.png"), msk.astype(np.uint8) * 255)
+        (root / "splits" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+
+
+def epochs_that_fit(train_json: Path, budget_s: float, cap: int) -> int:
+    """From the measured step speed; 1.25x for the loop's logging, metrics and checkpoint writes."""
+    try:
+        results = json.loads(train_json.read_text())["results"]
+        r = next(r for r in results if r["way"].startswith("project"))
+        epoch_s = r["steps_per_epoch"] / r["it_per_s"] + r["val_s"]
+    except (OSError, ValueError, StopIteration, KeyError):
+        return 30  # no speed measured: a short run still yields a trained model
+    return int(max(1, min(cap, budget_s / (1.25 * epoch_s))))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--npz", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--budget-s", type=float, default=480, help="Wall time for all stages together.")
+    p.add_argument("--train-budget-s", type=float, default=220)
+    p.add_argument("--smoke", action="store_true", help="Tiny sizes, for a CPU check of the script itself.")
+    args = p.parse_args()
+    out, work = Path(args.out), Path("/tmp/llm4seg_gpu_session")
+    out.mkdir(parents=True, exist_ok=True)
+    py, smoke = sys.executable, args.smoke
+    limit = 16 if smoke else 0
+    folder_from_npz(args.npz, work / "busi", limit)
+    log("dataset folder written")
+    tiny = ["--limit", "16", "--iterations", "2", "--warmup", "1"] if smoke else ["--iterations", "40", "--warmup", "10"]
+    run_stage("train-speed", [py, str(HERE / "gpu_train_busi.py"), "--npz", args.npz, "--out", str(out),
+                              "--device", args.device, "--ways", "authors,project", *tiny], 150)
+
+    epochs = 1 if smoke else epochs_that_fit(out / "gpu_train.json", args.train_budget_s, 300)
+    run_dir = work / "run"
+    train_cmd = [py, "-m", "llm4seg.cli.main", "train", "--model", "llm4seg_random", "--llm", "shape:llama-3.2-1b",
+                 "--data", str(work / "busi"), "--split", "train1", "--epochs", str(epochs), "--out", str(run_dir),
+                 "--device", args.device, "--json", *(["--image-size", "64"] if smoke else [])]
+    left = args.budget_s - (time.monotonic() - T0)
+    rc, wall_s = run_stage("train-busi", train_cmd, min(args.train_budget_s + 90, left - 60))
+    (out / "busi_train_wall.json").write_text(json.dumps({"epochs": epochs, "rc": rc, "wall_s": wall_s}))
+    best = run_dir / "checkpoints" / "best"
+    if best.is_dir():
+        run_stage("pack", [py, str(HERE / "checkpoint_transfer.py"), "pack", str(best), str(out / "busi_run")], 120)
+        if (run_dir / "metrics.jsonl").is_file():
+            (out / "busi_run" / "metrics.jsonl").write_bytes((run_dir / "metrics.jsonl").read_bytes())
+
+    left = args.budget_s - (time.monotonic() - T0)
+    small = ["--image-size", "64", "--large-batch", "4", "--iterations", "2"] if smoke else ["--iterations", "30"]
+    run_stage("runtime", [py, str(HERE / "gpu_runtime.py"), "--out", str(out), "--device", args.device,
+                          "--skip-onnx", *small], min(150, left - 10))
+    left = args.budget_s - (time.monotonic() - T0)
+    if left > 100:
+        run_stage("train-speed-compile", [py, str(HERE / "gpu_train_busi.py"), "--npz", args.npz, "--out", str(out),
+                                          "--device", args.device, "--ways", "compile",
+                                          "--json-name", "gpu_train_compile.json", *tiny], left - 10)
+    log("done; files: " + ", ".join(str(f.relative_to(out)) for f in sorted(out.rglob("*")) if f.is_file()))
+
+
+if __name__ == "__main__":
+    main()

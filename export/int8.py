@@ -31,14 +31,14 @@ class Candidate:
     keep: Callable[[str, str], bool]  # (node name, weight name) -> quantize it?
 
 
-_MLP_WEIGHTS = ("block.w_gu", "block.w_out_m", "block.w_down")
+MLP_WEIGHTS = ("block.w_gu", "block.w_out_m", "block.w_down")
 CANDIDATES = [
     Candidate("all Conv + weight MatMul", lambda n, w: True),
     Candidate("all but stem and head convs", lambda n, w: "/stem/" not in n and "/head/" not in n),
     Candidate("LLM block + encoder", lambda n, w: n.startswith("/block/") or n.startswith("/encoder/")),
     Candidate("LLM block only", lambda n, w: n.startswith("/block/")),
     # The MLP holds most of the layer's multiply-adds; its inputs are normalised, so INT8 suits it best.
-    Candidate("LLM MLP only", lambda n, w: w in _MLP_WEIGHTS),
+    Candidate("LLM MLP only", lambda n, w: w in MLP_WEIGHTS),
 ]
 
 
@@ -69,7 +69,7 @@ class _Reader:
         pass
 
 
-def _quantize(pre_path: Path, out_path: Path, calib_x: np.ndarray, nodes: list[str], cache: Path) -> None:
+def quantize_nodes(pre_path: Path, out_path: Path, calib_x: np.ndarray, nodes: list[str], cache: Path) -> None:
     q = require("onnxruntime.quantization", "INT8 quantization")
     q.quantize_static(
         str(pre_path), str(out_path), calibration_data_reader=_Reader(calib_x), quant_format=q.QuantFormat.QDQ,
@@ -102,7 +102,7 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
             if not nodes:
                 continue
             trial = Path(tmp) / f"trial{i}.onnx"
-            _quantize(pre, trial, calib_x, nodes, Path(tmp) / "calib.cache")
+            quantize_nodes(pre, trial, calib_x, nodes, Path(tmp) / "calib.cache")
             stats = agreement(reference, ort_probs(trial, heldout_x), threshold, masks)
             passed = 1.0 - stats["dice_agreement"] <= max_drop
             row = {"candidate": cand.name, "int8_nodes": len(nodes), "fp32_nodes": len(all_nodes) - len(nodes),

@@ -49,6 +49,16 @@ def test_backends_agree(exported, trained_checkpoint):
         assert np.abs(ort_b.infer(x) - torch_b.infer(x)).max() < 1e-4
 
 
+@pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
+def test_torch_backend_channels_last_matches(trained_checkpoint):
+    # channels_last is the CUDA default; forced here so the layout change is checked on the CPU too.
+    x = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with load_backend(trained_checkpoint, "torch") as plain, \
+            load_backend(trained_checkpoint, "torch", channels_last=True) as nhwc:
+        assert nhwc.memory_format is not plain.memory_format
+        assert np.abs(plain.infer(x) - nhwc.infer(x)).max() < 1e-5
+
+
 def test_backend_selection_and_errors(tmp_path, exported):
     assert backend_for("x/model.fp16.plan") == "tensorrt" and backend_for("x/model.onnx") == "onnxruntime"
     assert backend_for(tmp_path) == "torch"

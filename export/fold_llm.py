@@ -37,8 +37,12 @@ class FoldedLLMBlock(nn.Module):
     the softmax, which run in FP32 (FP16 overflows there). float64 serves the exactness tests.
     """
 
-    def __init__(self, block: LLMBlock, dtype: torch.dtype = torch.float32, fold: bool | None = None) -> None:
+    def __init__(self, block: LLMBlock, dtype: torch.dtype = torch.float32, fold: bool | None = None,
+                 native_ops: bool = False) -> None:
         super().__init__()
+        # native_ops: attention and the post-attention norm as scaled_dot_product_attention and
+        # rms_norm, which the opset-23 exporter writes as ONNX Attention and RMSNormalization.
+        self.native_ops, self.causal = native_ops, block.causal
         spec, layer = block.spec, block.layer
         f64 = {k: v.detach().double() for k, v in layer.state_dict().items()}
         d, hd = spec.hidden_size, spec.head_dim
@@ -103,17 +107,7 @@ class FoldedLLMBlock(nn.Module):
             qkv = (t @ self.w_qkv + self.b_qkv_scaled) * inv_rms_in + self.b_qkv
         else:
             qkv = self._norm(a) @ self.w_qkv + self.b_qkv
-        nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
-        q, k, v = qkv.split([nq, nkv, nkv], dim=-1)
-        groups = self.n_heads // self.n_kv
-        tokens = q.shape[1]
-        # GQA by broadcasting: (B, kv, groups, T, hd) against (B, kv, 1, T, hd); no repeat.
-        q = self._rotate(q.view(b, tokens, self.n_kv, groups, hd).permute(0, 2, 3, 1, 4))
-        k = self._rotate(k.view(b, tokens, self.n_kv, 1, hd).permute(0, 2, 3, 1, 4))
-        v = v.view(b, tokens, self.n_kv, 1, hd).permute(0, 2, 3, 1, 4)
-        scores = (q @ k.transpose(-1, -2)).to(self.stat_dtype) + self.mask
-        probs = torch.softmax(scores, dim=-1).to(v.dtype)
-        attn = (probs @ v).permute(0, 3, 1, 2, 4).reshape(b, tokens, nq)
+        attn = self._attention_native(qkv) if self.native_ops else self._attention(qkv)
         h = a + attn @ self.w_o + self.b_o
         gate, up = (self._norm(h) @ self.w_gu + self.b_gu).chunk(2, dim=-1)
         m = torch.nn.functional.silu(gate) * up
@@ -123,6 +117,34 @@ class FoldedLLMBlock(nn.Module):
             out = (h + m @ self.w_down + self.b_down) @ self.w_out_h + self.b_out
         return out.transpose(1, 2).reshape(b, c, hh, ww)
 
+    def _attention(self, qkv: torch.Tensor) -> torch.Tensor:
+        b, tokens, _ = qkv.shape
+        nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
+        q, k, v = qkv.split([nq, nkv, nkv], dim=-1)
+        groups = self.n_heads // self.n_kv
+        # GQA by broadcasting: (B, kv, groups, T, hd) against (B, kv, 1, T, hd); no repeat.
+        q = self._rotate(q.view(b, tokens, self.n_kv, groups, hd).permute(0, 2, 3, 1, 4))
+        k = self._rotate(k.view(b, tokens, self.n_kv, 1, hd).permute(0, 2, 3, 1, 4))
+        v = v.view(b, tokens, self.n_kv, 1, hd).permute(0, 2, 3, 1, 4)
+        scores = (q @ k.transpose(-1, -2)).to(self.stat_dtype) + self.mask
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
+        return (probs @ v).permute(0, 3, 1, 2, 4).reshape(b, tokens, nq)
+
+    def _attention_native(self, qkv: torch.Tensor) -> torch.Tensor:
+        b, tokens, _ = qkv.shape
+        nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
+        q, k, v = qkv.split([nq, nkv, nkv], dim=-1)
+        # Query head i reads kv head i // groups (enable_gqa), as the broadcast form does.
+        q = self._rotate(q.view(b, tokens, self.n_heads, hd).transpose(1, 2)).to(self.stat_dtype)
+        k = self._rotate(k.view(b, tokens, self.n_kv, hd).transpose(1, 2)).to(self.stat_dtype)
+        v = v.view(b, tokens, self.n_kv, hd).transpose(1, 2).to(self.stat_dtype)
+        # scale=1: 1/sqrt(head_dim) is already in the q rows. FP32 inside, as the softmax must be.
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=self.causal, scale=1.0,
+                                                               enable_gqa=self.n_heads != self.n_kv)
+        return out.to(qkv.dtype).transpose(1, 2).reshape(b, tokens, nq)
+
     def _norm(self, h: torch.Tensor) -> torch.Tensor:
         h32 = h.to(self.stat_dtype)
+        if self.native_ops:
+            return torch.nn.functional.rms_norm(h32, (self.d,), eps=self.eps).to(h.dtype)
         return (h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + self.eps)).to(h.dtype)

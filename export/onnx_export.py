@@ -58,7 +58,8 @@ def onnx_from_model(model, path: Path, opset: int = 17, half: bool = False) -> D
         raise ExportError(f"opset {opset} is not supported", hint=f"choose one of {SUPPORTED_OPSETS} "
                           "(17: decomposed ops for any TensorRT 10.x and Jetson; 23: native ONNX ops)")
     cfg = model.config
-    net = DeployNet(model, half=half)
+    # Opset 23 has ONNX Attention and RMSNormalization (TensorRT >= 10.15); 17 stays decomposed.
+    net = DeployNet(model, half=half, native_ops=opset >= 23)
     example = torch.randn(2, cfg.in_channels, cfg.image_size, cfg.image_size)  # batch >= 2: see check_graph
     try:
         _export(net, example, path, opset)

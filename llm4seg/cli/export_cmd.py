@@ -21,7 +21,7 @@ def export(
     data: DataOpt = None,
     split: SplitOpt = None,
     engine: Annotated[bool, typer.Option("--engine", help="Build TensorRT engines from the FP16/INT8 graphs.")] = False,
-    opset: Annotated[int, typer.Option("--opset", help="17 (decomposed ops, any TensorRT 10.x, Jetson) or 23.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", help="17 (decomposed ops, any TensorRT 10.x, Jetson) or 23 (ONNX Attention, RMSNormalization; TensorRT >= 10.15).")] = 17,
     batch: Annotated[str, typer.Option("--batch", help="Dynamic batch range MIN:OPT:MAX.")] = "1:1:16",
     parity_images: Annotated[int, typer.Option("--parity-images", help="Held-out images for parity and INT8 gates.")] = 16,
     calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images for INT8 (memory grows with it).")] = 16,

@@ -106,12 +106,14 @@ def test_option_errors(trained_checkpoint, tmp_path):
         parse_batch("4:2:8")
 
 
-def test_opset23_export_has_native_gelu_and_dynamic_batch(trained_checkpoint, tmp_path):
-    summary = export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path, opset=23, parity_images=4),
+def test_opset23_export_has_native_ops_and_dynamic_batch(trained_checkpoint, tmp_path):
+    summary = export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path, opset=23, fp16=True, parity_images=4),
                                 log=lambda s: None)
-    model = onnx.load(str(tmp_path / "model.onnx"))
-    assert model.opset_import[0].version == 23
-    assert any(n.op_type == "Gelu" for n in model.graph.node)
-    assert summary["rows"][0]["dice_agreement"] >= 0.99
-    for batch in (1, 3):
-        assert run(tmp_path / "model.onnx", batch)[1].shape == (batch, 1, 64, 64)
+    for name in ("model.onnx", "model.fp16.onnx"):
+        model = onnx.load(str(tmp_path / name))
+        assert model.opset_import[0].version == 23
+        ops = {n.op_type for n in model.graph.node}
+        assert {"Gelu", "Attention", "RMSNormalization"} <= ops, f"{name}: {sorted(ops)}"
+        for batch in (1, 3):
+            assert run(tmp_path / name, batch)[1].shape == (batch, 1, 64, 64)
+    assert all(row["dice_agreement"] >= 0.99 for row in summary["rows"])

@@ -38,15 +38,16 @@ def block_with_random_adapters(source, **kw):
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_qwen2"])
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
 @pytest.mark.parametrize("fold", [True, False])
-def test_folded_block_float64_and_float32(fixture, attention, fold, request):
+@pytest.mark.parametrize("native_ops", [False, True], ids=["decomposed", "native"])
+def test_folded_block_float64_and_float32(fixture, attention, fold, native_ops, request):
     source = str(request.getfixturevalue(fixture)[0])
     block = block_with_random_adapters(source, attention=attention)
     x = torch.randn(2, block.adapter_in.in_features, 4, 4, generator=torch.Generator().manual_seed(1))
     ref64 = copy.deepcopy(block).double()
     with torch.no_grad():
         expected64 = ref64(x.double())
-        got64 = FoldedLLMBlock(block, dtype=torch.float64, fold=fold)(x.double())
-        got32 = FoldedLLMBlock(block, fold=fold)(x)
+        got64 = FoldedLLMBlock(block, dtype=torch.float64, fold=fold, native_ops=native_ops)(x.double())
+        got32 = FoldedLLMBlock(block, fold=fold, native_ops=native_ops)(x)
     scale = expected64.abs().max()
     assert (got64 - expected64).abs().max() / scale < 1e-12
     assert (got32.double() - expected64).abs().max() / scale < 1e-5

@@ -28,17 +28,19 @@ from llm4seg.fileio import atomic_path
 @dataclass
 class Candidate:
     name: str
-    keep: Callable[[str, str], bool]  # (node name, weight name) -> quantize it?
+    keep: Callable[[str], bool]  # weight (initializer) name -> quantize its node?
 
 
+# Candidates select by weight name: both exporters keep the parameter names, while node names
+# differ ("/block/MatMul_6" from TorchScript, "node_matmul_4" from dynamo).
 MLP_WEIGHTS = ("block.w_gu", "block.w_out_m", "block.w_down")
 CANDIDATES = [
-    Candidate("all Conv + weight MatMul", lambda n, w: True),
-    Candidate("all but stem and head convs", lambda n, w: "/stem/" not in n and "/head/" not in n),
-    Candidate("LLM block + encoder", lambda n, w: n.startswith("/block/") or n.startswith("/encoder/")),
-    Candidate("LLM block only", lambda n, w: n.startswith("/block/")),
+    Candidate("all Conv + weight MatMul", lambda w: True),
+    Candidate("all but stem and head convs", lambda w: not w.startswith(("encoder.stem.", "decoder.head."))),
+    Candidate("LLM block + encoder", lambda w: w.startswith(("block.", "encoder."))),
+    Candidate("LLM block only", lambda w: w.startswith("block.")),
     # The MLP holds most of the layer's multiply-adds; its inputs are normalised, so INT8 suits it best.
-    Candidate("LLM MLP only", lambda n, w: w in MLP_WEIGHTS),
+    Candidate("LLM MLP only", lambda w: w in MLP_WEIGHTS),
 ]
 
 
@@ -98,7 +100,7 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
         shape_inference.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         all_nodes = quantizable_nodes(onnx.load(str(pre)))
         for i, cand in enumerate(CANDIDATES):
-            nodes = [n for n, w in all_nodes.items() if cand.keep(n, w)]
+            nodes = [n for n, w in all_nodes.items() if cand.keep(w)]
             if not nodes:
                 continue
             trial = Path(tmp) / f"trial{i}.onnx"

@@ -117,3 +117,21 @@ def test_opset23_export_has_native_ops_and_dynamic_batch(trained_checkpoint, tmp
         for batch in (1, 3):
             assert run(tmp_path / name, batch)[1].shape == (batch, 1, 64, 64)
     assert all(row["dice_agreement"] >= 0.99 for row in summary["rows"])
+
+
+def test_int8_candidates_select_the_same_weights_for_both_exporters(trained_checkpoint, tmp_path):
+    from llm4seg.export.int8 import CANDIDATES, quantizable_nodes
+    from llm4seg.export.onnx_export import onnx_from_model
+
+    model = llm4seg.load_checkpoint(trained_checkpoint)
+    chosen = {}
+    for opset in (17, 23):
+        path = tmp_path / f"model{opset}.onnx"
+        onnx_from_model(model, path, opset)
+        weights = quantizable_nodes(onnx.load(str(path))).values()
+        chosen[opset] = {c.name: sorted(w for w in weights if c.keep(w)) for c in CANDIDATES}
+    assert chosen[17] == chosen[23]
+    sizes = [len(chosen[17][c.name]) for c in CANDIDATES]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] > 0  # a ladder, every rung non-empty
+    assert chosen[17]["all but stem and head convs"] == [
+        w for w in chosen[17]["all Conv + weight MatMul"] if w not in ("encoder.stem.0.weight", "decoder.head.weight")]

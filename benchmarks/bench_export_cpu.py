@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--llm", default="shape:llama-3.2-1b")
     p.add_argument("--data", required=True)
     p.add_argument("--split", default=None)
+    p.add_argument("--calib-split", default=None, help="Split of --data for INT8 calibration (e.g. train1).")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
@@ -70,7 +71,7 @@ def main() -> None:
     base = agreement(ref, ref, cfg.threshold, data.masks[held])
     rows.append({"artifact": "PyTorch eager FP32 (authors' way)", "ms": eager, "dice_vs_truth": base["dice_vs_truth"],
                  "dice_agreement": 1.0})
-    opts = ExportOptions(out=work / "art", fp16=True, int8=True, calib=args.data, data=args.data, split=args.split,
+    opts = ExportOptions(out=work / "art", fp16=True, int8=True, calib=args.data, calib_split=args.calib_split, data=args.data, split=args.split,
                          parity_images=args.images, max_int8_drop=args.int8_max_drop, latency_threads=args.threads)
     try:
         export_checkpoint(ckpt, opts, log=lambda s: print(s, file=sys.stderr))

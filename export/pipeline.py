@@ -26,6 +26,7 @@ class ExportOptions:
     fp16: bool = False
     int8: bool = False
     calib: str | None = None
+    calib_split: str | None = None
     data: str | None = None
     split: str | None = None
     engine: bool = False
@@ -64,11 +65,21 @@ def _images(opts: ExportOptions, size: int):
     pool = load_dataset(opts.data or opts.calib, opts.split, size, synthetic_count=2 * opts.parity_images, seed=10_000)
     n_held = min(opts.parity_images, len(pool))
     held = slice(len(pool) - n_held, len(pool))
-    if opts.calib and opts.calib != opts.data and opts.data:
-        calib = load_dataset(opts.calib, None, size).images[: opts.calib_images]
+    separate = bool(opts.calib) and ((bool(opts.data) and opts.calib != opts.data)
+                                     or opts.calib_split not in (None, opts.split))
+    if separate:
+        calib_pool = load_dataset(opts.calib, opts.calib_split, size).images
     else:  # same pool: calibrate on images the gate does not score, when there are enough
-        calib = pool.images[: min(opts.calib_images, max(1, len(pool) - n_held))]
-    return pool.images[held], pool.masks[held], calib, pool.name
+        calib_pool = pool.images[: max(1, len(pool) - n_held)]
+    return pool.images[held], pool.masks[held], calibration_sample(calib_pool, opts.calib_images), pool.name
+
+
+def calibration_sample(images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """A seeded random subset in file order: folders are often sorted by class, so never the first N."""
+    if count >= len(images):
+        return images
+    index = np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))
+    return images[index]
 
 
 def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -116,6 +127,7 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
         report = int8_from_onnx(out / "model.onnx", out / "model.int8.onnx", calib_x, held_x, fp32_probs,
                                 cfg.threshold, opts.max_int8_drop, held_masks, log,
                                 latency=lambda p: cpu_latency_ms(p, held_x[:1], opts.latency_threads))
+        report["calibration_source"] = f"{opts.calib}:{opts.calib_split or 'all'}"
         finish("model.int8.onnx", "int8", out / "model.int8.onnx", fp32_probs, folds, {"int8": report})
     if opts.engine:
         _engines(out, opts, cfg, manifests, log)

@@ -18,6 +18,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx (typed FP16).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write model.int8.onnx (QDQ, Dice-gated).")] = False,
     calib: Annotated[Optional[str], typer.Option("--calib", help="Calibration images (dataset folder) for --int8.")] = None,
+    calib_split: Annotated[Optional[str], typer.Option("--calib-split", help="Split of --calib to draw calibration images from (e.g. train1).")] = None,
     data: DataOpt = None,
     split: SplitOpt = None,
     engine: Annotated[bool, typer.Option("--engine", help="Build TensorRT engines from the FP16/INT8 graphs.")] = False,
@@ -30,7 +31,7 @@ def export(
     """Export CHECKPOINT for deployment; fails loudly when an artifact disagrees with the checkpoint."""
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint, parse_batch
 
-    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, data=data, split=split, engine=engine,
+    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine,
                          opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images)
     if engine:
         from llm4seg._optional import require

@@ -135,3 +135,27 @@ def test_int8_candidates_select_the_same_weights_for_both_exporters(trained_chec
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] > 0  # a ladder, every rung non-empty
     assert chosen[17]["all but stem and head convs"] == [
         w for w in chosen[17]["all Conv + weight MatMul"] if w not in ("encoder.stem.0.weight", "decoder.head.weight")]
+
+
+def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path):
+    from llm4seg.data.datasets import load_dataset
+    from llm4seg.export.pipeline import _images, calibration_sample
+
+    images = np.arange(40).reshape(40, 1, 1, 1)
+    picked = calibration_sample(images, 8)[:, 0, 0, 0]
+    assert len(set(picked)) == 8 and list(picked) == sorted(picked) and picked.max() >= 20  # spread, not the first 8
+    assert calibration_sample(images, 64).shape[0] == 40
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for sub in ("images", "masks"):
+        (folder / sub).symlink_to(synthetic_folder / sub)
+    stems = sorted(p.stem for p in (synthetic_folder / "images").iterdir())
+    (folder / "splits").mkdir()
+    (folder / "splits" / "train1.txt").write_text("\n".join(stems[:4]) + "\n")
+    (folder / "splits" / "val1.txt").write_text("\n".join(stems[4:]) + "\n")
+    opts = ExportOptions(out=tmp_path / "art", int8=True, calib=str(folder), calib_split="train1", data=str(folder),
+                         split="val1", parity_images=6, calib_images=16)
+    held, _, calib, _ = _images(opts, 64)
+    train_images = load_dataset(str(folder), "train1", 64).images
+    assert held.shape[0] == 6 and calib.shape[0] == 4 and np.array_equal(calib, train_images)

@@ -55,3 +55,69 @@ def test_build_fp16_engine_and_reuse_cache(exported, tmp_path):
     assert plan.stat().st_size > 0 and built and meta["precision"] == "fp16"
     _, _, built_again = cached_engine(out / "model.fp16.onnx", tmp_path, "fp16", (1, 1, 4), 3, 64, tmp_path / "cache")
     assert not built_again
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """Install a strict TensorRT-API stand-in (see fake_tensorrt.py) and a fixed GPU identity."""
+    from tests.export import fake_tensorrt
+
+    import llm4seg.export.tensorrt as trt_export
+
+    def install(**kw):
+        module = fake_tensorrt.make_module(**kw)
+        monkeypatch.setitem(__import__("sys").modules, "tensorrt", module)
+        return module
+
+    monkeypatch.setattr(trt_export, "gpu_identity", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
+    return install
+
+
+def onnx_file(tmp_path, content=b"onnx-bytes"):
+    path = tmp_path / "model.fp16.onnx"
+    path.write_bytes(content)
+    return path
+
+
+def test_build_goes_through_the_trt10_api_and_the_cache(fake_trt, tmp_path):
+    from llm4seg.export.tensorrt import cached_engine
+
+    trt = fake_trt()
+    onnx_path, cache = onnx_file(tmp_path), tmp_path / "cache"
+    plan, meta, built = cached_engine(onnx_path, tmp_path, "fp16", (1, 2, 8), 3, 64, cache)
+    assert built and plan.read_bytes() == b"plan:10.13.0" and plan.name == "model.fp16.plan"
+    (call,) = trt.calls
+    assert call["flags"] == 1 << 1  # STRONGLY_TYPED asked for
+    config = call["config"]
+    assert config.pool_limits == {trt.MemoryPoolType.WORKSPACE: 4 << 30}
+    assert config.profiles[0].shapes == {"image": ((1, 3, 64, 64), (2, 3, 64, 64), (8, 3, 64, 64))}
+    assert (cache / "timing.cache").read_bytes() == b"+timed"
+    assert meta["precision"] == "fp16" and meta["tensorrt_version"] == "10.13.0" and meta["compute_capability"] == "9.0"
+
+    _, _, built_again = cached_engine(onnx_path, tmp_path, "fp16", (1, 2, 8), 3, 64, cache)
+    assert not built_again and len(trt.calls) == 1  # same key: served from the cache
+    cached_engine(onnx_path, tmp_path, "fp16", (1, 4, 8), 3, 64, cache)
+    assert len(trt.calls) == 2  # another profile is another engine
+    assert config.timing_cache is not None and trt.calls[1]["config"].timing_cache.blob == b"+timed"  # cache reloaded
+
+
+def test_trt11_without_the_strongly_typed_flag(fake_trt, tmp_path):
+    from llm4seg.export.tensorrt import cached_engine
+
+    trt = fake_trt(version="11.0.0", strongly_typed_flag=False)
+    cached_engine(onnx_file(tmp_path), tmp_path, "fp16", (1, 1, 4), 3, 64, tmp_path / "cache")
+    assert trt.calls[0]["flags"] == 0  # every network is strongly typed there
+
+
+def test_parse_and_build_failures_are_clear_and_leave_no_plan(fake_trt, tmp_path):
+    from llm4seg.errors import ExportError
+    from llm4seg.export.tensorrt import cached_engine
+
+    fake_trt(parse_ok=False)
+    with pytest.raises(ExportError, match=r"could not parse model.fp16.onnx: In node 3 \(Attention\)") as info:
+        cached_engine(onnx_file(tmp_path), tmp_path, "fp16", (1, 1, 4), 3, 64, tmp_path / "cache")
+    assert "--opset 17" in info.value.hint
+    fake_trt(build_ok=False)
+    with pytest.raises(ExportError, match="failed to build an engine"):
+        cached_engine(onnx_file(tmp_path), tmp_path, "fp16", (1, 1, 4), 3, 64, tmp_path / "cache")
+    assert not list(tmp_path.glob("**/*.plan"))

@@ -1,7 +1,9 @@
 """TensorRT backend (TensorRT 10/11 API): set_tensor_address + execute_async_v3 on one stream.
 
-Memory and streams through cuda-python (`cuda.bindings.runtime`). Inputs are staged in pinned
-host buffers; an optional CUDA graph replays the enqueue for a fixed batch. The engine's key
+Memory and streams through cuda-python (`cuda.bindings.runtime`). Inputs and outputs pass
+through pinned host buffers, so the copies are truly asynchronous; an optional CUDA graph replays
+the enqueue per batch size, captured after one plain enqueue at that shape (TensorRT finishes
+shape-dependent setup in the first enqueue after a shape change). The engine's key
 (GPU, compute capability, TensorRT version, ONNX digest, precision, profile) is checked against
 this machine before anything runs: a mismatched engine is refused, never run.
 NOT RUN on the development machines (no TensorRT or GPU there).
@@ -9,6 +11,7 @@ NOT RUN on the development machines (no TensorRT or GPU there).
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import numpy as np
@@ -60,15 +63,26 @@ class TensorRTBackend(Backend):
                                           hint="rebuild the engine on this machine with `llm4seg export --engine`")
         self.context = self.engine.create_execution_context()
         self.stream = _check(self.cudart.cudaStreamCreate())
-        self.in_name, self.out_name = self.engine.get_tensor_name(0), self.engine.get_tensor_name(1)
+        self.in_name, self.out_name = self._io_names(trt)
         max_batch = self.manifest["batch"]["max"]
         size, ch = self.manifest["image_size"], self.manifest["inputs"][0]["shape"][1]
         self.in_bytes = max_batch * ch * size * size * 4
         self.out_bytes = max_batch * size * size * 4
         self.d_in = _check(self.cudart.cudaMalloc(self.in_bytes))
         self.d_out = _check(self.cudart.cudaMalloc(self.out_bytes))
+        self.h_in = _check(self.cudart.cudaMallocHost(self.in_bytes))
+        self.h_out = _check(self.cudart.cudaMallocHost(self.out_bytes))
         self.context.set_tensor_address(self.in_name, int(self.d_in))
         self.context.set_tensor_address(self.out_name, int(self.d_out))
+
+    def _io_names(self, trt) -> tuple[str, str]:
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendUnavailableError(f"{self.artifact.name} has inputs {inputs} and outputs {outputs}, expected one of each",
+                                          hint="build the engine from an llm4seg export (image -> prob)")
+        return inputs[0], outputs[0]
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(int(self.stream)):
@@ -77,24 +91,31 @@ class TensorRTBackend(Backend):
     def _run(self, batch: int) -> None:
         if not self.cuda_graph:
             self._enqueue()
-            return
-        if batch not in self._graphs:  # capture once per batch size, replay afterwards
+        elif batch in self._graphs:
+            _check(self.cudart.cudaGraphLaunch(self._graphs[batch], self.stream))
+        else:  # first call at this batch: a plain enqueue (it serves this call), then capture for later
             cudart = self.cudart
-            _check(cudart.cudaStreamBeginCapture(self.stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+            self._enqueue()
+            _check(cudart.cudaStreamSynchronize(self.stream))
+            # Thread-local: the video pipeline's other threads may touch CUDA meanwhile.
+            _check(cudart.cudaStreamBeginCapture(self.stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
             self._enqueue()
             graph = _check(cudart.cudaStreamEndCapture(self.stream))
             self._graphs[batch] = _check(cudart.cudaGraphInstantiate(graph, 0))
-        _check(self.cudart.cudaGraphLaunch(self._graphs[batch], self.stream))
 
     def _infer(self, image: np.ndarray) -> np.ndarray:
         cudart, n = self.cudart, image.shape[0]
-        self.context.set_input_shape(self.in_name, image.shape)
+        if not self.context.set_input_shape(self.in_name, image.shape):
+            raise BackendUnavailableError(f"TensorRT refused input shape {image.shape}",
+                                          hint="the engine's optimization profile does not cover it; rebuild with a wider --batch")
         out = np.empty((n, 1, *image.shape[2:]), np.float32)
         kind = cudart.cudaMemcpyKind
-        _check(cudart.cudaMemcpyAsync(self.d_in, image.ctypes.data, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
+        ctypes.memmove(int(self.h_in), image.ctypes.data, image.nbytes)
+        _check(cudart.cudaMemcpyAsync(self.d_in, self.h_in, image.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
         self._run(n)
-        _check(cudart.cudaMemcpyAsync(out.ctypes.data, self.d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
+        _check(cudart.cudaMemcpyAsync(self.h_out, self.d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
         _check(cudart.cudaStreamSynchronize(self.stream))
+        ctypes.memmove(out.ctypes.data, int(self.h_out), out.nbytes)
         return out
 
     def _close(self) -> None:
@@ -102,5 +123,7 @@ class TensorRTBackend(Backend):
             self.cudart.cudaGraphExecDestroy(g)
         self.cudart.cudaFree(self.d_in)
         self.cudart.cudaFree(self.d_out)
+        self.cudart.cudaFreeHost(self.h_in)
+        self.cudart.cudaFreeHost(self.h_out)
         self.cudart.cudaStreamDestroy(self.stream)
         del self.context, self.engine

@@ -73,6 +73,12 @@ def fake_trt(monkeypatch):
     return install
 
 
+def fake_tensorrt_module():
+    from tests.export import fake_tensorrt
+
+    return fake_tensorrt
+
+
 def onnx_file(tmp_path, content=b"onnx-bytes"):
     path = tmp_path / "model.fp16.onnx"
     path.write_bytes(content)
@@ -85,7 +91,7 @@ def test_build_goes_through_the_trt10_api_and_the_cache(fake_trt, tmp_path):
     trt = fake_trt()
     onnx_path, cache = onnx_file(tmp_path), tmp_path / "cache"
     plan, meta, built = cached_engine(onnx_path, tmp_path, "fp16", (1, 2, 8), 3, 64, cache)
-    assert built and plan.read_bytes() == b"plan:10.13.0" and plan.name == "model.fp16.plan"
+    assert built and plan.read_bytes() == fake_tensorrt_module().PLAN_MAGIC + b"onnx-bytes" and plan.name == "model.fp16.plan"
     (call,) = trt.calls
     assert call["flags"] == 1 << 1  # STRONGLY_TYPED asked for
     config = call["config"]

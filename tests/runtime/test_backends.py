@@ -24,8 +24,10 @@ def artifact_for(backend, exported, trained_checkpoint):
 def test_backend_contract(backend, exported, trained_checkpoint):
     if not AVAILABLE[backend]:
         pytest.skip(f"{backend} is not installed here")
-    path = artifact_for(backend, exported, trained_checkpoint)
-    instance = load_backend(path, backend)
+    check_contract(load_backend(artifact_for(backend, exported, trained_checkpoint), backend))
+
+
+def check_contract(instance):
     assert not instance.loaded  # construction is cheap
     spec = instance.input_spec()
     assert spec["name"] == "image" and spec["shape"][1:] == [3, 64, 64]
@@ -85,3 +87,62 @@ def test_tensorrt_backend_without_tensorrt(exported, tmp_path):
     with pytest.raises(BackendUnavailableError, match="tensorrt") as info:
         load_backend(plan).load()
     assert "llm4seg[tensorrt]" in info.value.hint
+
+
+@pytest.fixture
+def fake_trt_export(monkeypatch, trained_checkpoint, tmp_path):
+    """model.fp16.plan built and served through the strict TensorRT / cuda-python stand-ins."""
+    import sys
+
+    import llm4seg.export.tensorrt as trt_export
+    import llm4seg.runtime.engine_key as engine_key
+    from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+    from tests.export import fake_tensorrt
+
+    trt = fake_tensorrt.make_module()
+    cudart = fake_tensorrt.make_cudart(trt.device)
+    bindings = type(sys)("cuda.bindings")
+    bindings.runtime = cudart
+    for name, module in (("tensorrt", trt), ("cuda", type(sys)("cuda")), ("cuda.bindings", bindings),
+                         ("cuda.bindings.runtime", cudart)):
+        monkeypatch.setitem(sys.modules, name, module)
+    identity = {"gpu": ("NVIDIA H100 80GB HBM3", "9.0")}
+    monkeypatch.setattr(trt_export, "gpu_identity", lambda: identity["gpu"])
+    monkeypatch.setattr(engine_key, "gpu_identity", lambda device=0: identity["gpu"])
+    out = tmp_path / "art"
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, fp16=True, engine=True, parity_images=2,
+                                                        batch=(1, 2, 4)), log=lambda s: None)
+    return out, trt, identity
+
+
+def test_tensorrt_backend_on_the_api_stand_in(fake_trt_export):
+    out, trt, _ = fake_trt_export
+    check_contract(load_backend(out / "model.fp16.plan"))
+    x = np.random.default_rng(3).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    with load_backend(out / "model.fp16.onnx") as reference, load_backend(out / "model.fp16.plan") as engine:
+        assert np.array_equal(engine.infer(x), reference.infer(x))  # the plan carries this very graph
+        assert np.array_equal(engine.infer(x[:1]), reference.infer(x[:1]))  # shape change between calls
+
+
+def test_tensorrt_backend_cuda_graph_captures_after_one_plain_enqueue(fake_trt_export):
+    out, trt, _ = fake_trt_export
+    x = np.random.default_rng(4).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with load_backend(out / "model.fp16.onnx") as reference:
+        expected = reference.infer(x)
+    with load_backend(out / "model.fp16.plan", cuda_graph=True) as engine:
+        first = engine.infer(x)
+        trt.device.calls.clear()
+        x2 = x[::-1].copy()
+        second = engine.infer(x2)
+        assert trt.device.calls == ["graph_launch"]  # replayed, nothing enqueued
+    assert np.array_equal(first, expected)
+    with load_backend(out / "model.fp16.onnx") as reference:
+        assert np.array_equal(second, reference.infer(x2))
+
+
+def test_tensorrt_backend_refuses_an_engine_from_another_gpu(fake_trt_export):
+    out, _, identity = fake_trt_export
+    identity["gpu"] = ("NVIDIA H200", "9.0")
+    with pytest.raises(BackendUnavailableError, match=r"built for another machine: .*gpu_name.*H200") as info:
+        load_backend(out / "model.fp16.plan").load()
+    assert "rebuild the engine here" in info.value.hint

@@ -1,8 +1,9 @@
 """torch backend: a checkpoint folder run directly (imported only when chosen).
 
-On CUDA: FP16 weights and activations (norm statistics stay FP32 inside the model), channels_last
-memory layout with cuDNN's autotuner, and an optional CUDA graph per batch size. On CPU: eager
-FP32, the authors' way.
+On CUDA: the folded deployment graph (BN folded into convs, the LLM layer folded as in the ONNX
+export; `folded=False` runs the training graph), FP16 weights and activations (norm statistics
+and softmax stay FP32), channels_last memory layout with cuDNN's autotuner, and an optional CUDA
+graph per batch size. On CPU by default: the checkpoint's own graph in eager FP32, the authors' way.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, device: str = "auto",
-                 half: bool | None = None, cuda_graph: bool = False, channels_last: bool | None = None) -> None:
+                 half: bool | None = None, cuda_graph: bool = False, channels_last: bool | None = None,
+                 folded: bool | None = None) -> None:
         super().__init__(artifact, manifest)
         self.device_name, self.half_opt, self.cuda_graph = device, half, cuda_graph
-        self.channels_last_opt = channels_last
+        self.channels_last_opt, self.folded_opt = channels_last, folded
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}
 
     def _load(self) -> None:
@@ -32,10 +34,17 @@ class TorchBackend(Backend):
         use_cuda = self.device_name in ("auto", "cuda") and torch.cuda.is_available()
         self.device = torch.device("cuda" if use_cuda else "cpu")
         self.half = use_cuda if self.half_opt is None else self.half_opt
-        self.model = load_checkpoint(self.artifact, device=self.device)
-        if self.half:
-            self.model.half()
-        self.dtype = torch.float16 if self.half else torch.float32
+        model = load_checkpoint(self.artifact)
+        self.folded = use_cuda if self.folded_opt is None else self.folded_opt
+        if self.folded:
+            from llm4seg.export.deploy import DeployNet  # ends in a sigmoid; FP16 inside when half
+
+            self.model = DeployNet(model, half=self.half).to(self.device)
+        else:
+            self.model = model.to(self.device)
+            if self.half:
+                self.model.half()
+        self.dtype = torch.float16 if self.half and not self.folded else torch.float32
         self.memory_format = torch.contiguous_format
         if use_cuda if self.channels_last_opt is None else self.channels_last_opt:
             # cuDNN's NHWC kernels are the fast ones for these depthwise and grouped convs.
@@ -43,7 +52,10 @@ class TorchBackend(Backend):
             self.model.to(memory_format=self.memory_format)
         if use_cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: tune once
+
     def _forward(self, x):
+        if self.folded:
+            return self.model(x)
         return self.torch.sigmoid(self.model(x).float())
 
     def _infer(self, image: np.ndarray) -> np.ndarray:

@@ -61,6 +61,17 @@ def test_torch_backend_channels_last_matches(trained_checkpoint):
         assert np.abs(plain.infer(x) - nhwc.infer(x)).max() < 1e-5
 
 
+@pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
+def test_torch_backend_folded_graph_matches(trained_checkpoint):
+    # The folded deployment graph is the CUDA default; on the CPU the checkpoint's own graph is.
+    x = np.random.default_rng(5).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with load_backend(trained_checkpoint, "torch") as plain, \
+            load_backend(trained_checkpoint, "torch", folded=True) as folded:
+        assert not plain.folded and folded.folded
+        assert type(folded.model).__name__ == "DeployNet"
+        assert np.abs(plain.infer(x) - folded.infer(x)).max() < 1e-4
+
+
 def test_backend_selection_and_errors(tmp_path, exported):
     assert backend_for("x/model.fp16.plan") == "tensorrt" and backend_for("x/model.onnx") == "onnxruntime"
     assert backend_for(tmp_path) == "torch"

@@ -1,0 +1,56 @@
+"""The torch backend on the CPU: the checkpoint's own graph vs the folded deployment graph.
+
+Batch 1, FP32, `--threads` threads, runs interleaved (this VM's speed drifts), plus the largest
+probability difference between the two on the same input.
+
+Run: python benchmarks/torch_backend_cpu.py --checkpoint CKPT [--threads 2 --runs 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_forward import cpu_name  # noqa: E402
+
+from llm4seg.runtime import load_backend  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=12)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    backends = {"checkpoint graph (authors' way)": load_backend(args.checkpoint, "torch", device="cpu").load(),
+                "folded deployment graph": load_backend(args.checkpoint, "torch", device="cpu", folded=True).load()}
+    size = backends["folded deployment graph"].input_spec()["shape"][-1]
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    outputs = {name: b.infer(x) for name, b in backends.items()}  # also the warm-up
+    times = {name: [] for name in backends}
+    for _ in range(args.runs):
+        for name, b in backends.items():
+            t0 = time.perf_counter()
+            b.infer(x)
+            times[name].append((time.perf_counter() - t0) * 1000)
+    base = statistics.median(times["checkpoint graph (authors' way)"])
+    print(f"# {cpu_name()}, {args.threads} threads, torch {torch.__version__}, batch 1, {size}x{size}, "
+          f"median of {args.runs} interleaved runs")
+    print("| torch backend graph | ms | speed-up |")
+    print("|---|---:|---:|")
+    for name, t in times.items():
+        print(f"| {name} | {statistics.median(t):.1f} | {base / statistics.median(t):.2f}x |")
+    a, b = outputs.values()
+    print(f"max |probability difference|: {np.abs(a - b).max():.2e}")
+
+
+if __name__ == "__main__":
+    main()

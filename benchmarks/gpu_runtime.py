@@ -63,12 +63,14 @@ def main() -> None:
             ms = time_ms(lambda: torch.sigmoid(eager(xt)), sync, args.warmup, args.iterations)
         results.append({"way": "authors: torch eager FP32", "batch": batch, "ms": ms})
         del eager
-        for graph, nhwc in ((False, True), (True, False), (True, True)):
-            with load_backend(ckpt, "torch", device=args.device, cuda_graph=graph, channels_last=nhwc) as b:
+        variants = ((False, True, True), (True, False, False), (True, True, False), (True, True, True))
+        for graph, nhwc, folded in variants:
+            with load_backend(ckpt, "torch", device=args.device, cuda_graph=graph, channels_last=nhwc, folded=folded) as b:
                 ms = time_ms(lambda: b.infer(x), sync, args.warmup, args.iterations)
             results.append({"way": f"torch backend {'FP16' if cuda else 'FP32'}{' + CUDA graph' if graph and cuda else ''}"
-                                   f", {'channels_last' if nhwc else 'NCHW'}", "batch": batch, "ms": ms})
-        print(json.dumps(results[-4:]), flush=True)
+                                   f", {'channels_last' if nhwc else 'NCHW'}, {'folded' if folded else 'checkpoint'} graph",
+                            "batch": batch, "ms": ms})
+        print(json.dumps(results[-len(variants):]), flush=True)
     if not args.skip_onnx:
         from llm4seg.export.pipeline import ExportOptions, export_checkpoint
 

@@ -47,6 +47,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def _time_once(seg: Segmenter, chunk: list[np.ndarray]) -> tuple[float, float, float]:
+    """(preprocess, inference, postprocess) milliseconds for one batch."""
+    t0 = time.perf_counter()
+    x = np.stack([seg.preprocess(f) for f in chunk])
+    t1 = time.perf_counter()
+    probs = seg.infer_batch(x)
+    t2 = time.perf_counter()
+    for p, f in zip(probs, chunk):
+        seg.postprocess(p, f.shape[:2], True)
+    t3 = time.perf_counter()
+    return (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
+
+
+def _row(path: Path, seg: Segmenter, batch: int, times: list[tuple[float, float, float]], rss_scope: str) -> dict[str, Any]:
+    pre, inf, post = (list(c) for c in zip(*times))
+    lat = percentiles_ms([a + b + c for a, b, c in times])
+    return {"artifact": str(path), "backend": seg.backend.name, "precision": seg.backend.manifest.get("precision"),
+            "batch": batch, "latency_ms": lat, "throughput_ips": batch * 1000.0 / lat["mean"],
+            "breakdown_ms": {"preprocess": percentiles_ms(pre)["p50"], "inference": percentiles_ms(inf)["p50"],
+                             "postprocess": percentiles_ms(post)["p50"]},
+            "peak_rss_mb": peak_rss_mb(), "rss_scope": rss_scope, "torch_loaded": torch_loaded()}
+
+
 def bench_artifact(path: Path, batches: list[int], iterations: int, warmup: int,
                    frames: list[np.ndarray], backend: str | None = None) -> tuple[list[dict[str, Any]], Segmenter]:
     """Times pre-processing, inference and post-processing separately on real or synthetic frames."""
@@ -54,28 +77,28 @@ def bench_artifact(path: Path, batches: list[int], iterations: int, warmup: int,
     rows = []
     for batch in batches:
         chunk = [frames[i % len(frames)] for i in range(batch)]
-        pre, inf, post, total = [], [], [], []
-        for i in range(warmup + iterations):
-            t0 = time.perf_counter()
-            x = np.stack([seg.preprocess(f) for f in chunk])
-            t1 = time.perf_counter()
-            probs = seg.infer_batch(x)
-            t2 = time.perf_counter()
-            for p, f in zip(probs, chunk):
-                seg.postprocess(p, f.shape[:2], True)
-            t3 = time.perf_counter()
-            if i >= warmup:
-                pre.append((t1 - t0) * 1e3)
-                inf.append((t2 - t1) * 1e3)
-                post.append((t3 - t2) * 1e3)
-                total.append((t3 - t0) * 1e3)
-        lat = percentiles_ms(total)
-        rows.append({"artifact": str(path), "backend": seg.backend.name, "precision": seg.backend.manifest.get("precision"),
-                     "batch": batch, "latency_ms": lat, "throughput_ips": batch * 1000.0 / lat["mean"],
-                     "breakdown_ms": {"preprocess": percentiles_ms(pre)["p50"], "inference": percentiles_ms(inf)["p50"],
-                                      "postprocess": percentiles_ms(post)["p50"]},
-                     "peak_rss_mb": peak_rss_mb(), "torch_loaded": torch_loaded()})
+        times = [_time_once(seg, chunk) for _ in range(warmup + iterations)][warmup:]
+        rows.append(_row(path, seg, batch, times, "process so far (artifacts run one after another)"))
     return rows, seg
+
+
+def bench_interleaved(paths: list[Path], batches: list[int], iterations: int, warmup: int,
+                      frames: list[np.ndarray]) -> list[tuple[list[dict[str, Any]], Segmenter]]:
+    """All artifacts loaded at once and timed in turns, so drifting machine speed hits all alike
+    (ratios stay fair on shared or throttling machines); peak RSS is then the whole process's."""
+    segs = [Segmenter(load_backend(p)).__enter__() for p in paths]
+    rows: list[list[dict[str, Any]]] = [[] for _ in segs]
+    for batch in batches:
+        chunk = [frames[i % len(frames)] for i in range(batch)]
+        times: list[list[tuple[float, float, float]]] = [[] for _ in segs]
+        for i in range(warmup + iterations):
+            for k, seg in enumerate(segs):
+                t = _time_once(seg, chunk)
+                if i >= warmup:
+                    times[k].append(t)
+        for k, (p, seg) in enumerate(zip(paths, segs)):
+            rows[k].append(_row(p, seg, batch, times[k], "process, all artifacts loaded"))
+    return list(zip(rows, segs))
 
 
 def score(seg: Segmenter, images_rgb: list[np.ndarray], masks: list[np.ndarray]) -> tuple[dict[str, float], list[np.ndarray]]:

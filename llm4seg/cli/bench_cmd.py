@@ -36,15 +36,20 @@ def bench(
     warmup: Annotated[int, typer.Option("--warmup")] = 3,
     limit: Annotated[int, typer.Option("--limit", help="Images of --data to score.")] = 64,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json and PNG plots.")] = None,
+    interleave: Annotated[bool, typer.Option("--interleave", help="Load all artifacts and time them in turns "
+                                             "(fair ratios on machines whose speed drifts; RSS is then the process's).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Benchmark one or more artifacts on this machine; frames are RGB at their native size."""
-    from llm4seg.runtime.bench import agreement_dice, bench_artifact, machine_info, score
+    from llm4seg.runtime.bench import agreement_dice, bench_artifact, bench_interleaved, machine_info, score
 
     images, masks = _load_frames(data, split, limit)
+    if interleave:
+        runs = bench_interleaved(list(engine), list(batch), iterations, warmup, images)
+    else:
+        runs = (bench_artifact(p, list(batch), iterations, warmup, images) for p in engine)
     results, first_masks = [], None
-    for path in engine:
-        rows, seg = bench_artifact(path, list(batch), iterations, warmup, images)
+    for rows, seg in runs:
         seg.layout = "rgb"
         if masks is not None:
             metrics, predicted = score(seg, images, masks)

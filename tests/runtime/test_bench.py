@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from llm4seg.cli.main import app
@@ -33,11 +34,13 @@ def test_score_on_hand_made_case():
     assert agreement_dice(predicted, predicted) == 1.0
 
 
-def test_bench_json_schema_and_plots(exported, synthetic_folder, tmp_path):
+@pytest.mark.parametrize("interleave", [False, True], ids=["sequential", "interleaved"])
+def test_bench_json_schema_and_plots(exported, synthetic_folder, tmp_path, interleave):
     out, _ = exported
     result = CliRunner().invoke(app, ["bench", "--engine", str(out / "model.onnx"), "--engine", str(out / "model.int8.onnx"),
                                       "--data", str(synthetic_folder), "--batch", "1", "--batch", "2", "--iterations", "2",
-                                      "--warmup", "1", "--limit", "6", "--json", "--out", str(tmp_path / "b")])
+                                      "--warmup", "1", "--limit", "6", "--json", "--out", str(tmp_path / "b")]
+                                + (["--interleave"] if interleave else []))
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert "cpu" in payload["machine"] and "onnxruntime" in payload["machine"]
@@ -48,4 +51,6 @@ def test_bench_json_schema_and_plots(exported, synthetic_folder, tmp_path):
         assert {"p50", "p90", "p99"} <= set(r["latency_ms"]) and r["peak_rss_mb"] > 0
         assert 0 <= r["dice"] <= 1
     assert results[0]["dice_agreement_with_first"] == 1.0
+    scopes = {r["rss_scope"] for r in results}
+    assert scopes == ({"process, all artifacts loaded"} if interleave else {"process so far (artifacts run one after another)"})
     assert (tmp_path / "b" / "bench.json").is_file() and cv2.imread(str(tmp_path / "b" / "bench.png")) is not None

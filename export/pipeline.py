@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,6 +60,14 @@ def cpu_latency_ms(path: Path, x1: np.ndarray, threads: int, runs: int = 5) -> f
     return statistics.median(times)
 
 
+def default_calib_split(opts: ExportOptions) -> str | None:
+    """Gating on valK of a folder that also has trainK: calibrate on trainK (as training pairs them)."""
+    if opts.calib_split or not opts.calib or not opts.split or not opts.split.startswith("val"):
+        return opts.calib_split
+    candidate = "train" + opts.split[len("val"):]
+    return candidate if (Path(opts.calib) / "splits" / f"{candidate}.txt").is_file() else None
+
+
 def _images(opts: ExportOptions, size: int):
     """Held-out images (the last of --data, else --calib, else synthetic) and calibration images."""
     pool = load_dataset(opts.data or opts.calib, opts.split, size, synthetic_count=2 * opts.parity_images, seed=10_000)
@@ -83,6 +91,7 @@ def calibration_sample(images: np.ndarray, count: int, seed: int = 0) -> np.ndar
 
 
 def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    opts = replace(opts, calib_split=default_calib_split(opts))
     if opts.int8 and not opts.calib:
         raise ConfigError("--int8 needs calibration images", hint="pass --calib DIR (a dataset folder with images/ and masks/)")
     ckpt_cfg = read_checkpoint_config(checkpoint)
@@ -122,7 +131,7 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
     if opts.int8:
         from llm4seg.export.int8 import int8_from_onnx
 
-        log(f"quantizing model.int8.onnx (calibration: {len(calib_x)} images)")
+        log(f"quantizing model.int8.onnx (calibration: {len(calib_x)} images of {opts.calib}:{opts.calib_split or 'all'})")
         fp32_probs = ort_probs(out / "model.onnx", held_x)
         report = int8_from_onnx(out / "model.onnx", out / "model.int8.onnx", calib_x, held_x, fp32_probs,
                                 cfg.threshold, opts.max_int8_drop, held_masks, log,

@@ -139,7 +139,7 @@ def test_int8_candidates_select_the_same_weights_for_both_exporters(trained_chec
 
 def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path):
     from llm4seg.data.datasets import load_dataset
-    from llm4seg.export.pipeline import _images, calibration_sample
+    from llm4seg.export.pipeline import _images, calibration_sample, default_calib_split
 
     images = np.arange(40).reshape(40, 1, 1, 1)
     picked = calibration_sample(images, 8)[:, 0, 0, 0]
@@ -159,3 +159,7 @@ def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path
     held, _, calib, _ = _images(opts, 64)
     train_images = load_dataset(str(folder), "train1", 64).images
     assert held.shape[0] == 6 and calib.shape[0] == 4 and np.array_equal(calib, train_images)
+    # Without --calib-split, gating on val1 of a folder with train1 calibrates on train1.
+    implicit = ExportOptions(out=tmp_path / "art", int8=True, calib=str(folder), data=str(folder), split="val1")
+    assert default_calib_split(implicit) == "train1"
+    assert default_calib_split(ExportOptions(out=tmp_path, calib=str(folder), data=str(folder), split="val2")) is None

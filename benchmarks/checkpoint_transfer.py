@@ -51,10 +51,11 @@ def unpack(packed: Path, out: Path, seed: int) -> None:
     if llm is None or llm["init"] != "random":
         raise SystemExit("only checkpoints whose frozen layer is random (init: random) can be rebuilt from a seed")
     model_cfg = config["model"]
-    block = model_cfg["block"]
+    # Every recorded option: the CNN's shape decides how many draws precede the layer's init.
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in model_cfg.items() if k not in ("name", "block")}
+    options.update({k: v for k, v in model_cfg["block"].items() if k != "spec"})
     torch.manual_seed(seed)  # the same order of draws as training's model creation
-    model = create_model(model_cfg["name"], llm=block["source"], layer=block["layer"],
-                         image_size=model_cfg["image_size"])
+    model = create_model(model_cfg["name"], **options)
     if tensors_sha256(model.frozen_state_dict()) != config["frozen_sha256"]:
         raise SystemExit("the rebuilt frozen layer differs from the recorded one (different seed or torch RNG)")
     state = {}

@@ -34,16 +34,8 @@ class TorchBackend(Backend):
         use_cuda = self.device_name in ("auto", "cuda") and torch.cuda.is_available()
         self.device = torch.device("cuda" if use_cuda else "cpu")
         self.half = use_cuda if self.half_opt is None else self.half_opt
-        model = load_checkpoint(self.artifact)
         self.folded = use_cuda if self.folded_opt is None else self.folded_opt
-        if self.folded:
-            from llm4seg.export.deploy import DeployNet  # ends in a sigmoid; FP16 inside when half
-
-            self.model = DeployNet(model, half=self.half).to(self.device)
-        else:
-            self.model = model.to(self.device)
-            if self.half:
-                self.model.half()
+        self.model = self._build(load_checkpoint(self.artifact))
         self.dtype = torch.float16 if self.half and not self.folded else torch.float32
         self.memory_format = torch.contiguous_format
         if use_cuda if self.channels_last_opt is None else self.channels_last_opt:
@@ -52,6 +44,14 @@ class TorchBackend(Backend):
             self.model.to(memory_format=self.memory_format)
         if use_cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: tune once
+
+    def _build(self, model):
+        if self.folded:
+            from llm4seg.export.deploy import DeployNet  # ends in a sigmoid; FP16 inside when half
+
+            return DeployNet(model, half=self.half).to(self.device)
+        model = model.to(self.device)
+        return model.half() if self.half else model
 
     def _forward(self, x):
         if self.folded:

@@ -10,7 +10,11 @@
 Each stage runs in its own process under a timeout, so one failure leaves the others' results.
 Files under --out stay within the device tool's limits (8 files, 16 MiB each).
 
-Run there: python3 benchmarks/gpu_session.py --npz .device_carry/busi1_256.npz --out $OUT
+Run there (device tool, carry .device_carry; the image has torch but not this package, and
+llm4seg.export / llm4seg.runtime live in export/ and runtime/, so assemble one package first):
+  mkdir -p /tmp/pkg && cp -r llm4seg /tmp/pkg/ && cp -r export /tmp/pkg/llm4seg/export \
+    && cp -r runtime /tmp/pkg/llm4seg/runtime && export PYTHONPATH=/tmp/pkg PYTHONUNBUFFERED=1 \
+    && python3 benchmarks/gpu_session.py --npz .device_carry/busi1_256.npz --out $OUT --budget-s 470
 Smoke here: python benchmarks/gpu_session.py --npz ... --out /tmp/s --device cpu --smoke
 """
 

@@ -14,31 +14,19 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_forward import cpu_name  # noqa: E402
+from timing import interleaved_ms  # noqa: E402
 
 import llm4seg  # noqa: E402
 from llm4seg.errors import ExportError  # noqa: E402
 from llm4seg.export.parity import agreement, normalised_batch, ort_probs, ort_session, torch_reference  # noqa: E402
 from llm4seg.export.pipeline import ExportOptions, export_checkpoint  # noqa: E402
 from llm4seg.data.datasets import load_dataset  # noqa: E402
-
-
-def interleaved_median_ms(fns: dict, warmup: int, iterations: int) -> dict:
-    times = {name: [] for name in fns}
-    for i in range(warmup + iterations):
-        for name, fn in fns.items():
-            time.sleep(0.05)  # lets the previous framework's spinning worker threads go idle
-            t0 = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[name].append((time.perf_counter() - t0) * 1000)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -90,8 +78,9 @@ def main() -> None:
         timers[name] = lambda s=session: s.run(["prob"], {"image": x[:1]})
         stats = agreement(ref, ort_probs(session, x), cfg.threshold, data.masks[held])
         rows.append({"artifact": name, "dice_vs_truth": stats["dice_vs_truth"], "dice_agreement": stats["dice_agreement"]})
-    for row, ms in zip(rows, interleaved_median_ms(timers, args.warmup, args.iterations).values()):
-        row["ms"] = ms
+    # 50 ms idle before each call: torch's and onnxruntime's spinning threads must not meet.
+    for row, times in zip(rows, interleaved_ms(timers, args.warmup, args.iterations, gap_s=0.05).values()):
+        row["ms"] = statistics.median(times)
     eager = rows[0]["ms"]
     print(f"# {cpu_name()}, {args.threads} threads, batch 1, {cfg.image_size}x{cfg.image_size}, model {cfg.name} "
           f"({cfg.block.source if cfg.block else 'no LLM'}), data {data.name} last {len(x)} images, "

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_forward import cpu_name  # noqa: E402
+from timing import interleaved_ms  # noqa: E402
 
 
 def main() -> None:
@@ -28,15 +28,12 @@ def main() -> None:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     sessions = {g: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"]) for g in args.graphs}
-    times: dict[str, list[float]] = {g: [] for g in sessions}
-    for i in range(args.warmup + args.runs):
-        for g, s in sessions.items():
-            shape = [1 if not isinstance(d, int) else d for d in s.get_inputs()[0].shape]
-            x = np.random.default_rng(i).standard_normal(shape).astype(np.float32)
-            t0 = time.perf_counter()
-            s.run(None, {s.get_inputs()[0].name: x})
-            if i >= args.warmup:
-                times[g].append((time.perf_counter() - t0) * 1000)
+    runs = {}
+    for g, s in sessions.items():
+        first = s.get_inputs()[0]
+        x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in first.shape])
+        runs[g] = lambda s=s, feed={first.name: x.astype(np.float32)}: s.run(None, feed)
+    times = interleaved_ms(runs, args.warmup, args.runs)
     print(f"# {cpu_name()}, {args.threads} threads, onnxruntime {ort.__version__}, batch 1, "
           f"median of {args.runs} interleaved runs")
     print("| graph | median ms | min ms |")

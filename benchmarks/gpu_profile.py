@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,18 +23,8 @@ import torch
 import llm4seg
 from llm4seg.training.losses import bce_dice_loss
 
-
-def timed_ms(fn, sync, warmup: int, iterations: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_ms  # noqa: E402
 
 
 def graphed(fn, x):
@@ -96,11 +86,11 @@ def main() -> None:
             x = x.contiguous(memory_format=fmt)
             with torch.inference_mode():
                 fwd = lambda t: torch.sigmoid(model(t).float())  # noqa: E731
-                ms = timed_ms(lambda: fwd(x), sync, 3, args.iterations)
+                ms = median_ms(lambda: fwd(x), 3, args.iterations, sync)
                 results.append({"layout": layout, "batch": batch, "cuda_graph": False, "ms": ms})
                 if cuda:
                     replay = graphed(fwd, x)
-                    ms = timed_ms(replay, sync, 3, args.iterations)
+                    ms = median_ms(replay, 3, args.iterations, sync)
                     results.append({"layout": layout, "batch": batch, "cuda_graph": True, "ms": ms})
             print(json.dumps(results[-2:]), flush=True)
         with torch.inference_mode():
@@ -123,7 +113,7 @@ def main() -> None:
         loss.backward()
         opt.step()
 
-    train_ms = timed_ms(step, sync, 3, args.iterations)
+    train_ms = median_ms(step, 3, args.iterations, sync)
     tables["train_step_batch8"] = kernel_table(step, device)
     info = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"), "image_size": args.image_size, "inference": results,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,18 +24,8 @@ import torch
 import llm4seg
 from llm4seg.runtime import load_backend
 
-
-def time_ms(fn, sync, warmup: int, iterations: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_ms  # noqa: E402
 
 
 def main() -> None:
@@ -60,13 +50,13 @@ def main() -> None:
         eager = llm4seg.load_checkpoint(ckpt, device=args.device)
         xt = torch.from_numpy(x).to(args.device)
         with torch.inference_mode():
-            ms = time_ms(lambda: torch.sigmoid(eager(xt)), sync, args.warmup, args.iterations)
+            ms = median_ms(lambda: torch.sigmoid(eager(xt)), args.warmup, args.iterations, sync)
         results.append({"way": "authors: torch eager FP32", "batch": batch, "ms": ms})
         del eager
         variants = ((False, True, True), (True, False, False), (True, True, False), (True, True, True))
         for graph, nhwc, folded in variants:
             with load_backend(ckpt, "torch", device=args.device, cuda_graph=graph, channels_last=nhwc, folded=folded) as b:
-                ms = time_ms(lambda: b.infer(x), sync, args.warmup, args.iterations)
+                ms = median_ms(lambda: b.infer(x), args.warmup, args.iterations, sync)
             results.append({"way": f"torch backend {'FP16' if cuda else 'FP32'}{' + CUDA graph' if graph and cuda else ''}"
                                    f", {'channels_last' if nhwc else 'NCHW'}, {'folded' if folded else 'checkpoint'} graph",
                             "batch": batch, "ms": ms})
@@ -79,7 +69,7 @@ def main() -> None:
             for batch in (1, min(args.large_batch, 16)):
                 x = np.random.default_rng(0).standard_normal((batch, 3, args.image_size, args.image_size)).astype(np.float32)
                 results.append({"way": f"onnxruntime {b.providers()[0]}", "batch": batch,
-                                "ms": time_ms(lambda: b.infer(x), lambda: None, 2, max(3, args.iterations // 10))})
+                                "ms": median_ms(lambda: b.infer(x), 2, max(3, args.iterations // 10))})
     for r in results:
         r["ms_per_image"] = r["ms"] / r["batch"]
         r["images_per_s"] = 1000 * r["batch"] / r["ms"]

@@ -9,10 +9,8 @@ Run: python benchmarks/int8_conv_probe.py --checkpoint CKPT --onnx ART/model.onn
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import onnx
@@ -25,7 +23,8 @@ from bench_forward import cpu_name  # noqa: E402
 import llm4seg  # noqa: E402
 from llm4seg.data.datasets import load_dataset  # noqa: E402
 from llm4seg.export import int8  # noqa: E402
-from llm4seg.export.parity import agreement, normalised_batch, ort_probs, ort_session  # noqa: E402
+from llm4seg.export.parity import agreement, normalised_batch, ort_probs  # noqa: E402
+from llm4seg.export.pipeline import cpu_latency_ms  # noqa: E402
 
 
 def conv_macs(model: onnx.ModelProto) -> dict[str, int]:
@@ -41,17 +40,6 @@ def conv_macs(model: onnx.ModelProto) -> dict[str, int]:
             if groups < w[0]:  # depthwise convs stay FP32: no INT8 kernel gain expected
                 macs[node.name] = out[2] * out[3] * w[0] * w[1] * w[2] * w[3]
     return macs
-
-
-def latency_ms(path: Path, x1, threads: int, runs: int = 7) -> float:
-    session = ort_session(path, threads)
-    session.run(["prob"], {"image": x1})
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(["prob"], {"image": x1})
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -79,7 +67,7 @@ def main() -> None:
     print(f"# {cpu_name()}, {args.threads} threads, batch 1, {len(reference)} held-out images")
     print("| INT8 set | nodes | conv GMAC in INT8 | Dice agreement | ms |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| none (model.onnx) | 0 | 0 | 1.0000 | {latency_ms(Path(args.onnx), held_x[:1], args.threads):.1f} |")
+    print(f"| none (model.onnx) | 0 | 0 | 1.0000 | {cpu_latency_ms(Path(args.onnx), held_x[:1], args.threads, runs=7):.1f} |")
     for label, convs in (("LLM MLP", []), ("LLM MLP + 3 largest convs", biggest[:3]),
                          ("LLM MLP + 6 largest convs", biggest[:6]), ("LLM MLP + all regular convs", biggest)):
         out = tmp / f"trial{len(convs)}.onnx"
@@ -87,7 +75,7 @@ def main() -> None:
         stats = agreement(reference, ort_probs(out, held_x), cfg.threshold)
         gmac = sum(macs[n] for n in convs) / 1e9
         print(f"| {label} | {len(mlp) + len(convs)} | {gmac:.2f} | {stats['dice_agreement']:.4f} | "
-              f"{latency_ms(out, held_x[:1], args.threads):.1f} |", flush=True)
+              f"{cpu_latency_ms(out, held_x[:1], args.threads, runs=7):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

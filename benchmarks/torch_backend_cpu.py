@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_forward import cpu_name  # noqa: E402
+from timing import interleaved_ms  # noqa: E402
 
 from llm4seg.runtime import load_backend  # noqa: E402
 
@@ -35,12 +35,7 @@ def main() -> None:
     size = backends["folded deployment graph"].input_spec()["shape"][-1]
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     outputs = {name: b.infer(x) for name, b in backends.items()}  # also the warm-up
-    times = {name: [] for name in backends}
-    for _ in range(args.runs):
-        for name, b in backends.items():
-            t0 = time.perf_counter()
-            b.infer(x)
-            times[name].append((time.perf_counter() - t0) * 1000)
+    times = interleaved_ms({name: lambda b=b: b.infer(x) for name, b in backends.items()}, 0, args.runs)
     base = statistics.median(times["checkpoint graph (authors' way)"])
     print(f"# {cpu_name()}, {args.threads} threads, torch {torch.__version__}, batch 1, {size}x{size}, "
           f"median of {args.runs} interleaved runs")

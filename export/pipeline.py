@@ -105,9 +105,11 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
     macs_before = count_macs(model, cfg.image_size, cfg.in_channels)
     rows, manifests = [], {}
 
-    def finish(name: str, precision: str, path: Path, probs_ref: np.ndarray, folds: dict, extra=None):
+    def finish(name: str, precision: str, path: Path, probs_ref: np.ndarray, folds: dict, extra=None) -> np.ndarray:
+        """Gate, time and describe one artifact; returns its held-out probabilities."""
         log(f"checking {name} in onnxruntime on {len(held_x)} images from {data_name}")
-        stats = agreement(probs_ref, ort_probs(path, held_x), cfg.threshold, held_masks)
+        probs = ort_probs(path, held_x)
+        stats = agreement(probs_ref, probs, cfg.threshold, held_masks)
         if stats["dice_agreement"] < opts.min_agreement:
             raise ExportError(f"{name}: mask Dice agreement with the checkpoint is {stats['dice_agreement']:.4f}, "
                               f"below the gate {opts.min_agreement}", hint="report this; the artifact was not kept")
@@ -118,12 +120,13 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
         rows.append({"artifact": name, "precision": precision, "size_mb": path.stat().st_size / 1e6,
                      "macs": folds["macs_after"], "dice_agreement": stats["dice_agreement"],
                      "max_abs_err": stats["max_abs_err"], "cpu_latency_ms": latency})
+        return probs
 
     log(f"exporting model.onnx (opset {opts.opset})")
     net = onnx_from_model(model, out / "model.onnx", opts.opset)
     folds = {"bn_folded": net.report.bn_folded, "bn_kept": net.report.bn_kept, "llm_block": net.report.llm_block,
              "macs_before": macs_before, "macs_after": count_macs(net, cfg.image_size, cfg.in_channels)}
-    finish("model.onnx", "fp32", out / "model.onnx", reference, folds)
+    fp32_probs = finish("model.onnx", "fp32", out / "model.onnx", reference, folds)
     if opts.fp16:
         log("exporting model.fp16.onnx (typed FP16; FP32 norms, softmax, sigmoid and I/O)")
         onnx_from_model(model, out / "model.fp16.onnx", opts.opset, half=True)
@@ -131,12 +134,12 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
     if opts.int8:
         from llm4seg.export.int8 import int8_from_onnx
 
-        log(f"quantizing model.int8.onnx (calibration: {len(calib_x)} images of {opts.calib}:{opts.calib_split or 'all'})")
-        fp32_probs = ort_probs(out / "model.onnx", held_x)
+        calib_source = f"{opts.calib}:{opts.calib_split or 'all'}"
+        log(f"quantizing model.int8.onnx (calibration: {len(calib_x)} images of {calib_source})")
         report = int8_from_onnx(out / "model.onnx", out / "model.int8.onnx", calib_x, held_x, fp32_probs,
                                 cfg.threshold, opts.max_int8_drop, held_masks, log,
                                 latency=lambda p: cpu_latency_ms(p, held_x[:1], opts.latency_threads))
-        report["calibration_source"] = f"{opts.calib}:{opts.calib_split or 'all'}"
+        report["calibration_source"] = calib_source
         finish("model.int8.onnx", "int8", out / "model.int8.onnx", fp32_probs, folds, {"int8": report})
     if opts.engine:
         _engines(out, opts, cfg, manifests, log)

@@ -51,25 +51,26 @@ def test_backends_agree(exported, trained_checkpoint):
         assert np.abs(ort_b.infer(x) - torch_b.infer(x)).max() < 1e-4
 
 
+def _uses_channels_last(plain, changed):
+    return changed.memory_format is not plain.memory_format
+
+
+def _runs_deploy_net(plain, changed):
+    return not plain.folded and changed.folded and type(changed.model).__name__ == "DeployNet"
+
+
+# CUDA defaults (channels_last layout, the folded deployment graph), forced here so they are
+# checked on the CPU too against the CPU default (the checkpoint's own graph, NCHW).
 @pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
-def test_torch_backend_channels_last_matches(trained_checkpoint):
-    # channels_last is the CUDA default; forced here so the layout change is checked on the CPU too.
+@pytest.mark.parametrize("option, applied, tolerance", [
+    ({"channels_last": True}, _uses_channels_last, 1e-5),
+    ({"folded": True}, _runs_deploy_net, 1e-4),
+], ids=["channels_last", "folded"])
+def test_torch_backend_cuda_defaults_match_on_cpu(trained_checkpoint, option, applied, tolerance):
     x = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with load_backend(trained_checkpoint, "torch") as plain, \
-            load_backend(trained_checkpoint, "torch", channels_last=True) as nhwc:
-        assert nhwc.memory_format is not plain.memory_format
-        assert np.abs(plain.infer(x) - nhwc.infer(x)).max() < 1e-5
-
-
-@pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
-def test_torch_backend_folded_graph_matches(trained_checkpoint):
-    # The folded deployment graph is the CUDA default; on the CPU the checkpoint's own graph is.
-    x = np.random.default_rng(5).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with load_backend(trained_checkpoint, "torch") as plain, \
-            load_backend(trained_checkpoint, "torch", folded=True) as folded:
-        assert not plain.folded and folded.folded
-        assert type(folded.model).__name__ == "DeployNet"
-        assert np.abs(plain.infer(x) - folded.infer(x)).max() < 1e-4
+    with load_backend(trained_checkpoint, "torch") as plain, load_backend(trained_checkpoint, "torch", **option) as changed:
+        assert applied(plain, changed)
+        assert np.abs(plain.infer(x) - changed.infer(x)).max() < tolerance
 
 
 def test_backend_selection_and_errors(tmp_path, exported):

@@ -1,9 +1,11 @@
-"""The torch backend on the CPU: the checkpoint's own graph vs the folded deployment graph.
+"""On the CPU: the checkpoint's own graph (eager, the authors' way) vs the torch backend running
+the export's `model.pt2` (the folded deployment graph as a torch.export program).
 
 Batch 1, FP32, `--threads` threads, runs interleaved (this VM's speed drifts), plus the largest
 probability difference between the two on the same input.
 
-Run: python benchmarks/torch_backend_cpu.py --checkpoint CKPT [--threads 2 --runs 12]
+Run: python benchmarks/torch_backend_cpu.py --checkpoint CKPT --pt2 ART/model.pt2 [--threads 2 --runs 12]
+(ART from `llm4seg export CKPT --out ART --pt2`)
 """
 
 from __future__ import annotations
@@ -26,13 +28,23 @@ from llm4seg.runtime import load_backend  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--pt2", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=12)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    backends = {"checkpoint graph (authors' way)": load_backend(args.checkpoint, "torch", device="cpu").load(),
-                "folded deployment graph": load_backend(args.checkpoint, "torch", device="cpu", folded=True).load()}
-    size = backends["folded deployment graph"].input_spec()["shape"][-1]
+    import llm4seg
+
+    model = llm4seg.load_checkpoint(args.checkpoint)
+
+    class Eager:
+        def infer(self, x):
+            with torch.inference_mode():
+                return torch.sigmoid(model(torch.from_numpy(x))).numpy()
+
+    backends = {"checkpoint graph (authors' way)": Eager(),
+                "folded deployment graph (model.pt2)": load_backend(args.pt2, "torch", device="cpu").load()}
+    size = model.config.image_size
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     outputs = {name: b.infer(x) for name, b in backends.items()}  # also the warm-up
     times = interleaved_ms({name: lambda b=b: b.infer(x) for name, b in backends.items()}, 0, args.runs)

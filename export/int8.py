@@ -127,6 +127,8 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
                     "dice_drop_points": 100 * (1.0 - row["dice_agreement"]),
                     "calibration_images": len(calib_x), "heldout_images": len(heldout_x)}
     table = "; ".join(f"{r['candidate']}: {r['dice_agreement']:.4f}" for r in tried)
-    raise ExportError(f"no INT8 candidate kept mask Dice within {100 * max_drop:.1f} points of FP32 ({table})",
-                      hint="train the model longer, calibrate on more representative images (--calib), "
-                      "or ship the FP16/FP32 artifact")
+    error = ExportError(f"no INT8 candidate kept mask Dice within {100 * max_drop:.1f} points of FP32 ({table})",
+                        hint="train the model longer, calibrate on more representative images (--calib), "
+                        "or ship the FP16/FP32 artifact")
+    error.candidates = tried  # the manifest records the refused ladder
+    raise error

@@ -13,7 +13,7 @@ from typing import Any
 from llm4seg.fileio import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 
 def tool_versions() -> dict[str, str]:
@@ -46,7 +46,10 @@ def build_manifest(*, artifact: str, precision: str, model_config: dict[str, Any
         "image_size": size,
         "preprocess": {"scale": 1 / 255.0, "mean": list(model_config["mean"]), "std": list(model_config["std"]),
                        "paper_double_scaling": bool(model_config.get("paper_double_scaling", False)),
-                       "resize": "area (downscale) / linear (upscale) to image_size x image_size"},
+                       # Frames are resized to image_size x image_size with these OpenCV interpolations,
+                       # as training resized its images (area when shrinking).
+                       "resize": {"down": "area", "up": "linear"},
+                       "bit_depth": 8},
         "threshold": model_config.get("threshold", 0.5),
         "model": {"name": model_config["name"], "block": model_config.get("block")},
         "folds": folds,
@@ -57,10 +60,10 @@ def build_manifest(*, artifact: str, precision: str, model_config: dict[str, Any
     }
 
 
-def write_manifest(folder: Path, manifests: dict[str, dict[str, Any]]) -> Path:
-    """One manifest.json per export folder, keyed by artifact file name."""
+def write_manifest(folder: Path, manifests: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
+    """One manifest.json per export folder, keyed by artifact file name. The folder is always a
+    fresh one (see workdir.py), so nothing from an earlier export is merged in."""
     path = Path(folder) / MANIFEST_NAME
-    existing = json.loads(path.read_text()) if path.is_file() else {"artifacts": {}}
-    existing.setdefault("artifacts", {}).update(manifests)
-    write_json_atomic(path, existing)
+    write_json_atomic(path, {"format": "llm4seg-artifacts", "manifest_version": MANIFEST_VERSION,
+                             "artifacts": manifests, **(extra or {})})
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -15,6 +14,8 @@ from llm4seg.checkpoint import load_checkpoint, read_checkpoint_config
 from llm4seg.data.datasets import load_dataset
 from llm4seg.errors import ConfigError, ExportError
 from llm4seg.export.manifest import build_manifest, write_manifest
+from llm4seg.export.workdir import staged_folder
+from llm4seg.fileio import file_sha256
 from llm4seg.export.onnx_export import onnx_from_model
 from llm4seg.export.parity import agreement, normalised_batch, ort_probs, ort_session, torch_reference
 from llm4seg.profile import count_macs
@@ -30,6 +31,7 @@ class ExportOptions:
     data: str | None = None
     split: str | None = None
     engine: bool = False
+    pt2: bool = False
     opset: int = 17
     batch: tuple[int, int, int] = (1, 1, 16)
     parity_images: int = 16
@@ -68,18 +70,52 @@ def default_calib_split(opts: ExportOptions) -> str | None:
     return candidate if (Path(opts.calib) / "splits" / f"{candidate}.txt").is_file() else None
 
 
-def _images(opts: ExportOptions, size: int):
+@dataclass
+class HeldOut:
+    """Images the gates score, calibration images (never the same ones), and where they came from."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    calib: np.ndarray
+    data_name: str
+    calib_source: str
+
+
+def validate_options(opts: ExportOptions) -> None:
+    for name in ("parity_images", "calib_images"):
+        value = getattr(opts, name)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {value!r} must be at least 1",
+                              hint=f"e.g. --{name.replace('_', '-')} 16")
+    if opts.int8 and not opts.calib:
+        raise ConfigError("--int8 needs calibration images", hint="pass --calib DIR (a dataset folder with images/ and masks/)")
+
+
+def _same_folder(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and Path(a).resolve() == Path(b).resolve()
+
+
+def _images(opts: ExportOptions, size: int) -> HeldOut:
     """Held-out images (the last of --data, else --calib, else synthetic) and calibration images."""
     pool = load_dataset(opts.data or opts.calib, opts.split, size, synthetic_count=2 * opts.parity_images, seed=10_000)
     n_held = min(opts.parity_images, len(pool))
-    held = slice(len(pool) - n_held, len(pool))
-    separate = bool(opts.calib) and ((bool(opts.data) and opts.calib != opts.data)
+    held_stems = set(pool.stems[len(pool) - n_held:])
+    separate = bool(opts.calib) and ((bool(opts.data) and not _same_folder(opts.calib, opts.data))
                                      or opts.calib_split not in (None, opts.split))
     if separate:
-        calib_pool = load_dataset(opts.calib, opts.calib_split, size).images
-    else:  # same pool: calibrate on images the gate does not score, when there are enough
-        calib_pool = pool.images[: max(1, len(pool) - n_held)]
-    return pool.images[held], pool.masks[held], calibration_sample(calib_pool, opts.calib_images), pool.name
+        calib_set = load_dataset(opts.calib, opts.calib_split, size)
+        calib_pool, calib_stems = calib_set.images, calib_set.stems
+        shared = held_stems & set(calib_stems) if _same_folder(opts.calib, opts.data or opts.calib) else set()
+    else:  # same pool: calibrate on the images the gate does not score
+        calib_pool, calib_stems = pool.images[: len(pool) - n_held], pool.stems[: len(pool) - n_held]
+        shared = set() if len(calib_pool) else held_stems
+    if opts.int8 and shared:
+        raise ExportError(f"calibration and held-out images overlap ({len(shared)} shared, e.g. {sorted(shared)[:3]}): "
+                          f"{pool.name} has {len(pool)} image(s) and the gate scores {n_held}",
+                          hint="calibrate on another split (--calib-split train1) or folder, or lower --parity-images")
+    return HeldOut(pool.images[len(pool) - n_held:], pool.masks[len(pool) - n_held:],
+                   calibration_sample(calib_pool, opts.calib_images) if len(calib_pool) else calib_pool,
+                   pool.name, f"{opts.calib}:{opts.calib_split or 'all'}")
 
 
 def calibration_sample(images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -90,73 +126,134 @@ def calibration_sample(images: np.ndarray, count: int, seed: int = 0) -> np.ndar
     return images[index]
 
 
-def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    opts = replace(opts, calib_split=default_calib_split(opts))
-    if opts.int8 and not opts.calib:
-        raise ConfigError("--int8 needs calibration images", hint="pass --calib DIR (a dataset folder with images/ and masks/)")
-    ckpt_cfg = read_checkpoint_config(checkpoint)
-    model = load_checkpoint(checkpoint)
-    cfg = model.config
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    held_u8, held_masks, calib_u8, data_name = _images(opts, cfg.image_size)
-    held_x, calib_x = normalised_batch(held_u8, cfg), normalised_batch(calib_u8, cfg)
-    reference = torch_reference(model, held_u8)
-    macs_before = count_macs(model, cfg.image_size, cfg.in_channels)
-    rows, manifests = [], {}
+class _Export:
+    """One export into a staging folder: each artifact is written, gated, timed and described."""
 
-    def finish(name: str, precision: str, path: Path, probs_ref: np.ndarray, folds: dict, extra=None) -> np.ndarray:
-        """Gate, time and describe one artifact; returns its held-out probabilities."""
-        log(f"checking {name} in onnxruntime on {len(held_x)} images from {data_name}")
-        probs = ort_probs(path, held_x)
-        stats = agreement(probs_ref, probs, cfg.threshold, held_masks)
-        if stats["dice_agreement"] < opts.min_agreement:
+    def __init__(self, checkpoint: Path, opts: ExportOptions, work: Path, log: Callable[[str], None]) -> None:
+        self.opts, self.work, self.log = opts, work, log
+        self.ckpt_cfg = read_checkpoint_config(checkpoint)
+        self.model = load_checkpoint(checkpoint)
+        self.cfg = self.model.config
+        self.data = _images(opts, self.cfg.image_size)
+        self.held_x = normalised_batch(self.data.images, self.cfg)
+        self.reference = torch_reference(self.model, self.data.images)
+        self.macs_before = count_macs(self.model, self.cfg.image_size, self.cfg.in_channels)
+        self.rows: list[dict[str, Any]] = []
+        self.manifests: dict[str, dict[str, Any]] = {}
+        self.folds: dict[str, Any] = {}
+        self.int8_refused: dict[str, Any] | None = None
+        self.fp32_probs: np.ndarray | None = None
+
+    def gate(self, name: str, probs: np.ndarray, probs_ref: np.ndarray) -> dict[str, Any]:
+        stats = agreement(probs_ref, probs, self.cfg.threshold, self.data.masks)
+        if stats["dice_agreement"] < self.opts.min_agreement:
             raise ExportError(f"{name}: mask Dice agreement with the checkpoint is {stats['dice_agreement']:.4f}, "
-                              f"below the gate {opts.min_agreement}", hint="report this; the artifact was not kept")
-        latency = cpu_latency_ms(path, held_x[:1], opts.latency_threads)
-        manifests[name] = build_manifest(artifact=name, precision=precision, model_config=cfg.to_dict(),
-                                         checkpoint_sha256=ckpt_cfg.get("weights_sha256", ""), opset=opts.opset,
-                                         batch_range=opts.batch, folds=folds, parity=stats, extra=extra)
-        rows.append({"artifact": name, "precision": precision, "size_mb": path.stat().st_size / 1e6,
-                     "macs": folds["macs_after"], "dice_agreement": stats["dice_agreement"],
-                     "max_abs_err": stats["max_abs_err"], "cpu_latency_ms": latency})
+                              f"below the gate {self.opts.min_agreement}", hint="report this; the artifact was not kept")
+        return stats
+
+    def manifest_entry(self, name: str, precision: str, stats: dict[str, Any], extra: dict[str, Any] | None = None,
+                       opset: int | None = None) -> dict[str, Any]:
+        """The artifact's manifest entry: what was measured on this very file, and its digest."""
+        path = self.work / name
+        return build_manifest(
+            artifact=name, precision=precision, model_config=self.cfg.to_dict(),
+            checkpoint_sha256=self.ckpt_cfg["weights_sha256"], opset=opset, batch_range=self.opts.batch,
+            folds=self.folds, parity=stats, extra={"sha256": file_sha256(path), "size_bytes": path.stat().st_size,
+                                                   **(extra or {})})
+
+    def describe(self, name: str, precision: str, stats: dict[str, Any], latency_ms: float | None,
+                 extra: dict[str, Any] | None = None, opset: int | None = None) -> None:
+        path = self.work / name
+        self.manifests[name] = self.manifest_entry(name, precision, stats, extra, opset)
+        self.rows.append({"artifact": name, "precision": precision, "size_mb": path.stat().st_size / 1e6,
+                          "macs": self.folds["macs_after"], "dice_agreement": stats["dice_agreement"],
+                          "max_abs_err": stats["max_abs_err"], "cpu_latency_ms": latency_ms})
+
+    def onnx(self, name: str, precision: str, probs_ref: np.ndarray, extra=None) -> np.ndarray:
+        """Gate, time and describe one ONNX artifact; returns its held-out probabilities."""
+        self.log(f"checking {name} in onnxruntime on {len(self.held_x)} images from {self.data.data_name}")
+        probs = ort_probs(self.work / name, self.held_x)
+        stats = self.gate(name, probs, probs_ref)
+        latency = cpu_latency_ms(self.work / name, self.held_x[:1], self.opts.latency_threads)
+        self.describe(name, precision, stats, latency, extra, opset=self.opts.opset)
         return probs
 
-    log(f"exporting model.onnx (opset {opts.opset})")
-    net = onnx_from_model(model, out / "model.onnx", opts.opset)
-    folds = {"bn_folded": net.report.bn_folded, "bn_kept": net.report.bn_kept, "llm_block": net.report.llm_block,
-             "macs_before": macs_before, "macs_after": count_macs(net, cfg.image_size, cfg.in_channels)}
-    fp32_probs = finish("model.onnx", "fp32", out / "model.onnx", reference, folds)
+
+def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """checkpoint -> artifacts + manifest.json in `opts.out`, replaced whole only when the export succeeds.
+
+    A refused INT8 gate still leaves the FP32/FP16 artifacts and their manifest (INT8 marked refused),
+    then raises, so the hint's advice to ship them works."""
+    opts = replace(opts, calib_split=default_calib_split(opts), out=Path(opts.out))
+    validate_options(opts)
+    int8_refusal: ExportError | None = None
+    with staged_folder(opts.out) as work:
+        job = _Export(checkpoint, opts, work, log)
+        _write_fp(job)
+        if opts.pt2:
+            _write_program(job)
+        if opts.int8:
+            int8_refusal = _write_int8(job, job.fp32_probs)
+        if opts.engine:
+            _engines(job)
+        write_manifest(work, job.manifests, {"int8_refused": job.int8_refused} if int8_refusal else None)
+    summary = {"out": str(opts.out), "rows": job.rows, "data": job.data.data_name,
+               "manifest": str(opts.out / "manifest.json"), "calibration": job.data.calib_source if opts.int8 else None}
+    if int8_refusal is not None:
+        raise ExportError(f"{int8_refusal.message}; {', '.join(job.manifests)} were written to {opts.out} with their "
+                          "manifest (INT8 marked refused there)", hint=int8_refusal.hint)
+    return summary
+
+
+def _write_fp(job: _Export) -> None:
+    opts, cfg = job.opts, job.cfg
+    job.log(f"exporting model.onnx (opset {opts.opset})")
+    net = onnx_from_model(job.model, job.work / "model.onnx", opts.opset)
+    job.folds.update({"bn_folded": net.report.bn_folded, "bn_kept": net.report.bn_kept,
+                      "llm_block": net.report.llm_block, "macs_before": job.macs_before,
+                      "macs_after": count_macs(net, cfg.image_size, cfg.in_channels)})
+    job.fp32_probs = job.onnx("model.onnx", "fp32", job.reference)
     if opts.fp16:
-        log("exporting model.fp16.onnx (typed FP16; FP32 norms, softmax, sigmoid and I/O)")
-        onnx_from_model(model, out / "model.fp16.onnx", opts.opset, half=True)
-        finish("model.fp16.onnx", "fp16", out / "model.fp16.onnx", reference, folds)
-    if opts.int8:
-        from llm4seg.export.int8 import int8_from_onnx
-
-        calib_source = f"{opts.calib}:{opts.calib_split or 'all'}"
-        log(f"quantizing model.int8.onnx (calibration: {len(calib_x)} images of {calib_source})")
-        report = int8_from_onnx(out / "model.onnx", out / "model.int8.onnx", calib_x, held_x, fp32_probs,
-                                cfg.threshold, opts.max_int8_drop, held_masks, log,
-                                latency=lambda p: cpu_latency_ms(p, held_x[:1], opts.latency_threads))
-        report["calibration_source"] = calib_source
-        finish("model.int8.onnx", "int8", out / "model.int8.onnx", fp32_probs, folds, {"int8": report})
-    if opts.engine:
-        _engines(out, opts, cfg, manifests, log)
-    write_manifest(out, manifests)
-    return {"out": str(out), "rows": rows, "data": data_name, "manifest": str(out / "manifest.json")}
+        job.log("exporting model.fp16.onnx (typed FP16; FP32 norms, softmax, sigmoid and I/O)")
+        onnx_from_model(job.model, job.work / "model.fp16.onnx", opts.opset, half=True)
+        job.onnx("model.fp16.onnx", "fp16", job.reference)
 
 
-def _engines(out: Path, opts: ExportOptions, cfg, manifests: dict, log) -> None:
-    from llm4seg.export.tensorrt import cached_engine
+def _write_program(job: _Export) -> None:
+    from llm4seg.export.program import program_from_model
+    from llm4seg.runtime.backends.torch_backend import TorchBackend
 
-    sources = [(p, n) for p, n in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx")) if (out / n).is_file() and n in manifests]
-    if not sources:
-        raise ConfigError("--engine builds from the typed FP16 or the QDQ INT8 graph", hint="add --fp16 or --int8")
-    for precision, name in sources:
-        log(f"building TensorRT engine model.{precision}.plan from {name}")
-        plan, key, built = cached_engine(out / name, out, precision, opts.batch, cfg.in_channels, cfg.image_size,
-                                         out / ".engine-cache")
-        entry = json.loads(json.dumps(manifests[name]))
-        entry.update({"artifact": plan.name, "engine": key, "engine_built_now": built, "source_onnx": name})
-        manifests[plan.name] = entry
+    job.log("exporting model.pt2 (torch.export of the folded graph, for the runtime's torch backend)")
+    program_from_model(job.model, job.work / "model.pt2", job.opts.batch[2])
+    entry = job.manifest_entry("model.pt2", "fp32", {})
+    with TorchBackend(job.work / "model.pt2", manifest=entry, device="cpu") as backend:
+        probs = np.concatenate([backend.infer(job.held_x[i:i + 8])[:, 0] for i in range(0, len(job.held_x), 8)])
+    job.describe("model.pt2", "fp32", job.gate("model.pt2", probs, job.reference), None)
+
+
+def _write_int8(job: _Export, fp32_probs: np.ndarray) -> ExportError | None:
+    from llm4seg.export.int8 import int8_from_onnx
+
+    opts, calib_x = job.opts, normalised_batch(job.data.calib, job.cfg)
+    job.log(f"quantizing model.int8.onnx (calibration: {len(calib_x)} images of {job.data.calib_source})")
+    warning = None
+    if len(calib_x) < 8:
+        warning = f"only {len(calib_x)} calibration image(s): INT8 ranges from so few images rarely hold"
+        job.log(f"warning: {warning}")
+    try:
+        report = int8_from_onnx(job.work / "model.onnx", job.work / "model.int8.onnx", calib_x, job.held_x, fp32_probs,
+                                job.cfg.threshold, opts.max_int8_drop, job.data.masks, job.log,
+                                latency=lambda p: cpu_latency_ms(p, job.held_x[:1], opts.latency_threads))
+    except ExportError as exc:
+        job.int8_refused = {"reason": exc.message, "candidates": getattr(exc, "candidates", []),
+                            "calibration_source": job.data.calib_source}
+        return exc
+    report.update(calibration_source=job.data.calib_source, calibration_warning=warning)
+    job.onnx("model.int8.onnx", "int8", fp32_probs, {"int8": report})
+    return None
+
+
+def _engines(job: _Export) -> None:
+    from llm4seg.export.engine_gate import engine_entries
+
+    engine_entries(job)

@@ -15,7 +15,7 @@ import torch
 
 from llm4seg import __version__
 from llm4seg._optional import require
-from llm4seg.errors import CheckpointError, ConfigError
+from llm4seg.errors import CheckpointError
 from llm4seg.fileio import atomic_path, file_sha256, write_json_atomic
 from llm4seg.models.config import ModelConfig
 from llm4seg.models.net import LLM4SegNet
@@ -78,9 +78,17 @@ def read_checkpoint_config(path: Path | str) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{folder} is not an llm4seg checkpoint (format={config.get('format') if isinstance(config, dict) else None!r})",
                               hint="pass a folder written by `llm4seg train` or llm4seg.save_checkpoint")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{folder} has format version {config['format_version']}, this llm4seg reads <= {FORMAT_VERSION}",
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{cfg_path} has format_version {version!r}, expected an integer 1..{FORMAT_VERSION}",
+                              hint="the checkpoint's config.json was edited or damaged; use another checkpoint")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{folder} has format version {version}, this llm4seg reads <= {FORMAT_VERSION}",
                               hint="upgrade llm4seg")
+    for key in ("weights_sha256", "frozen_sha256"):  # format 1 always writes both: never skip a check
+        if not isinstance(config.get(key), str) or len(config[key]) != 64:
+            raise CheckpointError(f"{cfg_path} has no valid {key} (found {config.get(key)!r})",
+                                  hint="integrity digests are required; the config.json was edited or damaged")
     return config
 
 
@@ -92,17 +100,19 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> LLM
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}", hint="the checkpoint is incomplete; use another")
-    if config.get("weights_sha256") and file_sha256(weights) != config["weights_sha256"]:
+    if file_sha256(weights) != config["weights_sha256"]:
         raise CheckpointError(f"{weights} does not match the sha256 in its config.json",
                               hint="the file is corrupt or was replaced; use another checkpoint")
     try:
         model = model_from_config(ModelConfig.from_dict(config["model"]))
         state = load_file(str(weights))
         model.load_state_dict(state, strict=True)
-    except (ConfigError, RuntimeError, KeyError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001  safetensors, torch and our config raise many types here
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"cannot rebuild the model in {folder}: {exc}",
                               hint="the weights do not match config.json; the checkpoint is corrupt") from exc
-    if tensors_sha256(model.frozen_state_dict()) != config.get("frozen_sha256"):
+    if tensors_sha256(model.frozen_state_dict()) != config["frozen_sha256"]:
         raise CheckpointError(f"the frozen LLM layer in {folder} differs from the one recorded at save time",
                               hint="the checkpoint was altered; re-export it from training")
     return model.to(device).eval()

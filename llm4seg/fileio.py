@@ -6,8 +6,18 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+# Tests set this to simulate a kill at a chosen write point (see fault_point); None in real runs.
+FAULT_HOOK: Callable[[str], None] | None = None
+
+
+def fault_point(label: str) -> None:
+    """Marks a point of a multi-file write where a process may die; tests inject kills here."""
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(label)
 
 
 @contextlib.contextmanager
@@ -20,7 +30,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        fault_point(f"wrote {path.name}")
         os.replace(tmp, path)
+        fault_point(f"replaced {path.name}")
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -37,3 +49,23 @@ def file_sha256(path: Path | str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_leftover(name: str) -> bool:
+    """Names our atomic writes use while in progress: .NAME.tmpPID, .NAME.tmp, .NAME.old."""
+    return name.startswith(".") and (".tmp" in name or name.endswith(".old"))
+
+
+def remove_leftovers(root: Path | str) -> list[str]:
+    """Delete what interrupted atomic writes left below `root`; returns the removed paths."""
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [d for d in dirnames if is_leftover(d)]:
+            shutil.rmtree(Path(dirpath) / name, ignore_errors=True)
+            dirnames.remove(name)
+            removed.append(str(Path(dirpath) / name))
+        for name in filenames:
+            if is_leftover(name):
+                (Path(dirpath) / name).unlink(missing_ok=True)
+                removed.append(str(Path(dirpath) / name))
+    return removed

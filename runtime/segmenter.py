@@ -12,21 +12,47 @@ from llm4seg.errors import InputSpecError
 from llm4seg.runtime.backends import Backend, load_backend
 
 LAYOUTS = ("bgr", "rgb", "gray")
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
+                  "nearest": cv2.INTER_NEAREST}
 
 
-def to_rgb(frame: np.ndarray, layout: str) -> np.ndarray:
-    """uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) in `layout` -> uint8 (H, W, 3) RGB."""
+def to_uint8(frame: np.ndarray, bit_depth: int | None) -> np.ndarray:
+    """Any supported frame dtype -> uint8 0-255. Integer frames wider than 8 bits need their bit
+    depth (12-bit ultrasound in uint16 is 0-4095): it is never guessed."""
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.uint16:
+        if bit_depth is None or not 9 <= bit_depth <= 16:
+            raise InputSpecError(f"a uint16 frame needs its bit depth (got bit_depth={bit_depth!r}); "
+                                 f"this frame's maximum is {int(frame.max(initial=0))}",
+                                 hint="pass Segmenter(..., bit_depth=12) for 0-4095 data, 16 for 0-65535, "
+                                 "or convert frames to uint8")
+        top = (1 << bit_depth) - 1
+        if frame.max(initial=0) > top:
+            raise InputSpecError(f"frame values reach {int(frame.max())}, above {top} for bit_depth={bit_depth}",
+                                 hint="pass the bit depth the device really writes")
+        return np.round(frame.astype(np.float32) * (255.0 / top)).astype(np.uint8)
+    if frame.dtype in (np.float32, np.float64):
+        if not np.isfinite(frame).all():
+            raise InputSpecError(f"the frame holds {int((~np.isfinite(frame)).sum())} NaN or infinite value(s)",
+                                 hint="check the capture or the conversion that produced the frame")
+        if frame.min(initial=0) < 0 or frame.max(initial=0) > 1:
+            raise InputSpecError(f"a float frame must hold values in [0, 1], got {frame.min():.3g}..{frame.max():.3g}",
+                                 hint="scale it to [0, 1], or pass uint8")
+        return np.round(frame * 255).astype(np.uint8)
+    raise InputSpecError(f"frame dtype {frame.dtype} is not supported",
+                         hint="pass uint8 (0-255), uint16 with bit_depth=, or float in [0, 1]")
+
+
+def to_rgb(frame: np.ndarray, layout: str, bit_depth: int | None = None) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) frame in `layout` -> uint8 (H, W, 3) RGB."""
     if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3):
         raise InputSpecError(f"a frame must be an (H, W) or (H, W, C) array, got {getattr(frame, 'shape', type(frame))}",
                              hint="pass the array OpenCV returns from VideoCapture.read()")
-    if frame.dtype != np.uint8:
-        if frame.dtype in (np.float32, np.float64) and frame.max(initial=0) <= 1.0:
-            frame = (frame * 255).round().astype(np.uint8)
-        elif frame.dtype == np.uint16:
-            frame = (frame >> 8).astype(np.uint8)
-        else:
-            raise InputSpecError(f"frame dtype {frame.dtype} is not supported",
-                                 hint="pass uint8 (0-255), uint16, or float in [0, 1]")
+    if frame.size == 0 or frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputSpecError(f"the frame is empty (shape {frame.shape})",
+                             hint="the source returned no pixels; check the capture before segmenting")
+    frame = to_uint8(frame, bit_depth)
     if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
     if frame.shape[2] == 4:
@@ -36,21 +62,44 @@ def to_rgb(frame: np.ndarray, layout: str) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if layout == "bgr" else frame
 
 
+def _preprocess_spec(m: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest says about feeding the artifact; unknown values are refused, not ignored."""
+    pre, spec = m["preprocess"], m["inputs"][0]
+    resize = pre.get("resize", {"down": "area", "up": "linear"})
+    if isinstance(resize, str):  # manifests of llm4seg 0.1 wrote one sentence; it meant this
+        resize = {"down": "area", "up": "linear"}
+    color, layout = spec.get("color", "RGB"), spec.get("layout", "NCHW")
+    bad = [f"{k}={v!r}" for k, v, ok in (("resize.down", resize.get("down"), resize.get("down") in INTERPOLATIONS),
+                                         ("resize.up", resize.get("up"), resize.get("up") in INTERPOLATIONS),
+                                         ("color", color, color in ("RGB", "BGR")),
+                                         ("layout", layout, layout in ("NCHW", "NHWC"))) if not ok]
+    if bad:
+        raise InputSpecError(f"the manifest asks for {', '.join(bad)}, which this runtime does not know",
+                             hint=f"resize: {sorted(INTERPOLATIONS)}; color: RGB or BGR; layout: NCHW or NHWC")
+    return {"down": INTERPOLATIONS[resize["down"]], "up": INTERPOLATIONS[resize["up"]], "color": color,
+            "layout": layout, "scale": float(pre.get("scale", 1 / 255.0))}
+
+
 class Segmenter:
     """Wraps a backend. `segment(frames)` returns masks (or probabilities) at each frame's size.
 
-    artifact: a .onnx, .plan or checkpoint folder (or a Backend). layout: 'bgr' (OpenCV's
-    default), 'rgb' or 'gray'.
+    Args:
+        artifact: a .onnx, .plan or .pt2 written by `llm4seg export` (or a Backend).
+        layout: the frames' channel order: 'bgr' (OpenCV's default), 'rgb' or 'gray'.
+        bit_depth: for uint16 frames, the bits the device uses (12 for 0-4095); required for them.
+
+    Resizing, scaling, normalisation, colour order and tensor layout follow the artifact's manifest.
     """
 
     def __init__(self, artifact: Path | str | Backend, backend: str | None = None, layout: str = "bgr",
-                 **backend_options: Any) -> None:
+                 bit_depth: int | None = None, **backend_options: Any) -> None:
         if layout not in LAYOUTS:
             raise InputSpecError(f"layout {layout!r} is not known", hint=f"choose one of {', '.join(LAYOUTS)}")
         self.backend = artifact if isinstance(artifact, Backend) else load_backend(artifact, backend, **backend_options)
-        self.layout = layout
+        self.layout, self.bit_depth = layout, bit_depth
         m = self.backend.manifest
         pre = m["preprocess"]
+        self.spec = _preprocess_spec(m)
         self.size, self.threshold = int(m["image_size"]), float(m["threshold"])
         self.max_batch = int(m["batch"]["max"])
         self.mean = np.array(pre["mean"], np.float32).reshape(1, 1, 3)
@@ -69,11 +118,14 @@ class Segmenter:
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         """One frame -> float32 (3, S, S), normalised as at training."""
-        rgb = to_rgb(frame, self.layout)
+        rgb = to_rgb(frame, self.layout, self.bit_depth)
+        if self.spec["color"] == "BGR":
+            rgb = rgb[:, :, ::-1]
         h, w = rgb.shape[:2]
-        interp = cv2.INTER_AREA if h >= self.size and w >= self.size else cv2.INTER_LINEAR
-        x = cv2.resize(rgb, (self.size, self.size), interpolation=interp).astype(np.float32) * (1 / 255.0)
-        return (((x - self.mean) / self.std) * self.extra_scale).transpose(2, 0, 1)
+        interp = self.spec["down"] if h >= self.size and w >= self.size else self.spec["up"]
+        x = cv2.resize(rgb, (self.size, self.size), interpolation=interp).astype(np.float32) * self.spec["scale"]
+        x = ((x - self.mean) / self.std) * self.extra_scale
+        return x if self.spec["layout"] == "NHWC" else x.transpose(2, 0, 1)
 
     def postprocess(self, prob: np.ndarray, shape_hw: tuple[int, int], binary: bool) -> np.ndarray:
         """prob (S, S) -> (H, W): uint8 {0, 1} mask, or float32 probabilities."""

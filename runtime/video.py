@@ -52,24 +52,38 @@ class RunReport:
                 "latency_ms": {k: percentiles_ms(v) for k, v in self.stage_ms.items()}}
 
 
-def open_source(source: str | int) -> tuple[cv2.VideoCapture, bool]:
-    """(capture, is_live). An int or digit string is a camera; '://' a stream; else a file."""
-    live = isinstance(source, int) or str(source).isdigit() or "://" in str(source)
+def open_source(source: Any) -> tuple[Any, bool]:
+    """(capture, is_live). An int or digit string is a camera; '://' a stream; else a file. An object
+    with read() and release() (like cv2.VideoCapture) is used as it is, as a file-like source."""
+    if hasattr(source, "read") and hasattr(source, "release"):
+        return source, False
+    camera = isinstance(source, int) or str(source).isdigit()
+    live = camera or "://" in str(source)
     if not live and not Path(str(source)).is_file():
         raise ConfigError(f"video source {source!r} does not exist", hint="pass a video file, a camera index or a stream URL")
-    cap = cv2.VideoCapture(int(source) if str(source).isdigit() else str(source))
+    cap = cv2.VideoCapture(int(source) if camera else str(source))
     if not cap.isOpened():
+        if camera:
+            raise ConfigError(f"camera {source} cannot be opened",
+                              hint="check that the camera is connected and not in use, and the index (0 is the first)")
         raise ConfigError(f"OpenCV cannot open the video source {source!r}",
                           hint="check the path/URL and that OpenCV was built with the needed codec (FFmpeg)")
     return cap, live
 
 
 class VideoWriterSink:
-    """Writes overlaid frames to a video file (mp4v by default)."""
+    """Writes overlaid frames to a video file (mp4v by default).
+
+    A video file has one frame size: frames of another size (a source that changes resolution
+    mid-stream) are resized to the first frame's size and counted in `resized`, because OpenCV's
+    writer would otherwise drop them without a word."""
 
     def __init__(self, path: Path | str, fps: float, mode: str = "contour", fourcc: str = "mp4v") -> None:
         self.path, self.fps, self.mode, self.fourcc = Path(path), fps, mode, fourcc
         self.writer: cv2.VideoWriter | None = None
+        self.size_wh: tuple[int, int] | None = None
+        self.written = 0
+        self.resized = 0
 
     def __call__(self, frame: Frame) -> None:
         image = overlay(frame.image, frame.mask, self.mode)
@@ -79,7 +93,12 @@ class VideoWriterSink:
             self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
                 raise ConfigError(f"cannot write video {self.path}", hint="use a .mp4 or .avi path in a writable folder")
+            self.size_wh = (w, h)
+        if (image.shape[1], image.shape[0]) != self.size_wh:
+            image = cv2.resize(image, self.size_wh, interpolation=cv2.INTER_AREA)
+            self.resized += 1
         self.writer.write(image)
+        self.written += 1
 
     def close(self) -> None:
         if self.writer is not None:
@@ -99,6 +118,7 @@ class VideoPipeline:
         self.stop = threading.Event()
         self.report = RunReport()
         self.errors: list[BaseException] = []
+        self.interrupted = False
 
     # -- stages ----------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item: Any, may_drop: bool) -> None:
@@ -137,11 +157,20 @@ class VideoPipeline:
             index += 1
         self._put(self.decoded, _END, False)
 
+    def _get(self, q: queue.Queue) -> Any:
+        """Next item, or _END once the pipeline is stopping: a stage never waits on a dead neighbour."""
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        return _END
+
     def _infer(self) -> None:
         done = False
         while not done and not self.stop.is_set():
             frames = []
-            item = self.decoded.get()
+            item = self._get(self.decoded)
             while item is not _END:
                 frames.append(item)
                 if len(frames) >= self.batch:
@@ -162,7 +191,7 @@ class VideoPipeline:
 
     def _encode(self) -> None:
         while not self.stop.is_set():
-            item = self.segmented.get()
+            item = self._get(self.segmented)
             if item is _END:
                 return
             t0 = time.perf_counter()
@@ -171,6 +200,7 @@ class VideoPipeline:
             r.stage_ms["decode"].append(item.decode_ms)
             r.stage_ms["infer"].append(item.infer_ms)
             r.stage_ms["encode"].append((time.perf_counter() - t0) * 1000)
+            # From decode to written: for file sources this includes time waiting in the queues.
             r.stage_ms["end_to_end"].append((time.perf_counter() - item.t_decoded) * 1000)
             r.frames_out += 1
 
@@ -192,20 +222,27 @@ class VideoPipeline:
         for t in threads:
             t.start()
         try:
-            while any(t.is_alive() for t in threads):
+            while any(t.is_alive() for t in threads) and not self.stop.is_set():
                 for t in threads:
-                    t.join(timeout=0.1)
+                    t.join(timeout=0.05)
         except KeyboardInterrupt:
             self.report.events.append("interrupted (Ctrl-C): stopping")
+            self.interrupted = True
             self.stop.set()
-            for t in threads:
-                t.join(timeout=5)
         finally:
+            # A stage blocked in a slow source's read() cannot be interrupted: give every stage a
+            # second to see `stop`, then return (the threads are daemons) so an error surfaces now.
+            deadline = time.perf_counter() + 1.0
+            for t in threads:
+                t.join(timeout=max(0.0, deadline - time.perf_counter()))
             self.cap.release()
             close = getattr(self.sink, "close", None)
             if close:
                 close()
             self.report.wall_s = time.perf_counter() - start
+            resized = getattr(self.sink, "resized", 0)
+            if resized:
+                self.report.events.append(f"{resized} frame(s) had another size than the first and were resized to it")
         if self.errors and not isinstance(self.errors[0], KeyboardInterrupt):
             raise self.errors[0]
         return self.report

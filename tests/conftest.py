@@ -86,6 +86,6 @@ def exported(tmp_path_factory, trained_checkpoint, synthetic_folder):
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint
 
     out = tmp_path_factory.mktemp("artifacts")
-    opts = ExportOptions(out=out, fp16=True, int8=True, calib=str(synthetic_folder), parity_images=8,
+    opts = ExportOptions(out=out, fp16=True, int8=True, pt2=True, calib=str(synthetic_folder), parity_images=8,
                          calib_images=8, max_int8_drop=0.05, min_agreement=0.95)
     return out, export_checkpoint(trained_checkpoint, opts, log=lambda s: None)

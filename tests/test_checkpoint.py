@@ -45,9 +45,10 @@ def test_swapped_frozen_layer_is_refused(saved):
     state = load_file(str(folder / "model.safetensors"))
     state["block.layer.mlp.up_proj.weight"] += 1
     save_file(state, str(folder / "model.safetensors"))
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg.pop("weights_sha256")
-    (folder / "config.json").write_text(json.dumps(cfg))
+    from llm4seg.fileio import file_sha256
+
+    # A consistent weights digest (as someone re-hashing the file would write) still cannot hide it.
+    _edit_config(folder, weights_sha256=file_sha256(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="frozen LLM layer"):
         llm4seg.load_checkpoint(folder)
 
@@ -64,3 +65,38 @@ def test_foreign_folders(tmp_path, content):
 def test_missing_folder():
     with pytest.raises(CheckpointError, match="is not a folder"):
         llm4seg.load_checkpoint("/nonexistent/ckpt")
+
+
+def _edit_config(folder, **changes):
+    cfg = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("key", ["weights_sha256", "frozen_sha256"])
+def test_deleting_a_digest_does_not_switch_the_check_off(saved, key):
+    _, folder = saved
+    _edit_config(folder, **{key: None})
+    with pytest.raises(CheckpointError, match=f"no valid {key}"):
+        llm4seg.load_checkpoint(folder)
+
+
+def test_string_format_version_is_a_clear_error(saved):
+    _, folder = saved
+    _edit_config(folder, format_version="1")
+    with pytest.raises(CheckpointError, match="format_version '1'"):
+        llm4seg.load_checkpoint(folder)
+
+
+def test_corrupt_safetensors_with_a_matching_digest_is_a_checkpoint_error(saved):
+    from llm4seg.fileio import file_sha256
+
+    _, folder = saved
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json header")
+    _edit_config(folder, weights_sha256=file_sha256(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="cannot rebuild the model"):
+        llm4seg.load_checkpoint(folder)

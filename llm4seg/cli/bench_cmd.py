@@ -19,11 +19,10 @@ def _load_frames(data: str | None, split: str | None, limit: int):
 
         images, masks, _ = synthetic_dataset(8, 320, seed=3)
         return list(images), None
-    from llm4seg.data.folder import read_image_rgb, read_mask, scan_folder
+    from llm4seg.data.folder import read_pairs, scan_folder
 
-    pairs = scan_folder(Path(data), split).pairs[:limit]
-    images = [read_image_rgb(p.image) for p in pairs]
-    masks = [read_mask(p.mask) for p in pairs]
+    root = Path(data)
+    images, masks, _, _ = read_pairs(scan_folder(root, split), skip_bad=False, root=root, limit=limit)
     return images, masks
 
 
@@ -41,8 +40,14 @@ def bench(
     json_out: JsonOpt = False,
 ) -> None:
     """Benchmark one or more artifacts on this machine; frames are RGB at their native size."""
+    from llm4seg.errors import ConfigError
     from llm4seg.runtime.bench import agreement_dice, bench_artifact, bench_interleaved, machine_info, score
 
+    for name, values, low in (("--batch", list(batch), 1), ("--iterations", [iterations], 1), ("--warmup", [warmup], 0),
+                              ("--limit", [limit], 1)):
+        bad = [v for v in values if v < low]
+        if bad:
+            raise ConfigError(f"{name} {bad[0]} must be at least {low}", hint=f"e.g. {name} {max(low, 1) * 8 if name == '--batch' else 20}")
     images, masks = _load_frames(data, split, limit)
     if interleave:
         runs = bench_interleaved(list(engine), list(batch), iterations, warmup, images)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -21,19 +22,45 @@ app = typer.Typer(
 )
 
 
+def _as_project_error(exc: BaseException) -> Llm4SegError | None:
+    """Errors from outside the project that a user causes (missing extras, full disks, permissions)."""
+    if isinstance(exc, Llm4SegError):
+        return exc
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        from llm4seg._optional import extra_for
+
+        top = exc.name.split(".")[0]
+        return Llm4SegError(f"the package '{top}' is needed for this command but is not installed",
+                            hint=f"pip install 'llm4seg[{extra_for(top)}]'")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return Llm4SegError(f"the disk is full (writing {exc.filename or 'a file'})",
+                            hint="free space and run the command again; runs continue with --resume, "
+                            "exports replace their folder only when complete")
+    if isinstance(exc, PermissionError):
+        return Llm4SegError(f"permission denied: {exc.filename or exc}",
+                            hint="choose a folder you can write to (--out), or fix its permissions")
+    if isinstance(exc, OSError) and exc.filename:
+        return Llm4SegError(f"{exc.strerror or exc}: {exc.filename}", hint="check the path and the disk")
+    return None
+
+
 def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Project errors become 'error: message' + hint on stderr and exit code 1."""
+    """Project errors become 'error: message' + hint on stderr and exit code 1; Ctrl-C exits 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except Llm4SegError as exc:
-            if os.environ.get("LLM4SEG_DEBUG"):
+        except KeyboardInterrupt:
+            typer.echo("interrupted (Ctrl-C)", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            error = _as_project_error(exc)
+            if error is None or os.environ.get("LLM4SEG_DEBUG"):
                 raise
-            typer.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                typer.echo(f"  hint: {exc.hint}", err=True)
+            typer.echo(f"error: {error.message}", err=True)
+            if error.hint:
+                typer.echo(f"  hint: {error.hint}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from llm4seg.cli.options import (AttentionOpt, DataOpt, DeviceOpt, JsonOpt, LayerOpt, LlmOpt, ModelOpt,
                                  PositionsOpt, SkipBadOpt, SplitOpt)
-from llm4seg.cli.render import print_json, stdout
+from llm4seg.cli.render import print_json, stderr, stdout
+
+EXAMPLE = """Examples:
+
+  llm4seg train --epochs 8 --image-size 96 --synthetic-count 160          # synthetic demo
+
+  llm4seg train --data ../shared/datasets/busi --split train1 --out runs/busi1   # BUSI, paper protocol
+
+  llm4seg train --resume runs/busi1                                       # continue a killed run
+"""
+
+# Settings a resumed run takes from its folder; giving one that differs is refused, not ignored.
+RESUMABLE = ("model", "data", "split", "val_split", "image_size", "epochs", "batch_size", "lr", "val_every", "seed",
+             "synthetic_count", "paper_double_scaling", "skip_bad", "checkpoint_every_s", "amp", "compile")
 
 
 def train(
@@ -18,44 +32,106 @@ def train(
     layer: LayerOpt = None,
     attention: AttentionOpt = None,
     positions: PositionsOpt = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="CNN size: s, base (default) or l.")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="LLM layer weights: pretrained (default) or random.")] = None,
+    trainable: Annotated[Optional[bool], typer.Option("--trainable/--frozen", help="Train the LLM layer (\"(T)\") or keep it frozen (default).", show_default=False)] = None,
+    in_channels: Annotated[Optional[int], typer.Option("--in-channels", help="Input channels (default 3).")] = None,
     data: DataOpt = None,
     split: SplitOpt = None,
     val_split: Annotated[Optional[str], typer.Option("--val-split", help="Validation split (default: trainK -> valK, else a seeded 20%).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/llm4seg"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (new or empty).")] = Path("runs/llm4seg"),
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (all settings come from it).")] = None,
-    image_size: Annotated[int, typer.Option("--image-size")] = 256,
-    epochs: Annotated[int, typer.Option("--epochs")] = 300,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-    lr: Annotated[float, typer.Option("--lr")] = 0.01,
-    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N epochs (and at the end).")] = 1,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square training size in pixels, a multiple of 16 [default: 256].", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs [default: 300, the paper's].", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size [default: 8].", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="SGD learning rate, poly-decayed per step [default: 0.01].", show_default=False)] = None,
+    val_every: Annotated[Optional[int], typer.Option("--val-every", help="Validate every N epochs (and at the end) [default: 1].", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the model's initialisation and of every epoch's shuffling and augmentation [default: 0].", show_default=False)] = None,
     device: DeviceOpt = "auto",
-    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = True,
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    synthetic_count: Annotated[int, typer.Option("--synthetic-count", help="Images in the synthetic set.")] = 200,
-    paper_double_scaling: Annotated[bool, typer.Option("--paper-double-scaling", help="Divide normalised images by 255 again, as the authors' code does.")] = False,
-    skip_bad: SkipBadOpt = False,
-    checkpoint_every_s: Annotated[float, typer.Option("--checkpoint-every-s", help="Write last/best/resume state at most this often (and at the end).")] = 60.0,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA [default: on].", show_default=False)] = None,
+    compile_model: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model [default: off].", show_default=False)] = None,
+    synthetic_count: Annotated[Optional[int], typer.Option("--synthetic-count", help="Images in the synthetic set [default: 200].", show_default=False)] = None,
+    paper_double_scaling: Annotated[Optional[bool], typer.Option("--paper-double-scaling", help="Divide normalised images by 255 again, as the authors' code does.", show_default=False)] = None,
+    skip_bad: Annotated[Optional[bool], typer.Option("--skip-bad", help="Leave out bad image/mask pairs (they are listed) instead of failing.", show_default=False)] = None,
+    checkpoint_every_s: Annotated[Optional[float], typer.Option("--checkpoint-every-s", help="Save the run's state at most this often (and at the end) [default: 60].", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a model; writes checkpoints (best by val IoU, last), metrics, curves and a log."""
-    from llm4seg.cli.progress import train_progress
     from llm4seg.training.config import TrainConfig
+
+    given = {k: v for k, v in dict(model=model if model != "llm4seg" else None, data=data, split=split, val_split=val_split,
+                                    image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, val_every=val_every,
+                                    seed=seed, synthetic_count=synthetic_count, paper_double_scaling=paper_double_scaling,
+                                    skip_bad=skip_bad, checkpoint_every_s=checkpoint_every_s, amp=amp,
+                                    compile=compile_model).items() if v is not None}
+    overrides = {k: v for k, v in dict(llm=llm, layer=layer, attention=attention, positions=positions, size=size,
+                                       init=init, trainable=trainable, in_channels=in_channels).items() if v is not None}
+    cfg = TrainConfig(out=str(resume or out), model=model, model_overrides=overrides, device=device,
+                      **{k: v for k, v in given.items() if k != "model"})
+    if resume is not None:
+        _refuse_changed_settings(cfg, given, overrides)
+    _run(cfg, resume is not None, json_out)
+
+
+def _refuse_changed_settings(cfg: Any, given: dict[str, Any], overrides: dict[str, Any]) -> None:
+    from llm4seg.errors import ConfigError
+    from llm4seg.training.loop import saved_config
+
+    if not (Path(cfg.out) / "config.json").is_file():
+        return  # prepare_run says what is wrong with the folder
+    saved = saved_config(cfg)
+    changed = [f"--{k.replace('_', '-')} {v!r} (the run has {getattr(saved, k)!r})"
+               for k, v in given.items() if k in RESUMABLE and getattr(saved, k) != v]
+    changed += [f"--{k.replace('_', '-')} {v!r} (the run has {saved.model_overrides.get(k)!r})"
+                for k, v in overrides.items() if saved.model_overrides.get(k) != v]
+    if changed:
+        raise ConfigError(f"--resume continues {cfg.out} with its own settings, but {'; '.join(changed)} was given",
+                          hint="drop those options to resume, or start a new run with another --out")
+
+
+def _run(cfg: Any, resume: bool, json_out: bool) -> None:
+    from llm4seg.cli.progress import train_progress
     from llm4seg.training.run import train as run_training
 
-    overrides = {k: v for k, v in dict(llm=llm, layer=layer, attention=attention, positions=positions).items() if v is not None}
-    cfg = TrainConfig(
-        out=str(resume or out), model=model, model_overrides=overrides, data=data, split=split, val_split=val_split,
-        synthetic_count=synthetic_count, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
-        val_every=val_every, seed=seed, device=device, amp=amp, compile=compile_model,
-        paper_double_scaling=paper_double_scaling, skip_bad=skip_bad,
-        checkpoint_every_s=checkpoint_every_s,
-    )
-    summary = run_training(cfg, resume=resume is not None, progress_factory=None if json_out else train_progress)
+    if not json_out:
+        stderr.print(f"{'resuming' if resume else 'run folder'}: {cfg.out}")
+    try:
+        summary = run_training(cfg, resume=resume, progress_factory=None if json_out else train_progress)
+    except KeyboardInterrupt:
+        stderr.print(f"interrupted (Ctrl-C). {_kept(Path(cfg.out))}")
+        raise typer.Exit(130) from None
+    if summary is None:  # not the main process of a torchrun job: rank 0 reports
+        return
     if json_out:
         print_json(summary)
         return
+    _report(summary, cfg)
+
+
+def _kept(run: Path) -> str:
+    try:
+        pointer = json.loads((run / "state" / "CURRENT").read_text())
+        kept = f"Kept the state of epoch {pointer['epoch']} (step {pointer['step']})"
+    except (OSError, ValueError, KeyError):
+        kept = "No epoch was saved yet" if (run / "config.json").is_file() else "Nothing was written"
+    if not (run / "config.json").is_file():
+        return f"{kept}; start again with the same command."
+    return f"{kept}; continue with: llm4seg train --resume {run}"
+
+
+def _report(summary: dict[str, Any], cfg: Any) -> None:
     last = summary["last"]
-    stdout.print(f"run folder: {summary['run_dir']}")
+    run = summary["run_dir"]
+    stdout.print(f"masks: {summary['masks']}")
+    if summary.get("skipped"):
+        stdout.print(f"left out {len(summary['skipped'])} bad pair(s) (--skip-bad):")
+        for stem, reason in summary["skipped"].items():
+            stdout.print(f"  {stem}: {reason}")
     stdout.print(f"best val IoU {summary['best_val_iou']:.4f} at epoch {summary['best_epoch']}; "
                  f"last epoch val Dice {last.get('val_dice', float('nan')):.4f}, IoU {last.get('val_iou', float('nan')):.4f}")
+    stdout.print(f"wrote {run}/: checkpoints/best, checkpoints/last, metrics.jsonl, curves.png, train.log")
+    data = f"--data {cfg.data} --split {summary.get('val_split') or 'VAL'}" if cfg.data else "--synthetic-count 64"
+    stdout.print(f"next: llm4seg eval {run}/checkpoints/best {data}", soft_wrap=True)
+
+
+train.__doc__ = f"{train.__doc__}\n\n{EXAMPLE}"

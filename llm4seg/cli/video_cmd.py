@@ -29,11 +29,16 @@ def video(
     report["out"] = str(out)
     if json_out:
         print_json(report)
+        if pipeline.interrupted:
+            raise typer.Exit(130)
         return
     stdout.print(f"{report['frames_out']} frames ({report['frames_in']} read, {report['dropped']} dropped, "
                  f"{report['skipped_corrupt']} corrupt) in {report['wall_s']:.1f} s = {report['fps']:.1f} fps -> {out}")
     for stage, lat in report["latency_ms"].items():
         if lat.get("n"):
-            stdout.print(f"  {stage:>10}: p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  p99 {lat['p99']:.1f} ms")
+            label = "decode->written (incl. queueing)" if stage == "end_to_end" else stage
+            stdout.print(f"  {label:>10}: p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  p99 {lat['p99']:.1f} ms")
     for event in report["events"]:
         stdout.print(f"  note: {event}")
+    if pipeline.interrupted:
+        raise typer.Exit(130)

@@ -23,12 +23,14 @@ class ArrayDataset:
     masks: np.ndarray
     stems: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
+    mask_encoding: dict | None = None  # the binarisation rule detected over the masks (None: synthetic)
 
     def __len__(self) -> int:
         return len(self.stems)
 
     def subset(self, index: np.ndarray, name: str) -> "ArrayDataset":
-        return ArrayDataset(name, self.images[index], self.masks[index], [self.stems[i] for i in index], self.skipped)
+        return ArrayDataset(name, self.images[index], self.masks[index], [self.stems[i] for i in index],
+                            self.skipped, self.mask_encoding)
 
 
 def load_dataset(data: str | None, split: str | None, size: int, skip_bad: bool = False,
@@ -42,8 +44,8 @@ def load_dataset(data: str | None, split: str | None, size: int, skip_bad: bool 
         raise DataError(f"data folder {data!r} does not exist",
                         hint="pass a folder with images/ and masks/, or omit --data for the synthetic set")
     scan = scan_folder(root, split, skip_bad)
-    images, masks, stems = load_pairs(scan, size, skip_bad, root)
-    return ArrayDataset(f"{root.name}:{split or 'all'}", images, masks, stems, scan.skipped)
+    images, masks, stems, encoding = load_pairs(scan, size, skip_bad, root)
+    return ArrayDataset(f"{root.name}:{split or 'all'}", images, masks, stems, scan.skipped, encoding.to_dict())
 
 
 def default_val_split(root: Path, train_split: str) -> str | None:

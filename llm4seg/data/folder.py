@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from llm4seg.data.decode import read_image_rgb, read_mask_raw
+from llm4seg.data.masks import MaskStats
 from llm4seg.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MASK_THRESHOLD = 127  # JPEG masks carry noise around 0 and 255
 
 
 @dataclass
@@ -31,22 +32,31 @@ class Scan:
     skipped: dict[str, str] = field(default_factory=dict)  # stem -> reason
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+def _by_stem(folder: Path, problems: dict[str, str]) -> dict[str, Path]:
+    """stem -> file; two files with one stem (case.png and case.jpg) are a problem, never a silent pick."""
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
-            files.setdefault(p.stem, p)
+            if p.stem in files:
+                problems[p.stem] = (f"{folder.name}/ holds both {files[p.stem].name!r} and {p.name!r}; "
+                                    "keep one file per stem")
+                continue
+            files[p.stem] = p
     return files
 
 
 def read_split(root: Path, split: str) -> list[str]:
-    """Stems listed in `root/splits/<split>.txt` (or a path to a split file)."""
+    """Stems listed in `root/splits/<split>.txt` (or a path to a split file); a UTF-8 BOM is ignored."""
     path = Path(split) if Path(split).suffix == ".txt" else root / "splits" / f"{split}.txt"
     if not path.is_file():
         available = sorted(p.stem for p in (root / "splits").glob("*.txt")) if (root / "splits").is_dir() else []
         raise DataError(f"split {split!r} not found at {path}",
                         hint=f"available splits: {', '.join(available) or 'none (omit --split for a seeded split)'}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"split file {path} is not UTF-8 text ({exc})", hint="save it as UTF-8, one stem a line") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def scan_folder(root: Path | str, split: str | None = None, skip_bad: bool = False) -> Scan:
@@ -55,17 +65,19 @@ def scan_folder(root: Path | str, split: str | None = None, skip_bad: bool = Fal
         if not (root / sub).is_dir():
             raise DataError(f"{root} has no {sub}/ folder",
                             hint="a dataset folder holds images/ and masks/ with matching file stems")
-    images, masks = _by_stem(root / "images"), _by_stem(root / "masks")
+    problems: dict[str, str] = {}
+    images, masks = _by_stem(root / "images", problems), _by_stem(root / "masks", problems)
     if not images:
         raise DataError(f"{root / 'images'} holds no images ({', '.join(IMAGE_EXTS)})",
                         hint="put the images in images/ and their masks in masks/")
     stems = read_split(root, split) if split else sorted(images)
-    problems: dict[str, str] = {}
+    if split:  # a duplicate outside the split is not this run's problem
+        problems = {s: r for s, r in problems.items() if s in set(stems)}
     unknown = [s for s in stems if s not in images]
     if split and unknown:
         problems.update({s: f"listed in split {split!r} but not in images/" for s in unknown})
     for stem in stems:
-        if stem in images and stem not in masks:
+        if stem in images and stem not in masks and stem not in problems:
             problems[stem] = "no mask in masks/"
     return _finish(root, stems, images, masks, problems, skip_bad)
 
@@ -84,36 +96,48 @@ def raise_problems(root: Path, problems: dict[str, str]) -> None:
                     hint="fix or remove those files, or pass --skip-bad to leave them out (they are reported)")
 
 
-def read_image_rgb(path: Path) -> np.ndarray | None:
-    """uint8 (H, W, 3) RGB; grey images are replicated to three channels. None if unreadable."""
-    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if data is None else cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+def _read_pair(pair: Pair) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    img, reason = read_image_rgb(pair.image)
+    if img is None:
+        return None, None, f"unreadable image file ({reason})"
+    mask, reason = read_mask_raw(pair.mask)
+    if mask is None:
+        return None, None, f"unreadable mask file ({reason})"
+    if img.shape[:2] != mask.shape:
+        return None, None, f"image is {img.shape[1]}x{img.shape[0]} but mask is {mask.shape[1]}x{mask.shape[0]}"
+    return img, mask, ""
 
 
-def read_mask(path: Path) -> np.ndarray | None:
-    data = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    return None if data is None else data > MASK_THRESHOLD
-
-
-def load_pairs(scan: Scan, size: int, skip_bad: bool = False, root: Path | None = None):
-    """Decode and resize every pair once: images uint8 (N, size, size, 3), masks bool (N, size, size)."""
-    images, masks, stems = [], [], []
+def read_pairs(scan: Scan, skip_bad: bool, root: Path, resize_to: int | None = None, limit: int | None = None):
+    """Decode every pair (resized to `resize_to`, else native size) and binarise the masks with the
+    encoding detected over all of them. Returns (images RGB uint8, masks bool, stems, MaskEncoding)."""
+    images, raw_masks, stems = [], [], []
     problems: dict[str, str] = {}
-    for pair in scan.pairs:
-        img, mask = read_image_rgb(pair.image), read_mask(pair.mask)
-        if img is None or mask is None:
-            problems[pair.stem] = f"unreadable {'image' if img is None else 'mask'} file"
+    stats = MaskStats()
+    for pair in scan.pairs[:limit]:
+        img, mask, reason = _read_pair(pair)
+        if img is None:
+            problems[pair.stem] = reason
             continue
-        if img.shape[:2] != mask.shape:
-            problems[pair.stem] = f"image is {img.shape[1]}x{img.shape[0]} but mask is {mask.shape[1]}x{mask.shape[0]}"
-            continue
-        images.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
-        masks.append(cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0)
+        stats.add(pair.stem, mask)
+        if resize_to:  # nearest keeps the stored values, so binarising after resizing is exact
+            img = cv2.resize(img, (resize_to, resize_to), interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, (resize_to, resize_to), interpolation=cv2.INTER_NEAREST)
+        images.append(img)
+        raw_masks.append(mask)
         stems.append(pair.stem)
     if problems:
         if not skip_bad:
-            raise_problems(root or scan.pairs[0].image.parent.parent, problems)
+            raise_problems(root, problems)
         scan.skipped.update(problems)
     if not images:
-        raise DataError("no usable image/mask pairs were found", hint="check the dataset folder and split")
-    return np.stack(images), np.stack(masks), stems
+        raise DataError(f"no usable image/mask pairs were found in {root}", hint="check the dataset folder and split")
+    encoding = stats.encoding(str(root))
+    return images, [encoding.binarise(m) for m in raw_masks], stems, encoding
+
+
+def load_pairs(scan: Scan, size: int, skip_bad: bool = False, root: Path | None = None):
+    """Every pair resized once: images uint8 (N, size, size, 3), masks bool (N, size, size), stems, encoding."""
+    root = root or scan.pairs[0].image.parent.parent
+    images, masks, stems, encoding = read_pairs(scan, skip_bad, root, resize_to=size)
+    return np.stack(images), np.stack(masks), stems, encoding

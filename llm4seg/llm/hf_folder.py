@@ -54,6 +54,9 @@ def read_tensors(files: dict[str, str], folder: Path, layer: int) -> dict[str, A
     head = f"model.layers.{layer}."
     for fname, keys in by_file.items():
         shard = folder / fname
+        if Path(fname).is_absolute() or not shard.resolve().is_relative_to(folder.resolve()):
+            raise LLMSourceError(f"{INDEX_FILE} in {folder} points outside its folder ({fname!r})",
+                                 hint="an HF index lists shard file names inside the model folder; use an unaltered download")
         if not shard.is_file():
             raise LLMSourceError(
                 f"shard {fname} (holding layer {layer}) is missing from {folder}",

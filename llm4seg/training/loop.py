@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from llm4seg.checkpoint import load_checkpoint, save_checkpoint
 from llm4seg.data.augment import augment_batch, normalise
 from llm4seg.data.datasets import train_val_datasets
 from llm4seg.errors import CheckpointError, ConfigError
@@ -25,7 +24,7 @@ from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.curves import plot_curves
 from llm4seg.training.losses import bce_dice_loss
-from llm4seg.training.state import load_resume_state, save_resume_state
+from llm4seg.training.state import clean_run_folder, load_state, publish, read_pointer, restore_optimizer, save_state
 from llm4seg.training.val_metrics import validate_on_device
 
 log = logging.getLogger("llm4seg.train")
@@ -44,7 +43,9 @@ class RunPaths:
     @property
     def last(self) -> Path: return self.root / "checkpoints" / "last"
     @property
-    def resume(self) -> Path: return self.root / "resume"
+    def state(self) -> Path: return self.root / "state"
+    @property
+    def checkpoints(self) -> Path: return self.root / "checkpoints"
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,15 +84,22 @@ class Trainer:
             skip_bad=cfg.skip_bad, synthetic_count=cfg.synthetic_count)
         overrides = dict(cfg.model_overrides, image_size=cfg.image_size,
                          paper_double_scaling=cfg.paper_double_scaling)
-        self.model = load_checkpoint(self.paths.last) if resume else create_model(cfg.model, **overrides)
+        # Resume continues from the last complete state; a run killed before its first save starts over.
+        pointer = read_pointer(self.paths.state) if resume else None
+        saved = load_state(self.paths.state, pointer) if pointer else None
+        self.resumed_from = pointer
+        self.model = saved.model if saved else create_model(cfg.model, **overrides)
         self.model.to(self.device).train()
         if self.cuda and cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]  # frozen layer: no optimizer state
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": None}
-        if resume:
-            self.state = load_resume_state(self.paths.resume, self.model, self.optimizer)
+        self.state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": None, "best_state": None}
+        if saved:
+            restore_optimizer(self.model, self.optimizer, saved.buffers)
+            self.state = {k: saved.counters.get(k) for k in self.state}
+            if self.world.is_main:
+                publish(self.paths.state, pointer, self.paths.checkpoints)
         self.forward_model = dist_utils.wrap(self.model, self.world)
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
@@ -165,7 +173,11 @@ class Trainer:
         if self.world.is_main:
             plot_curves(rows, self.paths.root / "curves.png")
         return {"epochs": cfg.epochs, "best_epoch": self.state["best_epoch"], "best_val_iou": self.state["best_iou"],
-                "last": rows[-1] if rows else {}, "run_dir": str(self.paths.root)}
+                "last": rows[-1] if rows else {}, "run_dir": str(self.paths.root),
+                "masks": (self.train_set.mask_encoding or {}).get("rule", "synthetic (generated boolean masks)"),
+                "resumed_from": (self.resumed_from or {}).get("state"),
+                "skipped": {**self.train_set.skipped, **self.val_set.skipped},
+                "val_split": self.val_set.name.split(":", 1)[1] if self.cfg.split else None}
 
     def _end_epoch(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         if row.get("val_iou") is not None and row["val_iou"] > self.state["best_iou"]:
@@ -188,15 +200,15 @@ class Trainer:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k not in frozen}
 
     def _save(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        # Order matters for crash safety: best, last weights, then optimizer + counters.
+        # One atomic unit (see training/state.py): best, last weights, optimizer and counters.
+        best = None
         if self.best_snapshot is not None:
-            live = self._trainable_snapshot()
-            self.model.load_state_dict(self.best_snapshot, strict=False)
-            save_checkpoint(self.model, self.paths.best, extra={"epoch": self.best_row["epoch"], **_metrics_of(self.best_row)})
-            self.model.load_state_dict(live, strict=False)
-            self.best_snapshot = None
-        save_checkpoint(self.model, self.paths.last, extra={"epoch": row["epoch"], **_metrics_of(row)})
-        save_resume_state(self.paths.resume, self.model, self.optimizer, self.state)
+            best = (self.best_snapshot, {"epoch": self.best_row["epoch"], **_metrics_of(self.best_row)})
+        pointer = save_state(self.paths.state, self.model, self.optimizer, self.state,
+                             {"epoch": row["epoch"], **_metrics_of(row)}, best)
+        self.state["best_state"] = pointer["best_state"]
+        self.best_snapshot = None
+        publish(self.paths.state, pointer, self.paths.checkpoints)
         self.last_save = time.monotonic()
 
     def _write_metrics(self, rows: list[dict[str, Any]]) -> None:
@@ -214,28 +226,64 @@ def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k.startswith("val_") or k == "train_loss"}
 
 
+RUN_FORMAT = "llm4seg-run"
+
+
+def _is_run(config_path: Path) -> bool:
+    try:
+        data = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and (data.get("format") == RUN_FORMAT or "train" in data)
+
+
 def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
-    """Write (or, resuming, read back) the run folder's config.json."""
+    """Check the run folder and write (or, resuming, read back) its config.json before anything else,
+    so a folder is either empty or a run that `--resume` can continue."""
     paths = RunPaths(Path(cfg.out))
+    if paths.root.exists() and not paths.root.is_dir():
+        raise ConfigError(f"--out {paths.root} is a file", hint="pass a folder for the run")
     if resume:
-        if not paths.config.is_file() or not paths.last.is_dir():
-            raise CheckpointError(f"{paths.root} is not a resumable run (no config.json or checkpoints/last)",
-                                  hint="pass the run folder of an earlier `llm4seg train`, or start without --resume")
-        saved = TrainConfig.from_dict(json.loads(paths.config.read_text())["train"])
-        saved.out = cfg.out
-        return saved
-    if paths.metrics.exists():
-        raise ConfigError(f"{paths.root} already holds a run", hint="pass --resume to continue it, or another --out")
+        if not _is_run(paths.config):
+            raise CheckpointError(f"{paths.root} is not an llm4seg run folder (no run config.json)",
+                                  hint="pass the --out folder of an earlier `llm4seg train`, or start without --resume")
+        clean_run_folder(paths.root)
+        return saved_config(cfg)
+    if paths.root.is_dir():
+        if _is_run(paths.config):
+            raise ConfigError(f"{paths.root} already holds a run",
+                              hint=f"continue it with `llm4seg train --resume {paths.root}`, or pass another --out")
+        clean_run_folder(paths.root)
+        if any(paths.root.iterdir()):
+            raise ConfigError(f"--out {paths.root} is not empty and is not an llm4seg run",
+                              hint="pass a new or empty folder; llm4seg does not write into other folders")
+    cfg.validate()
+    write_json_atomic(paths.config, {"format": RUN_FORMAT, "train": cfg.to_dict()})
     return cfg
+
+
+def saved_config(cfg: TrainConfig) -> TrainConfig:
+    """The settings a run was started with (resume takes every setting from the run folder)."""
+    path = RunPaths(Path(cfg.out)).config
+    try:
+        saved = TrainConfig.from_dict(json.loads(path.read_text())["train"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} cannot be read as a run config ({exc})",
+                              hint="the run folder was damaged; start a new run with another --out") from exc
+    saved.out = cfg.out
+    return saved
 
 
 def write_run_config(cfg: TrainConfig, trainer: Trainer) -> None:
     write_json_atomic(trainer.paths.config, {
+        "format": RUN_FORMAT,
         "train": cfg.to_dict(),
         "model": trainer.model.config.to_dict(),
         "data": {"train": trainer.train_set.name, "val": trainer.val_set.name,
                  "n_train": len(trainer.train_set), "n_val": len(trainer.val_set),
-                 "skipped": trainer.train_set.skipped},
+                 "skipped": trainer.train_set.skipped,
+                 "mask_encoding": trainer.train_set.mask_encoding,
+                 "val_mask_encoding": trainer.val_set.mask_encoding},
         "world_size": trainer.world.size,
         "device": str(trainer.device),
     })

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
-from llm4seg.training.loop import Trainer, prepare_run, write_run_config
+from llm4seg.training.loop import Trainer, prepare_run, saved_config, write_run_config
 
 
 def _file_logging(run_dir: Path) -> logging.Handler:
@@ -24,7 +24,11 @@ def _file_logging(run_dir: Path) -> logging.Handler:
 def train(cfg: TrainConfig, resume: bool = False, progress_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Run (or resume) training; returns a summary with the best epoch and final metrics."""
     world = dist_utils.init_world(cfg.device)
-    cfg = prepare_run(cfg, resume)
+    if world.is_main:  # one process checks and writes the run folder; the others then read it
+        cfg = prepare_run(cfg, resume)
+    world.barrier()
+    if not world.is_main and resume:
+        cfg = saved_config(cfg)
     handler = _file_logging(Path(cfg.out)) if world.is_main else None
     try:
         trainer = Trainer(cfg, world)
@@ -32,12 +36,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress_factory: Callable[...
         if world.is_main:
             write_run_config(cfg, trainer)
             logging.getLogger("llm4seg.train").info(
-                "start: %d train / %d val images, %d steps per epoch, device %s, world %d, resume=%s",
-                len(trainer.train_set), len(trainer.val_set), trainer.steps_per_epoch, trainer.device, world.size, resume)
+                "start: %d train / %d val images, %d steps per epoch, device %s, world %d, resumed from %s",
+                len(trainer.train_set), len(trainer.val_set), trainer.steps_per_epoch, trainer.device, world.size,
+                (trainer.resumed_from or {}).get("state", "nothing (new start)"))
+            logging.getLogger("llm4seg.train").info("masks: %s", (trainer.train_set.mask_encoding or {}).get("rule", "synthetic"))
         if progress_factory is not None and world.is_main:
             with progress_factory(trainer) as hooks:
                 return trainer.run(on_epoch=hooks.on_epoch, on_step=hooks.on_step)
-        return trainer.run()
+        summary = trainer.run()
+        return summary if world.is_main else None  # one summary per job (rank 0's), not one per process
     finally:
         if handler is not None:
             logging.getLogger("llm4seg").removeHandler(handler)

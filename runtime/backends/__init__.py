@@ -7,6 +7,7 @@ from typing import Any
 
 from llm4seg.errors import ConfigError
 from llm4seg.runtime.backends.base import Backend
+from llm4seg.runtime.manifest import load_manifest
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
 
@@ -14,13 +15,15 @@ BACKENDS = ("onnxruntime", "tensorrt", "torch")
 def backend_for(artifact: Path | str) -> str:
     path = Path(artifact)
     if path.is_dir():
+        load_manifest(path)  # raises: the runtime runs exported artifacts, and says how to make one
+    if path.suffix == ".pt2":
         return "torch"
     if path.suffix == ".plan" or path.suffix == ".engine":
         return "tensorrt"
     if path.suffix == ".onnx":
         return "onnxruntime"
     raise ConfigError(f"cannot tell the backend for {str(path)!r}",
-                      hint="pass a .onnx, a .plan or a checkpoint folder, or name --backend")
+                      hint="pass a .onnx, .plan or .pt2 written by `llm4seg export` (a checkpoint folder must be exported first)")
 
 
 def load_backend(artifact: Path | str, backend: str | None = None, **options: Any) -> Backend:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from llm4seg.errors import InputSpecError
-from llm4seg.runtime.manifest import load_manifest
+from llm4seg.runtime.manifest import check_entry, load_manifest, verify_artifact
 
 
 class Backend:
@@ -20,12 +20,13 @@ class Backend:
 
     def __init__(self, artifact: Path | str, manifest: dict[str, Any] | None = None) -> None:
         self.artifact = Path(artifact)
-        self.manifest = manifest or load_manifest(self.artifact)
+        self.manifest = check_entry(manifest, self.artifact) if manifest else load_manifest(self.artifact)
         self.loaded = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def load(self) -> "Backend":
         if not self.loaded:
+            verify_artifact(self.artifact, self.manifest)  # flipped bytes must never run silently
             self._load()
             self.loaded = True
         return self

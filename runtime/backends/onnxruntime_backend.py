@@ -40,7 +40,12 @@ class OnnxRuntimeBackend(Backend):
         if self.low_memory:
             opts.enable_cpu_mem_arena = False
             opts.enable_mem_pattern = False
-        self.session = ort.InferenceSession(str(self.artifact), opts, providers=self.providers())
+        try:
+            self.session = ort.InferenceSession(str(self.artifact), opts, providers=self.providers())
+        except Exception as exc:  # onnxruntime raises its own pybind error types
+            raise BackendUnavailableError(f"onnxruntime cannot load {self.artifact} ({type(exc).__name__}: {exc})",
+                                          hint="the file is not a valid ONNX graph for this onnxruntime; "
+                                          "re-run `llm4seg export`") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 

@@ -76,7 +76,11 @@ def test_int8_is_qdq_and_reports_kept_nodes(exported):
 def test_manifest_contents(exported, trained_checkpoint):
     out, summary = exported
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["artifacts"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+    assert set(manifest["artifacts"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.pt2"}
+    from llm4seg.fileio import file_sha256
+
+    for name, artifact in manifest["artifacts"].items():  # every artifact carries its own digest and parity
+        assert artifact["sha256"] == file_sha256(out / name) and artifact["parity"]["n"] == 8, name
     entry = manifest["artifacts"]["model.onnx"]
     ckpt = json.loads((trained_checkpoint / "config.json").read_text())
     assert entry["checkpoint_sha256"] == ckpt["weights_sha256"]
@@ -156,7 +160,8 @@ def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path
     (folder / "splits" / "val1.txt").write_text("\n".join(stems[4:]) + "\n")
     opts = ExportOptions(out=tmp_path / "art", int8=True, calib=str(folder), calib_split="train1", data=str(folder),
                          split="val1", parity_images=6, calib_images=16)
-    held, _, calib, _ = _images(opts, 64)
+    picked = _images(opts, 64)
+    held, calib = picked.images, picked.calib
     train_images = load_dataset(str(folder), "train1", 64).images
     assert held.shape[0] == 6 and calib.shape[0] == 4 and np.array_equal(calib, train_images)
     # Without --calib-split, gating on val1 of a folder with train1 calibrates on train1.

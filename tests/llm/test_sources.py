@@ -105,3 +105,19 @@ def test_deepseek_shape():
     spec = resolve_source("shape:deepseek-r1-distill-qwen-1.5b").spec()
     assert (spec.arch, spec.hidden_size, spec.qkv_bias) == ("qwen2", 1536, True)
     assert round(spec.frozen_params / 1e6, 1) == 46.8
+
+
+def test_index_pointing_outside_its_folder_is_refused(tiny_llama_sharded, tmp_path):
+    folder, _ = tiny_llama_sharded
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    path = copy / "model.safetensors.index.json"
+    index = json.loads(path.read_text())
+    shard = index["weight_map"]["model.layers.0.mlp.down_proj.weight"]
+    shutil.copy(copy / shard, tmp_path / "outside.safetensors")
+    index["weight_map"] = {k: ("../outside.safetensors" if v == shard else v) for k, v in index["weight_map"].items()}
+    path.write_text(json.dumps(index))
+    with pytest.raises(LLMSourceError, match="points outside its folder"):
+        load_layer(str(copy), 0)

@@ -17,7 +17,7 @@ AVAILABLE = {"onnxruntime": True, "torch": importlib.util.find_spec("torch") is 
 
 def artifact_for(backend, exported, trained_checkpoint):
     out, _ = exported
-    return {"onnxruntime": out / "model.onnx", "torch": trained_checkpoint, "tensorrt": out / "model.fp16.plan"}[backend]
+    return {"onnxruntime": out / "model.onnx", "torch": out / "model.pt2", "tensorrt": out / "model.fp16.plan"}[backend]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -46,36 +46,37 @@ def check_contract(instance):
 
 
 def test_backends_agree(exported, trained_checkpoint):
+    import torch
+
+    import llm4seg
+
     x = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with load_backend(exported[0] / "model.onnx") as ort_b, load_backend(trained_checkpoint) as torch_b:
-        assert np.abs(ort_b.infer(x) - torch_b.infer(x)).max() < 1e-4
+    with torch.no_grad():
+        expected = torch.sigmoid(llm4seg.load_checkpoint(trained_checkpoint)(torch.from_numpy(x))).numpy()
+    with load_backend(exported[0] / "model.onnx") as ort_b, load_backend(exported[0] / "model.pt2") as torch_b:
+        assert np.abs(ort_b.infer(x) - expected).max() < 1e-4
+        assert np.abs(torch_b.infer(x) - expected).max() < 1e-4
 
 
-def _uses_channels_last(plain, changed):
-    return changed.memory_format is not plain.memory_format
-
-
-def _runs_deploy_net(plain, changed):
-    return not plain.folded and changed.folded and type(changed.model).__name__ == "DeployNet"
-
-
-# CUDA defaults (channels_last layout, the folded deployment graph), forced here so they are
-# checked on the CPU too against the CPU default (the checkpoint's own graph, NCHW).
+# channels_last is the CUDA default; forced here so it is checked on the CPU too.
 @pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
-@pytest.mark.parametrize("option, applied, tolerance", [
-    ({"channels_last": True}, _uses_channels_last, 1e-5),
-    ({"folded": True}, _runs_deploy_net, 1e-4),
-], ids=["channels_last", "folded"])
-def test_torch_backend_cuda_defaults_match_on_cpu(trained_checkpoint, option, applied, tolerance):
+def test_torch_backend_channels_last_matches_on_cpu(exported):
     x = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with load_backend(trained_checkpoint, "torch") as plain, load_backend(trained_checkpoint, "torch", **option) as changed:
-        assert applied(plain, changed)
-        assert np.abs(plain.infer(x) - changed.infer(x)).max() < tolerance
+    pt2 = exported[0] / "model.pt2"
+    with load_backend(pt2, "torch") as plain, load_backend(pt2, "torch", channels_last=True) as changed:
+        assert changed.memory_format is not plain.memory_format
+        assert np.abs(plain.infer(x) - changed.infer(x)).max() < 1e-5
+
+
+def test_runtime_refuses_checkpoint_folders(trained_checkpoint):
+    with pytest.raises(ConfigError, match="runs exported artifacts, not training checkpoints") as info:
+        load_backend(trained_checkpoint, "torch")
+    assert "--pt2" in info.value.hint
 
 
 def test_backend_selection_and_errors(tmp_path, exported):
     assert backend_for("x/model.fp16.plan") == "tensorrt" and backend_for("x/model.onnx") == "onnxruntime"
-    assert backend_for(tmp_path) == "torch"
+    assert backend_for("x/model.pt2") == "torch"
     with pytest.raises(ConfigError, match="cannot tell the backend"):
         backend_for("model.bin")
     with pytest.raises(ConfigError, match="unknown backend 'tflite'"):
@@ -94,7 +95,10 @@ def test_tensorrt_backend_without_tensorrt(exported, tmp_path):
     plan = tmp_path / "model.fp16.plan"
     plan.write_bytes(b"not an engine")
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["artifacts"]["model.fp16.plan"] = dict(manifest["artifacts"]["model.fp16.onnx"], engine={})
+    from llm4seg.fileio import file_sha256
+
+    manifest["artifacts"]["model.fp16.plan"] = dict(manifest["artifacts"]["model.fp16.onnx"], engine={},
+                                                    sha256=file_sha256(plan))
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BackendUnavailableError, match="tensorrt") as info:
         load_backend(plan).load()
@@ -158,3 +162,18 @@ def test_tensorrt_backend_refuses_an_engine_from_another_gpu(fake_trt_export):
     with pytest.raises(BackendUnavailableError, match=r"built for another machine: .*gpu_name.*H200") as info:
         load_backend(out / "model.fp16.plan").load()
     assert "rebuild the engine here" in info.value.hint
+
+
+def test_engine_manifest_records_only_what_ran_on_the_engine(fake_trt_export):
+    import json
+
+    from llm4seg.fileio import file_sha256
+
+    out, trt, _ = fake_trt_export
+    artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
+    plan, onnx_entry = artifacts["model.fp16.plan"], artifacts["model.fp16.onnx"]
+    assert plan["artifact"] == "model.fp16.plan" and plan["sha256"] == file_sha256(out / "model.fp16.plan")
+    assert plan["sha256"] != onnx_entry["sha256"] and plan["source_onnx"] == "model.fp16.onnx"
+    # The gate ran the engine itself on the held-out images (the stand-in executes the plan).
+    assert plan["parity"]["n"] == 2 and plan["parity"]["dice_agreement"] >= 0.99
+    assert plan["engine"]["onnx_sha256"] == onnx_entry["sha256"]

@@ -76,3 +76,65 @@ def test_overlay_modes():
     fill = overlay(frame, mask, "fill", color=(0, 0, 200), alpha=0.5)
     assert contour[5, 5, 1] == 255 and contour[10, 10].sum() == 0 and contour[0, 0].sum() == 0
     assert fill[10, 10, 2] == 100 and fill[0, 0].sum() == 0
+
+
+def test_uint16_frames_need_their_bit_depth(exported):
+    from llm4seg.errors import InputSpecError
+
+    out, _ = exported
+    rng = np.random.default_rng(3)
+    frame8 = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    frame12 = ((frame8.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)  # the same picture as 12-bit data
+    with Segmenter(out / "model.onnx") as seg:
+        with pytest.raises(InputSpecError, match="needs its bit depth") as info:
+            seg.segment_one(frame12)
+        assert "bit_depth=12" in info.value.hint
+    with Segmenter(out / "model.onnx", bit_depth=12) as seg12, Segmenter(out / "model.onnx") as seg8:
+        assert np.abs(seg12.preprocess(frame12) - seg8.preprocess(frame8)).max() < 0.05  # not near-black
+        with pytest.raises(InputSpecError, match="above 4095"):
+            seg12.segment_one(frame12 * 16)
+
+
+@pytest.mark.parametrize("frame, message", [
+    (np.zeros((0, 0, 3), np.uint8), "the frame is empty"),
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN or infinite"),
+    (np.full((8, 8, 3), 2.0, np.float32), "values in \\[0, 1\\]"),
+])
+def test_bad_frames_get_clear_errors(exported, frame, message):
+    from llm4seg.errors import InputSpecError
+
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        with pytest.raises(InputSpecError, match=message):
+            seg.segment_one(frame)
+
+
+def test_preprocessing_follows_the_manifest(exported, tmp_path):
+    import json
+
+    from llm4seg.errors import InputSpecError
+
+    out, _ = exported
+    frame = np.random.default_rng(4).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (tmp_path / "model.onnx").write_bytes((out / "model.onnx").read_bytes())
+
+    def with_entry(**changes):
+        entry = json.loads(json.dumps(manifest["artifacts"]["model.onnx"]))
+        for path, value in changes.items():
+            node = entry
+            *parents, leaf = path.split(".")
+            for p in parents:
+                node = node[int(p)] if p.isdigit() else node[p]
+            node[leaf] = value
+        (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": entry}}))
+        return Segmenter(tmp_path / "model.onnx")
+
+    base = with_entry().preprocess(frame)
+    assert np.allclose(with_entry(**{"inputs.0.color": "BGR"}).preprocess(frame), with_entry().preprocess(frame[:, :, ::-1]))
+    assert not np.allclose(with_entry(**{"preprocess.resize.down": "nearest"}).preprocess(frame), base)
+    half = with_entry(**{"preprocess.scale": 1 / 510.0}).preprocess(frame)
+    pre = manifest["artifacts"]["model.onnx"]["preprocess"]
+    mean, std = (np.array(pre[k], np.float32)[:, None, None] for k in ("mean", "std"))
+    assert np.allclose(base * std + mean, 2 * (half * std + mean), atol=1e-5)  # pixels * scale, then normalised
+    with pytest.raises(InputSpecError, match="color='YUV'"):
+        with_entry(**{"inputs.0.color": "YUV"})

@@ -32,7 +32,7 @@ def test_run_folder_contents(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all("val_dice" in r and r["it_per_s"] > 0 for r in rows)
     for name in ("config.json", "curves.png", "train.log", "checkpoints/best/config.json",
-                 "checkpoints/last/model.safetensors", "resume/optimizer.safetensors", "resume/state.json"):
+                 "checkpoints/last/model.safetensors", "state/CURRENT"):
         assert (run / name).is_file(), name
     assert summary["best_epoch"] in (1, 2) and 0 <= summary["best_val_iou"] <= 1
     assert llm4seg.load_checkpoint(run / "checkpoints" / "best").config.name == "cmunext_s"
@@ -49,7 +49,8 @@ def test_frozen_layer_is_untouched_and_has_no_optimizer_state(tmp_path, tiny_lla
     for (name, a), b in zip(trained.block.layer.state_dict().items(), fresh.block.layer.state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(trained.block.adapter_in.weight, fresh.block.adapter_in.weight)
-    buffers = load_file(str(tmp_path / "run" / "resume" / "optimizer.safetensors"))
+    current = json.loads((tmp_path / "run" / "state" / "CURRENT").read_text())["state"]
+    buffers = load_file(str(tmp_path / "run" / "state" / current / "optimizer.safetensors"))
     assert buffers and not any(k.startswith("block.layer.") for k in buffers)
 
 

@@ -1,0 +1,131 @@
+"""The README's bad-input table, row by row, through the CLI: each gets `error:` + `hint:`, exit 1
+(Ctrl-C: 130), and never a traceback (issue 9, item 19)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from llm4seg.cli.main import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_error(result, *fragments, code=1):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, (fragment, result.output)
+
+
+def test_masks_stored_as_0_1_train_on_their_foreground(tmp_path):
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        cv2.imwrite(str(root / "images" / f"c{i}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        mask = np.zeros((40, 40), np.uint8)
+        mask[10:30, 8:20] = 1
+        cv2.imwrite(str(root / "masks" / f"c{i}.png"), mask)
+    result = invoke("train", "--model", "cmunext_s", "--data", root, "--image-size", 32, "--epochs", 1,
+                    "--batch-size", 4, "--device", "cpu", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "masks: 8-bit masks with values 0/1: foreground = value > 0" in result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["mask_encoding"]["values"] == [1]
+
+
+def test_multiclass_masks(tmp_path):
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(root / "images" / f"c{i}.png"), np.zeros((20, 20, 3), np.uint8))
+        mask = np.zeros((20, 20), np.uint8)
+        mask[2:8], mask[10:18] = 1, 2
+        cv2.imwrite(str(root / "masks" / f"c{i}.png"), mask)
+    assert_error(invoke("train", "--data", root, "--epochs", 1, "--out", tmp_path / "run"),
+                 "error: the masks in", "fit no binary encoding", "hint:")
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    run = tmp_path / "run"
+    ok = invoke("train", "--model", "cmunext_s", "--image-size", 32, "--epochs", 1, "--batch-size", 4,
+                "--synthetic-count", 12, "--device", "cpu", "--out", run, "--json")
+    assert ok.exit_code == 0, ok.output
+    assert_error(invoke("train", "--resume", run, "--epochs", 5, "--lr", 0.1),
+                 "--epochs 5 (the run has 1)", "--lr 0.1 (the run has 0.01)", "hint: drop those options")
+
+
+def test_out_folder_that_is_a_checkpoint(tmp_path, trained_checkpoint):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    before = (ckpt / "config.json").read_text()
+    assert_error(invoke("train", "--epochs", 1, "--out", ckpt), "is not empty and is not an llm4seg run")
+    assert (ckpt / "config.json").read_text() == before
+
+
+def test_bench_option_and_artifact_errors(exported, tmp_path):
+    onnx = exported[0] / "model.onnx"
+    assert_error(invoke("bench", "--engine", onnx, "--batch", 0), "error: --batch 0 must be at least 1")
+    assert_error(invoke("bench", "--engine", onnx, "--iterations", 0), "error: --iterations 0 must be at least 1")
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "model.onnx").write_bytes(b"garbage")
+    manifest = json.loads((exported[0] / "manifest.json").read_text())
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    assert_error(invoke("bench", "--engine", art / "model.onnx"), "does not match the sha256", "hint: ")
+    entry = manifest["artifacts"]["model.onnx"]
+    from llm4seg.fileio import file_sha256
+
+    manifest["artifacts"]["model.onnx"] = dict(entry, sha256=file_sha256(art / "model.onnx"))
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    assert_error(invoke("bench", "--engine", art / "model.onnx"), "onnxruntime cannot load")
+    del manifest["artifacts"]["model.onnx"]["threshold"]
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    assert_error(invoke("bench", "--engine", art / "model.onnx"), "lacks threshold")
+
+
+def test_bench_names_an_unreadable_image(exported, synthetic_folder, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(synthetic_folder, data)
+    victim = sorted((data / "images").iterdir())[0]
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert_error(invoke("bench", "--engine", exported[0] / "model.onnx", "--data", data, "--iterations", 1),
+                 victim.stem, "truncated PNG")
+
+
+def test_export_with_zero_calibration_images(trained_checkpoint, synthetic_folder, tmp_path):
+    assert_error(invoke("export", trained_checkpoint, "--out", tmp_path / "a", "--int8", "--calib", synthetic_folder,
+                        "--calib-images", 0), "--calib-images 0 must be at least 1")
+
+
+def test_video_with_a_camera_that_is_not_there(exported, tmp_path):
+    assert_error(invoke("video", "7", "--engine", exported[0] / "model.onnx", "--out", tmp_path / "o.mp4"),
+                 "camera 7 cannot be opened", "connected")
+
+
+def test_checkpoint_folder_given_to_the_runtime(trained_checkpoint, tmp_path):
+    assert_error(invoke("bench", "--engine", trained_checkpoint), "not training checkpoints", "--pt2")
+
+
+@pytest.mark.parametrize("exc, fragment", [
+    (OSError(errno.ENOSPC, "No space left on device", "/runs/x/model.safetensors"), "the disk is full"),
+    (PermissionError(errno.EACCES, "Permission denied", "/readonly/run"), "permission denied: /readonly/run"),
+    (KeyboardInterrupt(), "interrupted (Ctrl-C)"),
+])
+def test_system_errors_at_the_boundary(monkeypatch, exc, fragment):
+    def fail(*a, **k):
+        raise exc
+
+    monkeypatch.setattr("llm4seg.training.run.train", fail)
+    result = invoke("train", "--epochs", 1, "--out", "/nonexistent/should-not-be-created")
+    assert_error(result, fragment, code=130 if isinstance(exc, KeyboardInterrupt) else 1)

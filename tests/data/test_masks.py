@@ -1,0 +1,111 @@
+"""Mask encodings detected per dataset, and bad files named (issue 9: items 1, 3, 4, BOM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from llm4seg.data.datasets import load_dataset
+from llm4seg.errors import DataError
+
+BOX = (slice(5, 20), slice(5, 25))
+BOX_FRACTION = (15 * 20) / (40 * 30)
+
+
+def folder_with_masks(root: Path, values, dtype=np.uint8, ext=".png", n=4) -> Path:
+    """n image/mask pairs; mask i has `values[i % len(values)]` inside a box, 0 elsewhere."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(root / "images" / f"c{i}.png"), rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
+        mask = np.zeros((30, 40), dtype)
+        mask[BOX] = values[i % len(values)]
+        cv2.imwrite(str(root / "masks" / f"c{i}{ext}"), mask)
+    return root
+
+
+@pytest.mark.parametrize("value,dtype", [(1, np.uint8), (100, np.uint8), (255, np.uint8),
+                                         (1, np.uint16), (4095, np.uint16), (65535, np.uint16)])
+def test_binary_encodings_keep_the_foreground(tmp_path, value, dtype):
+    ds = load_dataset(str(folder_with_masks(tmp_path / "d", [value], dtype)), None, 40)
+    assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.01)
+    assert ds.mask_encoding["kind"] == "binary" and ds.mask_encoding["values"] == [value]
+    assert "value > 0" in ds.mask_encoding["rule"]
+
+
+def test_palette_png_masks(tmp_path):
+    root = folder_with_masks(tmp_path / "d", [0])
+    for i in range(4):
+        index = np.zeros((30, 40), np.uint8)
+        index[BOX] = 1
+        img = Image.fromarray(index, mode="P")
+        img.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)  # index 1 = dark red: grey value < 127
+        img.save(root / "masks" / f"c{i}.png")
+    ds = load_dataset(str(root), None, 40)
+    assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.01)
+
+
+def test_lossy_jpeg_masks_use_the_midpoint(tmp_path):
+    ds = load_dataset(str(folder_with_masks(tmp_path / "d", [255], ext=".jpg")), None, 40)
+    assert ds.mask_encoding["kind"] == "lossy" and ds.mask_encoding["threshold"] == 127
+    assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.05)
+
+
+def test_multiclass_labels_are_refused_with_their_values(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_dataset(str(folder_with_masks(tmp_path / "d", [1, 2])), None, 40)
+    assert "1: " in info.value.message and "2: " in info.value.message and "fit no binary" in info.value.message
+    assert "multi-class" in info.value.hint
+
+
+def test_mixed_encodings_are_refused(tmp_path):
+    root = folder_with_masks(tmp_path / "d", [1, 255], ext=".png")
+    jpeg_noise = cv2.imread(str(root / "masks" / "c1.png"), cv2.IMREAD_GRAYSCALE)
+    jpeg_noise[0, 0] = 3  # one noisy pixel so the set looks lossy
+    cv2.imwrite(str(root / "masks" / "c1.png"), jpeg_noise)
+    with pytest.raises(DataError, match="mix encodings"):
+        load_dataset(str(root), None, 40)
+
+
+def test_all_empty_masks_are_an_error_not_a_perfect_score(tmp_path):
+    with pytest.raises(DataError, match="every mask .* is empty"):
+        load_dataset(str(folder_with_masks(tmp_path / "d", [0])), None, 40)
+
+
+def test_truncated_jpeg_is_named(tmp_path):
+    root = folder_with_masks(tmp_path / "d", [255])
+    ok, jpg = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    (root / "images" / "c1.png").unlink()
+    (root / "images" / "c1.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root), None, 40)
+    assert "c1: unreadable image file (c1.jpg: truncated JPEG" in info.value.message
+    assert len(load_dataset(str(root), None, 40, skip_bad=True)) == 3
+
+
+def test_truncated_png_is_named(tmp_path):
+    root = folder_with_masks(tmp_path / "d", [255])
+    data = (root / "masks" / "c2.png").read_bytes()
+    (root / "masks" / "c2.png").write_bytes(data[:-20])
+    with pytest.raises(DataError, match="c2.png: truncated PNG"):
+        load_dataset(str(root), None, 40)
+
+
+def test_same_stem_twice_is_refused_with_both_names(tmp_path):
+    root = folder_with_masks(tmp_path / "d", [255])
+    cv2.imwrite(str(root / "images" / "c0.jpg"), np.zeros((30, 40, 3), np.uint8))
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root), None, 40)
+    assert "'c0.jpg'" in info.value.message and "'c0.png'" in info.value.message
+
+
+def test_split_file_with_a_bom(tmp_path):
+    root = folder_with_masks(tmp_path / "d", [255])
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("c0\nc2\n", encoding="utf-8-sig")
+    assert load_dataset(str(root), "train", 40).stems == ["c0", "c2"]

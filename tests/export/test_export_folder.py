@@ -1,0 +1,101 @@
+"""The export folder is replaced whole; artifacts carry digests the runtime checks (issue 9: 5, 6, 11;
+issue 13: 7)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llm4seg.errors import ConfigError, ExportError
+from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+from llm4seg.runtime import Segmenter, load_backend
+
+QUIET = dict(log=lambda s: None)
+
+
+def test_flipped_artifact_bytes_are_refused_by_the_runtime(exported, tmp_path):
+    out, _ = exported
+    copy = tmp_path / "art"
+    copy.mkdir()
+    for name in ("model.onnx", "manifest.json"):
+        (copy / name).write_bytes((out / name).read_bytes())
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x55  # inside the weights: onnxruntime would run it silently
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="does not match the sha256 recorded in its manifest"):
+        Segmenter(copy / "model.onnx").__enter__()
+
+
+def test_reexport_replaces_the_folder_and_a_failed_one_leaves_it_untouched(trained_checkpoint, synthetic_folder, tmp_path):
+    out = tmp_path / "art"
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, fp16=True, parity_images=4), **QUIET)
+    assert (out / "model.fp16.onnx").is_file()
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, parity_images=4), **QUIET)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["artifacts"]) == ["model.onnx"] and not (out / "model.fp16.onnx").exists()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ExportError):
+        export_checkpoint(trained_checkpoint, ExportOptions(out=out, opset=23, parity_images=4, min_agreement=1.01), **QUIET)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_a_folder_that_is_not_an_export_is_refused(trained_checkpoint, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not an llm4seg export folder"):
+        export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path, parity_images=4), **QUIET)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_refused_int8_leaves_a_usable_folder(trained_checkpoint, synthetic_folder, tmp_path):
+    out = tmp_path / "art"
+    opts = ExportOptions(out=out, fp16=True, int8=True, calib=str(synthetic_folder), parity_images=4, calib_images=4,
+                         max_int8_drop=-1.0)
+    with pytest.raises(ExportError, match="no INT8 candidate") as info:
+        export_checkpoint(trained_checkpoint, opts, **QUIET)
+    assert "model.onnx, model.fp16.onnx were written" in info.value.message
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["artifacts"]) == ["model.fp16.onnx", "model.onnx"] and not (out / "model.int8.onnx").exists()
+    assert manifest["int8_refused"]["candidates"] and "LLM MLP only" in json.dumps(manifest["int8_refused"])
+    with Segmenter(out / "model.fp16.onnx") as seg:  # the hint's advice works
+        assert seg.segment_one(np.zeros((50, 60, 3), np.uint8)).shape == (50, 60)
+
+
+def test_calibration_never_overlaps_the_held_out_images(trained_checkpoint, synthetic_folder, tmp_path):
+    opts = ExportOptions(out=tmp_path / "a", int8=True, calib=str(synthetic_folder), parity_images=24, calib_images=4)
+    with pytest.raises(ExportError, match="calibration and held-out images overlap") as info:
+        export_checkpoint(trained_checkpoint, opts, **QUIET)
+    assert "--calib-split" in info.value.hint
+
+
+@pytest.mark.parametrize("field", ["calib_images", "parity_images"])
+def test_zero_images_is_an_option_error(trained_checkpoint, synthetic_folder, tmp_path, field):
+    opts = ExportOptions(out=tmp_path / "a", int8=True, calib=str(synthetic_folder), **{field: 0})
+    with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} 0 must be at least 1"):
+        export_checkpoint(trained_checkpoint, opts, **QUIET)
+
+
+def test_pt2_runs_without_the_training_code(exported):
+    """The torch backend's program loads in a process where llm4seg's model code cannot be imported."""
+    import subprocess
+    import sys
+
+    out, _ = exported
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[:2] in (['llm4seg', 'models'], ['llm4seg', 'export'], ['llm4seg', 'training'],"
+        " ['llm4seg', 'checkpoint']):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np\n"
+        "from llm4seg.runtime import load_backend\n"
+        f"with load_backend({str(out / 'model.pt2')!r}) as b:\n"
+        "    print(b.infer(np.zeros((3, 3, 64, 64), np.float32)).shape)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(3, 1, 64, 64)" in proc.stdout

@@ -1,0 +1,139 @@
+"""Kills injected at every write point of the checkpoint/resume protocol (issue 9, items 2 and 14).
+
+Not by timing: `llm4seg.fileio.FAULT_HOOK` raises at the k-th write point of a run, for every k
+an uninterrupted run passes through. After each kill, `--resume` (or, when the kill came before
+the run's config existed, a fresh start in the same folder) must end bit-identical to the
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llm4seg import fileio
+from llm4seg.errors import CheckpointError, ConfigError
+from llm4seg.training.config import TrainConfig
+from llm4seg.training.run import train
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so no handler of ours catches it."""
+
+
+def cfg(out: Path, **kw) -> TrainConfig:
+    base = dict(out=str(out), model="cmunext_s", image_size=32, epochs=3, batch_size=4, synthetic_count=20,
+                device="cpu", seed=3, checkpoint_every_s=0.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(run: Path, which: str) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / which / "model.safetensors"))
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], what: str) -> None:
+    assert a.keys() == b.keys(), what
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f"{what}: {len(differ)} tensors differ, e.g. {differ[:3]}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run = tmp_path_factory.mktemp("faults") / "full"
+    labels: list[str] = []
+    fileio.FAULT_HOOK = labels.append
+    try:
+        train(cfg(run))
+    finally:
+        fileio.FAULT_HOOK = None
+    return run, labels
+
+
+def kill_at(k: int):
+    calls = {"n": 0}
+
+    def hook(label: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == k:
+            raise Killed(label)
+    return hook
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_at_every_write_point_is_bit_identical(tmp_path, uninterrupted):
+    full, labels = uninterrupted
+    assert len(labels) > 30 and any("CURRENT" in x for x in labels) and any("published" in x for x in labels)
+    for k in range(1, len(labels) + 1):
+        run = tmp_path / f"k{k}"
+        fileio.FAULT_HOOK = kill_at(k)
+        try:
+            with pytest.raises(Killed):
+                train(cfg(run))
+        finally:
+            fileio.FAULT_HOOK = None
+        if (run / "config.json").is_file():
+            summary = train(TrainConfig(out=str(run)), resume=True)
+        else:  # killed before the run existed: the folder is empty (or holds leftovers) and starts fresh
+            summary = train(cfg(run))
+        where = f"kill at write point {k} ({labels[k - 1]})"
+        assert_same(weights(full, "last"), weights(run, "last"), where)
+        assert_same(weights(full, "best"), weights(run, "best"), where)
+        rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2, 3], where
+        assert summary["epochs"] == 3
+        leftovers = [p for p in run.rglob(".*") if fileio.is_leftover(p.name)]
+        assert not leftovers, f"{where}: {leftovers}"
+
+
+def test_run_killed_before_its_first_save_resumes_from_scratch(tmp_path):
+    run = tmp_path / "r"
+    fileio.FAULT_HOOK = kill_at(3)  # config.json is written; no state yet
+    try:
+        with pytest.raises(Killed):
+            train(cfg(run, epochs=1))
+    finally:
+        fileio.FAULT_HOOK = None
+    assert (run / "config.json").is_file() and not (run / "state" / "CURRENT").exists()
+    with pytest.raises(ConfigError, match="already holds a run") as info:
+        train(cfg(run, epochs=1))
+    assert "--resume" in info.value.hint
+    summary = train(TrainConfig(out=str(run)), resume=True)
+    assert summary["resumed_from"] is None and (run / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
+def test_leftovers_are_removed_on_the_next_start(tmp_path):
+    run = tmp_path / "r"
+    train(cfg(run, epochs=1))
+    (run / "checkpoints" / ".last.tmp").mkdir()
+    (run / "state" / ".model.safetensors.tmp4242").write_bytes(b"half")
+    train(TrainConfig(out=str(run)), resume=True)
+    assert not (run / "checkpoints" / ".last.tmp").exists()
+    assert not (run / "state" / ".model.safetensors.tmp4242").exists()
+
+
+def test_a_state_from_another_step_is_refused(tmp_path):
+    run = tmp_path / "r"
+    train(cfg(run, epochs=1))
+    current = json.loads((run / "state" / "CURRENT").read_text())
+    counters_path = run / "state" / current["state"] / "counters.json"
+    counters = json.loads(counters_path.read_text())
+    counters["optimizer_sha256"] = "0" * 64
+    counters_path.write_text(json.dumps(counters))
+    with pytest.raises(CheckpointError, match="inconsistent"):
+        train(TrainConfig(out=str(run)), resume=True)
+
+
+def test_out_folder_that_is_not_a_run_is_refused(tmp_path):
+    other = tmp_path / "ckpt"
+    other.mkdir()
+    (other / "config.json").write_text('{"format": "llm4seg-checkpoint"}')
+    with pytest.raises(ConfigError, match="not empty and is not an llm4seg run"):
+        train(cfg(other, epochs=1))
+    assert json.loads((other / "config.json").read_text()) == {"format": "llm4seg-checkpoint"}
+    with pytest.raises(CheckpointError, match="not an llm4seg run folder"):
+        train(TrainConfig(out=str(other)), resume=True)

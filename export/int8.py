@@ -99,10 +99,15 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
         pre = Path(tmp) / "pre.onnx"
         shape_inference.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         all_nodes = quantizable_nodes(onnx.load(str(pre)))
+        has_block = any(w.startswith("block.") for w in all_nodes.values())
+        seen: list[set[str]] = []
         for i, cand in enumerate(CANDIDATES):
             nodes = [n for n, w in all_nodes.items() if cand.keep(w)]
-            if not nodes:
+            if not nodes or set(nodes) in seen:  # a CNN-only model: the LLM rungs select nothing new
                 continue
+            seen.append(set(nodes))
+            if not has_block:
+                cand = Candidate(cand.name.replace("LLM block + encoder", "encoder only"), cand.keep)
             trial = Path(tmp) / f"trial{i}.onnx"
             quantize_nodes(pre, trial, calib_x, nodes, Path(tmp) / "calib.cache")
             stats = agreement(reference, ort_probs(trial, heldout_x), threshold, masks)

@@ -70,6 +70,19 @@ def default_calib_split(opts: ExportOptions) -> str | None:
     return candidate if (Path(opts.calib) / "splits" / f"{candidate}.txt").is_file() else None
 
 
+def default_splits(opts: ExportOptions) -> ExportOptions:
+    """Without --split, a dataset with split files is scored on its val split (val, else val1) and
+    calibrated on the matching train split, never on images the gates score."""
+    pool = opts.data or opts.calib
+    if pool and not opts.split and not opts.calib_split:
+        splits = Path(pool) / "splits"
+        for held, calib in (("val", "train"), ("val1", "train1")):
+            if (splits / f"{held}.txt").is_file():
+                has_train = bool(opts.calib) and (Path(opts.calib) / "splits" / f"{calib}.txt").is_file()
+                return replace(opts, split=held, calib_split=calib if has_train else None)
+    return replace(opts, calib_split=default_calib_split(opts))
+
+
 @dataclass
 class HeldOut:
     """Images the gates score, calibration images (never the same ones), and where they came from."""
@@ -135,6 +148,8 @@ class _Export:
         self.model = load_checkpoint(checkpoint)
         self.cfg = self.model.config
         self.data = _images(opts, self.cfg.image_size)
+        log(f"held-out images: {len(self.data.images)} of {self.data.data_name}"
+            + (f"; calibration: {len(self.data.calib)} of {self.data.calib_source}" if opts.int8 else ""))
         self.held_x = normalised_batch(self.data.images, self.cfg)
         self.reference = torch_reference(self.model, self.data.images)
         self.macs_before = count_macs(self.model, self.cfg.image_size, self.cfg.in_channels)
@@ -184,7 +199,7 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
 
     A refused INT8 gate still leaves the FP32/FP16 artifacts and their manifest (INT8 marked refused),
     then raises, so the hint's advice to ship them works."""
-    opts = replace(opts, calib_split=default_calib_split(opts), out=Path(opts.out))
+    opts = replace(default_splits(opts), out=Path(opts.out))
     validate_options(opts)
     int8_refusal: ExportError | None = None
     with staged_folder(opts.out) as work:

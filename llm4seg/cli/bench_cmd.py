@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from llm4seg.cli.options import DataOpt, JsonOpt, SplitOpt
-from llm4seg.cli.render import print_json, stdout
+from llm4seg.cli.render import print_json, print_table, stdout
 
 
 def _load_frames(data: str | None, split: str | None, limit: int):
@@ -27,19 +26,24 @@ def _load_frames(data: str | None, split: str | None, limit: int):
 
 
 def bench(
-    engine: Annotated[list[Path], typer.Option("--engine", help="Artifact: .plan, .onnx or checkpoint folder (repeatable).")],
+    engine: Annotated[list[Path], typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export` (repeatable).")],
     data: DataOpt = None,
     split: SplitOpt = None,
     batch: Annotated[list[int], typer.Option("--batch", help="Batch sizes to time (repeatable).")] = [1],
-    iterations: Annotated[int, typer.Option("--iterations")] = 20,
-    warmup: Annotated[int, typer.Option("--warmup")] = 3,
+    iterations: Annotated[int, typer.Option("--iterations", help="Timed runs per artifact and batch size.")] = 20,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs first (allocations, autotuning).")] = 3,
     limit: Annotated[int, typer.Option("--limit", help="Images of --data to score.")] = 64,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json and PNG plots.")] = None,
     interleave: Annotated[bool, typer.Option("--interleave", help="Load all artifacts and time them in turns "
                                              "(fair ratios on machines whose speed drifts; RSS is then the process's).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Benchmark one or more artifacts on this machine; frames are RGB at their native size."""
+    """Benchmark one or more artifacts on this machine; frames are RGB at their native size.
+
+    \b
+    Example:
+      llm4seg bench --engine art/model.onnx --engine art/model.int8.onnx --batch 1 --batch 8 --interleave
+    """
     from llm4seg.errors import ConfigError
     from llm4seg.runtime.bench import agreement_dice, bench_artifact, bench_interleaved, machine_info, score
 
@@ -64,22 +68,29 @@ def bench(
                 r.update(dice=metrics["dice"], iou=metrics["iou"], dice_agreement_with_first=agree)
         seg.close()
         results += rows
-    payload = {"machine": machine_info(), "data": data, "split": split, "results": results}
+    payload = {"machine": machine_info(), "data": data, "split": split,
+               "scored_images": len(images) if masks is not None else 0, "results": results}
     if out:
         _write_outputs(out, payload)
+        if not json_out:
+            stdout.print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
     if json_out:
         print_json(payload)
         return
-    table = Table(title=f"llm4seg bench on {payload['machine'].get('cpu')}")
-    for col in ("artifact", "backend", "prec", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "pre/inf/post ms", "RSS MB", "Dice"):
-        table.add_column(col, justify="left" if col == "artifact" else "right")
+    headers = ["artifact", "backend", "prec", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "pre/inf/post ms",
+               "RSS MB", "Dice"]
+    rows = []
     for r in results:
         lat, br = r["latency_ms"], r["breakdown_ms"]
-        table.add_row(Path(r["artifact"]).name, r["backend"], str(r["precision"]), str(r["batch"]), f"{lat['p50']:.1f}",
-                      f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['throughput_ips']:.1f}",
-                      f"{br['preprocess']:.1f}/{br['inference']:.1f}/{br['postprocess']:.1f}", f"{r['peak_rss_mb']:.0f}",
-                      f"{r['dice']:.4f}" if "dice" in r else "-")
-    stdout.print(table)
+        rows.append([Path(r["artifact"]).name, r["backend"], str(r["precision"]), str(r["batch"]), f"{lat['p50']:.1f}",
+                     f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['throughput_ips']:.1f}",
+                     f"{br['preprocess']:.1f}/{br['inference']:.1f}/{br['postprocess']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                     f"{r['dice']:.4f}" if "dice" in r else "-"])
+    print_table(f"llm4seg bench on {payload['machine'].get('cpu')}", headers, rows)
+    if masks is not None:
+        stdout.print(f"Dice scored on {len(images)} image(s) of {data} (--limit {limit})")
+    if not out:
+        stdout.print("pass --out DIR to write bench.json and latency/Dice plots")
 
 
 def _write_outputs(out: Path, payload: dict) -> None:
@@ -92,18 +103,26 @@ def _write_outputs(out: Path, payload: dict) -> None:
     matplotlib.use("Agg")
     plt = require("matplotlib.pyplot")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    labels = [f"{Path(r['artifact']).name} b{r['batch']}" for r in payload["results"]]
-    ax1.barh(labels, [r["latency_ms"]["p50"] for r in payload["results"]], label="p50")
-    ax1.barh(labels, [r["latency_ms"]["p99"] - r["latency_ms"]["p50"] for r in payload["results"]],
-             left=[r["latency_ms"]["p50"] for r in payload["results"]], alpha=0.5, label="p50..p99")
-    ax1.set_xlabel("latency per batch (ms)")
+    results = payload["results"]
+    # Per-image latency, so rows of different batch sizes compare on one axis.
+    labels = [f"{Path(r['artifact']).name} b{r['batch']}" for r in results]
+    p50 = [r["latency_ms"]["p50"] / r["batch"] for r in results]
+    p99 = [r["latency_ms"]["p99"] / r["batch"] for r in results]
+    ax1.barh(labels, p50, label="p50")
+    ax1.barh(labels, [b - a for a, b in zip(p50, p99)], left=p50, alpha=0.5, label="p50..p99")
+    ax1.set_xlabel("latency per image (ms)")
     ax1.legend()
-    scored = [r for r in payload["results"] if "dice" in r]
+    scored = [r for r in results if "dice" in r]
     for r in scored:
         ax2.scatter(r["latency_ms"]["p50"] / r["batch"], r["dice"])
-        ax2.annotate(f"{Path(r['artifact']).name} b{r['batch']}", (r["latency_ms"]["p50"] / r["batch"], r["dice"]), fontsize=7)
+        ax2.annotate(f"{Path(r['artifact']).name} b{r['batch']}\nDice {r['dice']:.4f}, agreement "
+                     f"{r['dice_agreement_with_first']:.4f}", (r["latency_ms"]["p50"] / r["batch"], r["dice"]), fontsize=7)
+    ax2.set_ylim(0, 1)  # the full scale: differences of 0.0005 must not look like gaps
+    ax2.set_xlim(left=0)
     ax2.set_xlabel("ms per image (p50)")
     ax2.set_ylabel("Dice vs masks")
+    if not scored:
+        ax2.text(0.5, 0.5, "no --data: Dice not scored", ha="center", va="center", transform=ax2.transAxes)
     fig.tight_layout()
     fig.savefig(out / "bench.png", dpi=90)
     plt.close(fig)

@@ -6,23 +6,27 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from llm4seg.cli.options import DataOpt, DeviceOpt, JsonOpt, SkipBadOpt, SplitOpt
-from llm4seg.cli.render import print_json, stdout
+from llm4seg.cli.render import print_json, print_table, stdout
 
 
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (config.json + model.safetensors).")],
     data: DataOpt = None,
     split: SplitOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: CHECKPOINT/eval-<split>).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: CHECKPOINT/eval-<dataset>-<split>).")] = None,
     device: DeviceOpt = "auto",
     skip_bad: SkipBadOpt = False,
-    synthetic_count: Annotated[int, typer.Option("--synthetic-count")] = 200,
+    synthetic_count: Annotated[int, typer.Option("--synthetic-count", help="Images of the synthetic set when --data is omitted (drawn with another seed than training's).")] = 200,
     json_out: JsonOpt = False,
 ) -> None:
-    """Score CHECKPOINT at threshold 0.5: IoU, Dice, sensitivity, precision, F1, specificity, accuracy, HD95."""
+    """Score CHECKPOINT at threshold 0.5: IoU, Dice, sensitivity, precision, F1, specificity, accuracy, HD95.
+
+    \b
+    Example:
+      llm4seg eval runs/busi1/checkpoints/best --data ../shared/datasets/busi --split val1
+    """
     from llm4seg.checkpoint import load_checkpoint
     from llm4seg.data.datasets import load_dataset
     from llm4seg.evaluate import evaluate_model, write_report
@@ -33,7 +37,9 @@ def evaluate(
     # The synthetic default evaluates on images the training split never drew (another seed).
     dataset = load_dataset(data, split, model.config.image_size, skip_bad, synthetic_count, seed=10_000)
     rows, probs = evaluate_model(model, dataset, dev)
-    report_dir = out or Path(checkpoint) / f"eval-{(split or 'all').replace('/', '_')}"
+    # Dataset name and split, so the same split name on two datasets cannot collide.
+    tag = dataset.name.replace(":", "-").replace("/", "_")
+    report_dir = out or Path(checkpoint) / f"eval-{tag}"
     summary = write_report(report_dir, rows, probs, dataset, model.config.threshold)
     m = summary["metrics"]
     if json_out:
@@ -41,14 +47,11 @@ def evaluate(
                     "sd": {k: v["sd"] for k, v in m.items()}, "report_dir": str(report_dir),
                     "skipped": dataset.skipped})
         return
-    table = Table(title=f"{checkpoint} on {dataset.name} (n={summary['n']})")
-    table.add_column("metric")
-    table.add_column("mean", justify="right")
-    table.add_column("sd", justify="right")
-    for name, v in m.items():
-        scale = 1 if name == "hd95" else 100
-        table.add_row(name, f"{v['mean'] * scale:.2f}", f"{v['sd'] * scale:.2f}")
-    stdout.print(table)
-    stdout.print(f"per-image CSV, overlays and summary in {report_dir}")
+    rows = [[name, f"{v['mean'] * (1 if name == 'hd95' else 100):.2f}", f"{v['sd'] * (1 if name == 'hd95' else 100):.2f}"]
+            for name, v in m.items()]
+    print_table(f"{checkpoint} on {dataset.name} (n={summary['n']}; HD95 in pixels, the rest in %)",
+                ["metric", "mean", "sd"], rows)
+    stdout.print(f"masks: {(dataset.mask_encoding or {}).get('rule', 'synthetic')}", soft_wrap=True)
+    stdout.print(f"per-image CSV, overlays and summary in {report_dir}", soft_wrap=True)
     if dataset.skipped:
         stdout.print(f"skipped {len(dataset.skipped)} bad pair(s): {dataset.skipped}")

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from llm4seg.cli.options import DataOpt, JsonOpt, SplitOpt
-from llm4seg.cli.render import human, print_json, stderr, stdout
+from llm4seg.cli.render import human, print_json, print_table, stderr, stdout
 
 
 def export(
@@ -21,6 +20,7 @@ def export(
     calib_split: Annotated[Optional[str], typer.Option("--calib-split", help="Split of --calib to draw calibration images from (e.g. train1).")] = None,
     data: DataOpt = None,
     split: SplitOpt = None,
+    pt2: Annotated[bool, typer.Option("--pt2", help="Also write model.pt2 (torch.export program) for the runtime's torch backend.")] = False,
     engine: Annotated[bool, typer.Option("--engine", help="Build TensorRT engines from the FP16/INT8 graphs.")] = False,
     opset: Annotated[int, typer.Option("--opset", help="17 (decomposed ops, any TensorRT 10.x, Jetson) or 23 (ONNX Attention, RMSNormalization; TensorRT >= 10.15).")] = 17,
     batch: Annotated[str, typer.Option("--batch", help="Dynamic batch range MIN:OPT:MAX.")] = "1:1:16",
@@ -28,10 +28,16 @@ def export(
     calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images for INT8 (memory grows with it).")] = 16,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export CHECKPOINT for deployment; fails loudly when an artifact disagrees with the checkpoint."""
+    """Export CHECKPOINT for deployment; fails loudly when an artifact disagrees with the checkpoint.
+
+    \b
+    Examples:
+      llm4seg export runs/busi1/checkpoints/best --out art --fp16
+      llm4seg export runs/busi1/checkpoints/best --out art --int8 --calib DATA --data DATA --split val1
+    """
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint, parse_batch
 
-    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine,
+    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2,
                          opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images)
     if engine:
         from llm4seg._optional import require
@@ -41,10 +47,11 @@ def export(
     if json_out:
         print_json(summary)
         return
-    table = Table(title=f"artifacts in {summary['out']} (parity on {summary['data']})")
-    for col in ("artifact", "size", "MACs", "parity Dice", "max error", "CPU latency b1"):
-        table.add_column(col, justify="left" if col == "artifact" else "right")
-    for r in summary["rows"]:
-        table.add_row(r["artifact"], f"{r['size_mb']:.1f} MB", human(r["macs"]), f"{r['dice_agreement']:.4f}",
-                      f"{r['max_abs_err']:.2e}", f"{r['cpu_latency_ms']:.1f} ms")
-    stdout.print(table)
+    rows = [[r["artifact"], f"{r['size_mb']:.1f} MB", human(r["macs"]), f"{r['dice_agreement']:.4f}",
+             f"{r['max_abs_err']:.2e}", "-" if r["cpu_latency_ms"] is None else f"{r['cpu_latency_ms']:.1f} ms"]
+            for r in summary["rows"]]
+    print_table(f"artifacts in {summary['out']} (parity on {summary['data']})",
+                ["artifact", "size", "MACs", "parity Dice", "max error", "CPU latency b1"], rows)
+    if summary.get("calibration"):
+        stdout.print(f"INT8 calibrated on {summary['calibration']}; gates scored {summary['data']}", soft_wrap=True)
+    stdout.print(f"manifest: {summary['manifest']}", soft_wrap=True)

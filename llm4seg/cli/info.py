@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from llm4seg.cli.options import AttentionOpt, ImageSizeOpt, JsonOpt, LayerOpt, LlmOpt, ModelOpt, PositionsOpt
-from llm4seg.cli.render import human, print_json, stdout
+from llm4seg.cli.render import human, print_json, print_table
 
 
 def info(
@@ -21,7 +20,12 @@ def info(
     iterations: Annotated[int, typer.Option(help="Timed forward passes (0 skips timing).")] = 10,
     json_out: JsonOpt = False,
 ) -> None:
-    """Build a model (offline, embedded LLM by default) and report what it costs."""
+    """Build a model (offline, embedded LLM by default) and report what it costs.
+
+    \b
+    Example:
+      llm4seg info --model llm4seg_random --llm shape:llama-3.2-1b
+    """
     from llm4seg.models.registry import create_model
     from llm4seg.profile import model_report
 
@@ -33,21 +37,19 @@ def info(
     if json_out:
         print_json(report)
         return
-    table = Table(title=f"{report['model']} at {report['image_size']}x{report['image_size']}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
+    rows: list[list[str]] = []
     p = report["params"]
-    table.add_row("parameters (total)", f"{p['total']:,}")
-    table.add_row("  trainable", f"{p['trainable']:,}")
-    table.add_row("  frozen (LLM layer)", f"{p['frozen']:,}")
-    table.add_row("MACs per image", human(report["macs"]))
+    rows.append(["parameters (total)", f"{p['total']:,}"])
+    rows.append(["  trainable", f"{p['trainable']:,}"])
+    rows.append(["  frozen (LLM layer)", f"{p['frozen']:,}"])
+    rows.append(["MACs per image", human(report["macs"])])
     if report["llm"]:
         llm_info = report["llm"]
-        table.add_row("LLM source", str(llm_info["source"]))
-        table.add_row("LLM layer", f"{llm_info['layer']} of {llm_info['num_hidden_layers']} ({llm_info['arch']}, D={llm_info['hidden_size']})")
-        table.add_row("layer weights", f"{llm_info['init']}, {'trainable' if llm_info['trainable'] else 'frozen'}")
-        table.add_row("attention / positions", f"{llm_info['attention']} / {llm_info['positions']}")
+        rows.append(["LLM source", str(llm_info["source"])])
+        rows.append(["LLM layer", f"{llm_info['layer']} of {llm_info['num_hidden_layers']} ({llm_info['arch']}, D={llm_info['hidden_size']})"])
+        rows.append(["layer weights", f"{llm_info['init']}, {'trainable' if llm_info['trainable'] else 'frozen'}"])
+        rows.append(["attention / positions", f"{llm_info['attention']} / {llm_info['positions']}"])
     if "cpu_latency_ms" in report:
         lat = report["cpu_latency_ms"]
-        table.add_row(f"CPU forward, batch 1, {report['torch_threads']} threads", f"{lat['p50']:.1f} ms (p50)")
-    stdout.print(table)
+        rows.append([f"CPU forward, batch 1, {report['torch_threads']} threads", f"{lat['p50']:.1f} ms (p50)"])
+    print_table(f"{report['model']} at {report['image_size']}x{report['image_size']}", ["what", "value"], rows)

@@ -19,6 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help (click's layout): flags show no <bool> metavar, and text wraps at any width
+    # instead of being boxed and cut in pipes and narrow terminals.
+    rich_markup_mode=None,
 )
 
 

@@ -7,7 +7,12 @@ from llm4seg.cli.render import print_json, stdout
 
 
 def models(json_out: JsonOpt = False) -> None:
-    """List the model names that --model and create_model accept."""
+    """List the model names that --model and create_model accept.
+
+    \b
+    Example:
+      llm4seg models
+    """
     from llm4seg.models.registry import describe_models
 
     described = describe_models()

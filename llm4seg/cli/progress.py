@@ -31,9 +31,28 @@ class TrainProgress:
             self.progress.reset(self.steps, description=f"epoch {self.epoch + 1}")
 
 
+class LineProgress:
+    """For pipes, logs and narrow terminals: one plain line per epoch, nothing redrawn or cut."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.total = trainer.cfg.epochs
+
+    def on_step(self) -> None:
+        pass
+
+    def on_epoch(self, row: dict[str, Any]) -> None:
+        line = f"epoch {row['epoch']}/{self.total}  loss {row['train_loss']:.3f}  {row['it_per_s']:.2f} it/s"
+        if "val_dice" in row:
+            line += f"  val Dice {row['val_dice']:.3f} IoU {row['val_iou']:.3f}"
+        stderr.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
 @contextlib.contextmanager
-def train_progress(trainer: Any) -> Iterator[TrainProgress]:
-    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+def train_progress(trainer: Any) -> Iterator[Any]:
+    if not stderr.is_terminal or stderr.width < 100:
+        yield LineProgress(trainer)
+        return
+    columns = (TextColumn("{task.description:>10}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=stderr, transient=False) as progress:
         yield TrainProgress(progress, trainer)

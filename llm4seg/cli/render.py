@@ -21,3 +21,25 @@ def human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n:.0f}"
+
+
+def print_table(title: str, headers: list[str], rows: list[list[str]], console: Console | None = None) -> None:
+    """A table when it fits the console's width; otherwise one block per row ('header: value'
+    lines). Names and numbers are never cut or ellipsized, in terminals or pipes."""
+    console = console or stdout
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    if sum(widths) + 3 * len(widths) + 1 <= console.width:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for i, h in enumerate(headers):
+            table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True, min_width=widths[i])
+        for r in rows:
+            table.add_row(*r)
+        console.print(table, soft_wrap=True)
+        return
+    console.print(title, soft_wrap=True, markup=False, highlight=False)
+    for r in rows:
+        console.print(f"- {headers[0]}: {r[0]}", soft_wrap=True, markup=False, highlight=False)
+        for h, v in zip(headers[1:], r[1:]):
+            console.print(f"    {h}: {v}", soft_wrap=True, markup=False, highlight=False)

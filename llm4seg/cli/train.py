@@ -12,13 +12,11 @@ from llm4seg.cli.options import (AttentionOpt, DataOpt, DeviceOpt, JsonOpt, Laye
                                  PositionsOpt, SkipBadOpt, SplitOpt)
 from llm4seg.cli.render import print_json, stderr, stdout
 
-EXAMPLE = """Examples:
-
-  llm4seg train --epochs 8 --image-size 96 --synthetic-count 160          # synthetic demo
-
-  llm4seg train --data ../shared/datasets/busi --split train1 --out runs/busi1   # BUSI, paper protocol
-
-  llm4seg train --resume runs/busi1                                       # continue a killed run
+EXAMPLE = """\b
+Examples:
+  llm4seg train --epochs 8 --image-size 96 --synthetic-count 160   # synthetic demo
+  llm4seg train --data DATA --split train1 --out runs/busi1        # BUSI, paper protocol
+  llm4seg train --resume runs/busi1                                # continue a killed run
 """
 
 # Settings a resumed run takes from its folder; giving one that differs is refused, not ignored.

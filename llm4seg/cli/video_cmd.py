@@ -13,13 +13,19 @@ from llm4seg.cli.render import print_json, stdout
 
 def video(
     source: Annotated[str, typer.Argument(help="Video file, camera index (0) or stream URL.")],
-    engine: Annotated[Path, typer.Option("--engine", help="Artifact: .plan, .onnx or checkpoint folder.")],
+    engine: Annotated[Path, typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output video (.mp4 or .avi).")] = Path("segmented.mp4"),
     overlay_mode: Annotated[str, typer.Option("--overlay", help="contour or fill.")] = "contour",
     batch: Annotated[int, typer.Option("--batch", help="Frames per inference call.")] = 1,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write OUT with the masks drawn on every frame; print frames, fps and per-stage latency."""
+    """Write OUT with the masks drawn on every frame; print frames, fps and per-stage latency.
+
+    \b
+    Examples:
+      llm4seg video clip.mp4 --engine art/model.onnx --out segmented.mp4
+      llm4seg video 0 --engine art/model.onnx --out live.mp4      # camera 0
+    """
     from llm4seg.runtime import Segmenter, VideoPipeline, VideoWriterSink
 
     with Segmenter(engine) as seg:

@@ -14,6 +14,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     plt = require("matplotlib.pyplot")
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4))
+    ticker = require("matplotlib.ticker")
+    for ax in (ax_loss, ax_val):
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # epochs are whole numbers
     epochs = [r["epoch"] for r in rows]
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], label="train loss")
     ax_loss.set_xlabel("epoch")

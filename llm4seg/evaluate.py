@@ -44,13 +44,42 @@ def evaluate_model(model: torch.nn.Module, data: ArrayDataset, device: torch.dev
     return score(probs, data.masks, data.stems, model.config.threshold), probs
 
 
-def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Ground truth contour green, prediction contour red, on the RGB image (returns BGR for writing)."""
+def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray, caption: str = "") -> np.ndarray:
+    """Ground truth contour green, prediction contour red, on the RGB image, with a legend and a
+    caption (e.g. the per-image Dice); returns BGR for writing. Small images are upscaled first
+    (nearest) so the outlines and text stay readable."""
+    scale = max(1, int(np.ceil(256 / max(image_rgb.shape[:2]))))
+    if scale > 1:
+        size = (image_rgb.shape[1] * scale, image_rgb.shape[0] * scale)
+        image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_NEAREST)
+        pred, target = (cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) for m in (pred, target))
     canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR).copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 300))
     for mask, colour in ((target, (0, 200, 0)), (pred, (0, 0, 255))):
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(canvas, contours, -1, colour, 1)
+        cv2.drawContours(canvas, contours, -1, colour, thickness)
+    font = max(0.4, max(canvas.shape[:2]) / 900)
+    lines = [("truth", (0, 200, 0)), ("prediction", (0, 0, 255))] + ([(caption, (255, 255, 255))] if caption else [])
+    for i, (text, colour) in enumerate(lines):
+        y = int(22 * font / 0.5) * (i + 1)
+        cv2.putText(canvas, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.putText(canvas, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness, cv2.LINE_AA)
     return canvas
+
+
+def native_overlay(data: ArrayDataset, i: int, prob: np.ndarray, threshold: float, caption: str) -> np.ndarray:
+    """The overlay at the image's own size when its files are known (the prediction upsampled
+    linearly, the mask binarised with the dataset's rule), else at the model's resolution."""
+    from llm4seg.data.decode import read_image_rgb, read_mask_raw
+
+    files = data.files.get(data.stems[i])
+    if files and data.mask_encoding:
+        image, _ = read_image_rgb(files[0])
+        mask, _ = read_mask_raw(files[1])
+        if image is not None and mask is not None:
+            full = cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+            return overlay(image, full > threshold, mask > data.mask_encoding["threshold"], caption)
+    return overlay(data.images[i], prob > threshold, data.masks[i], caption)
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], probs: np.ndarray, data: ArrayDataset,
@@ -66,7 +95,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], probs: np.ndarray, data:
     picks = [("worst", i) for i in order[:n_examples]] + [("best", i) for i in order[::-1][:n_examples]]
     (out / "overlays").mkdir(exist_ok=True)
     for tag, i in picks:
-        img = overlay(data.images[i], probs[i] > threshold, data.masks[i])
+        caption = f"{data.stems[i]}: Dice {rows[i]['dice']:.3f} (at {probs.shape[-1]} px)"
+        img = native_overlay(data, i, probs[i], threshold, caption)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in data.stems[i])
         cv2.imwrite(str(out / "overlays" / f"{tag}_{safe}.png"), img)
     summary = {"n": len(rows), "threshold": threshold, "dataset": data.name,

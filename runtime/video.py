@@ -78,8 +78,12 @@ class VideoWriterSink:
     mid-stream) are resized to the first frame's size and counted in `resized`, because OpenCV's
     writer would otherwise drop them without a word."""
 
-    def __init__(self, path: Path | str, fps: float, mode: str = "contour", fourcc: str = "mp4v") -> None:
-        self.path, self.fps, self.mode, self.fourcc = Path(path), fps, mode, fourcc
+    def __init__(self, path: Path | str, fps: float, mode: str = "contour", fourcc: str | None = None) -> None:
+        # H.264 (avc1) where this OpenCV/FFmpeg build can write it, else MPEG-4 Part 2 (mp4v);
+        # `codec` says which one was used.
+        self.path, self.fps, self.mode = Path(path), fps, mode
+        self.fourccs = [fourcc] if fourcc else ["avc1", "mp4v"]
+        self.codec: str | None = None
         self.writer: cv2.VideoWriter | None = None
         self.size_wh: tuple[int, int] | None = None
         self.written = 0
@@ -90,15 +94,23 @@ class VideoWriterSink:
         if self.writer is None:
             h, w = image.shape[:2]
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise ConfigError(f"cannot write video {self.path}", hint="use a .mp4 or .avi path in a writable folder")
+            self.writer = self._open(w, h)
             self.size_wh = (w, h)
         if (image.shape[1], image.shape[0]) != self.size_wh:
             image = cv2.resize(image, self.size_wh, interpolation=cv2.INTER_AREA)
             self.resized += 1
         self.writer.write(image)
         self.written += 1
+
+    def _open(self, w: int, h: int) -> cv2.VideoWriter:
+        for code in self.fourccs:
+            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*code), self.fps, (w, h))
+            if writer.isOpened():
+                self.codec = code
+                return writer
+            writer.release()
+        raise ConfigError(f"cannot write video {self.path} with {' or '.join(self.fourccs)}",
+                          hint="use a .mp4 or .avi path in a writable folder")
 
     def close(self) -> None:
         if self.writer is not None:

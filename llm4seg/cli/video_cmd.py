@@ -33,13 +33,15 @@ def video(
         pipeline.sink = VideoWriterSink(out, pipeline.fps, overlay_mode)
         report = pipeline.run().summary()
     report["out"] = str(out)
+    report["codec"] = pipeline.sink.codec
     if json_out:
         print_json(report)
         if pipeline.interrupted:
             raise typer.Exit(130)
         return
     stdout.print(f"{report['frames_out']} frames ({report['frames_in']} read, {report['dropped']} dropped, "
-                 f"{report['skipped_corrupt']} corrupt) in {report['wall_s']:.1f} s = {report['fps']:.1f} fps -> {out}")
+                 f"{report['skipped_corrupt']} corrupt) in {report['wall_s']:.1f} s = {report['fps']:.1f} fps -> {out} "
+                 f"({report['codec'] or 'nothing written'})", soft_wrap=True)
     for stage, lat in report["latency_ms"].items():
         if lat.get("n"):
             label = "decode->written (incl. queueing)" if stage == "end_to_end" else stage

@@ -24,13 +24,14 @@ class ArrayDataset:
     stems: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     mask_encoding: dict | None = None  # the binarisation rule detected over the masks (None: synthetic)
+    files: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # stem -> (image, mask) on disk
 
     def __len__(self) -> int:
         return len(self.stems)
 
     def subset(self, index: np.ndarray, name: str) -> "ArrayDataset":
         return ArrayDataset(name, self.images[index], self.masks[index], [self.stems[i] for i in index],
-                            self.skipped, self.mask_encoding)
+                            self.skipped, self.mask_encoding, self.files)
 
 
 def load_dataset(data: str | None, split: str | None, size: int, skip_bad: bool = False,
@@ -45,7 +46,8 @@ def load_dataset(data: str | None, split: str | None, size: int, skip_bad: bool 
                         hint="pass a folder with images/ and masks/, or omit --data for the synthetic set")
     scan = scan_folder(root, split, skip_bad)
     images, masks, stems, encoding = load_pairs(scan, size, skip_bad, root)
-    return ArrayDataset(f"{root.name}:{split or 'all'}", images, masks, stems, scan.skipped, encoding.to_dict())
+    files = {p.stem: (p.image, p.mask) for p in scan.pairs}
+    return ArrayDataset(f"{root.name}:{split or 'all'}", images, masks, stems, scan.skipped, encoding.to_dict(), files)
 
 
 def default_val_split(root: Path, train_split: str) -> str | None:

@@ -38,3 +38,19 @@ def test_train_bad_option_is_reported(tmp_path):
 def test_eval_on_missing_checkpoint(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "none"), "--json"])
     assert result.exit_code == 1 and "is not a folder" in result.stderr
+
+
+def test_model_option_flags_reach_the_model(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--model", "llm4seg", "--llm", "shape:smollm2-135m", "--init", "random",
+                                      "--size", "s", "--trainable", "--in-channels", "3", "--image-size", "32",
+                                      "--epochs", "1", "--batch-size", "4", "--synthetic-count", "12", "--device", "cpu",
+                                      "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    model = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert model["dims"][-1] == 128 and model["block"]["init"] == "random" and model["block"]["trainable"] is True  # size s: dims end at 128

@@ -99,3 +99,20 @@ def test_pt2_runs_without_the_training_code(exported):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(3, 1, 64, 64)" in proc.stdout
+
+
+def test_splits_are_picked_by_default_and_reported(trained_checkpoint, synthetic_folder, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for sub in ("images", "masks"):
+        (folder / sub).symlink_to(synthetic_folder / sub)
+    stems = sorted(p.stem for p in (synthetic_folder / "images").iterdir())
+    (folder / "splits").mkdir()
+    (folder / "splits" / "train.txt").write_text("\n".join(stems[:16]) + "\n")
+    (folder / "splits" / "val.txt").write_text("\n".join(stems[16:]) + "\n")
+    lines = []
+    summary = export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path / "a", int8=True, calib=str(folder),
+                                                                  parity_images=4, calib_images=4, max_int8_drop=0.05,
+                                                                  min_agreement=0.95), log=lines.append)
+    assert summary["data"] == "data:val" and summary["calibration"] == f"{folder}:train"
+    assert any("held-out images: 4 of data:val; calibration: 4 of" in line for line in lines)

@@ -71,6 +71,7 @@ def test_video_cli_writes_overlaid_file(exported, clip, tmp_path):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["frames_out"] == 12 and payload["latency_ms"]["end_to_end"]["p50"] > 0
+    assert payload["codec"] in ("avc1", "mp4v")  # H.264 where this OpenCV can write it; the report says which
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     ok, frame = cap.read()

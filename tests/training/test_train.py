@@ -120,6 +120,8 @@ def test_ddp_two_gloo_processes(tmp_path):
            "--batch-size", "4", "--synthetic-count", "20", "--device", "cpu", "--out", str(out), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # exactly one JSON object: only rank 0 reports
+    assert summary["best_val_iou"] >= 0 and summary["last"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["world_size"] == 2
     # 16 training images, global batch 4 over 2 ranks: 2 per rank, 4 steps per epoch.

@@ -17,4 +17,6 @@ def discover() -> list[str]:
     return packages
 
 
-setup(packages=discover(), package_dir=ROOTS)
+setup(packages=discover(), package_dir=ROOTS,
+      # Data read at run time: the TensorRT ONNX support matrix used by `llm4seg check`.
+      package_data={"llm4seg.export": ["data/*.json"]})

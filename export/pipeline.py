@@ -32,6 +32,7 @@ class ExportOptions:
     split: str | None = None
     engine: bool = False
     pt2: bool = False
+    int8_target: str | None = None     # "cpu" (fastest passing candidate here) or "tensorrt" (most INT8)
     opset: int = 17
     batch: tuple[int, int, int] = (1, 1, 16)
     parity_images: int = 16
@@ -94,7 +95,16 @@ class HeldOut:
     calib_source: str
 
 
+def tensorrt_checks(path: Path) -> dict[str, Any]:
+    """The static TensorRT parser check for every recorded target version (see trt_check.py)."""
+    from llm4seg.export.trt_check import check_graph, target_versions
+
+    return {v: check_graph(path, v) for v in target_versions()}
+
+
 def validate_options(opts: ExportOptions) -> None:
+    if opts.int8_target not in (None, "cpu", "tensorrt"):
+        raise ConfigError(f"--int8-target {opts.int8_target!r} is not known", hint="use cpu or tensorrt")
     for name in ("parity_images", "calib_images"):
         value = getattr(opts, name)
         if not isinstance(value, int) or value < 1:
@@ -190,7 +200,10 @@ class _Export:
         probs = ort_probs(self.work / name, self.held_x)
         stats = self.gate(name, probs, probs_ref)
         latency = cpu_latency_ms(self.work / name, self.held_x[:1], self.opts.latency_threads)
-        self.describe(name, precision, stats, latency, extra, opset=self.opts.opset)
+        trt = tensorrt_checks(self.work / name)
+        self.log(f"{name}: TensorRT parser check " + ", ".join(
+            f"{v} {'ok' if r['ok'] else 'FAILS'}{' (matrix assumed)' if r['assumed'] else ''}" for v, r in trt.items()))
+        self.describe(name, precision, stats, latency, {**(extra or {}), "tensorrt_check": trt}, opset=self.opts.opset)
         return probs
 
 
@@ -256,9 +269,13 @@ def _write_int8(job: _Export, fp32_probs: np.ndarray) -> ExportError | None:
         warning = f"only {len(calib_x)} calibration image(s): INT8 ranges from so few images rarely hold"
         job.log(f"warning: {warning}")
     try:
+        # CPU speed says nothing about a TensorRT engine (INT8 convs and MatMuls are fast there):
+        # for that target the most-INT8 candidate that passes the gate is kept.
+        target = opts.int8_target or ("tensorrt" if opts.engine else "cpu")
+        timer = (lambda p: cpu_latency_ms(p, job.held_x[:1], opts.latency_threads)) if target == "cpu" else None
         report = int8_from_onnx(job.work / "model.onnx", job.work / "model.int8.onnx", calib_x, job.held_x, fp32_probs,
-                                job.cfg.threshold, opts.max_int8_drop, job.data.masks, job.log,
-                                latency=lambda p: cpu_latency_ms(p, job.held_x[:1], opts.latency_threads))
+                                job.cfg.threshold, opts.max_int8_drop, job.data.masks, job.log, latency=timer)
+        report["target"] = target
     except ExportError as exc:
         job.int8_refused = {"reason": exc.message, "candidates": getattr(exc, "candidates", []),
                             "calibration_source": job.data.calib_source}

@@ -20,6 +20,7 @@ def export(
     calib_split: Annotated[Optional[str], typer.Option("--calib-split", help="Split of --calib to draw calibration images from (e.g. train1).")] = None,
     data: DataOpt = None,
     split: SplitOpt = None,
+    int8_target: Annotated[Optional[str], typer.Option("--int8-target", help="Pick the INT8 candidate for cpu (fastest passing one, timed here) or tensorrt (most INT8 passing one) [default: tensorrt with --engine, else cpu].", show_default=False)] = None,
     pt2: Annotated[bool, typer.Option("--pt2", help="Also write model.pt2 (torch.export program) for the runtime's torch backend.")] = False,
     engine: Annotated[bool, typer.Option("--engine", help="Build TensorRT engines from the FP16/INT8 graphs.")] = False,
     opset: Annotated[int, typer.Option("--opset", help="17 (decomposed ops, any TensorRT 10.x, Jetson) or 23 (ONNX Attention, RMSNormalization; TensorRT >= 10.15).")] = 17,
@@ -37,7 +38,7 @@ def export(
     """
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint, parse_batch
 
-    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2,
+    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2, int8_target=int8_target,
                          opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images)
     if engine:
         from llm4seg._optional import require

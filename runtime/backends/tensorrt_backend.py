@@ -44,12 +44,24 @@ class TensorRTBackend(Backend):
             raise BackendUnavailableError(f"{self.artifact.name} has no engine key in its manifest",
                                           hint="rebuild it with `llm4seg export --engine`")
         gpu, cc = gpu_identity()
-        current = EngineKey(recorded["onnx_sha256"], trt.__version__, gpu, cc, recorded["precision"],
-                            tuple(tuple(s) for s in recorded["profile"]))
+        current = EngineKey(self._source_digest(recorded), trt.__version__, gpu, cc, self.manifest["precision"],
+                            self._profile())
         diffs = mismatches(recorded, current)
         if diffs:
             raise BackendUnavailableError(f"{self.artifact.name} was built for another machine: {'; '.join(diffs)}",
                                           hint="rebuild the engine here: llm4seg export CKPT --engine (engines are not portable)")
+
+    def _source_digest(self, recorded: dict[str, Any]) -> str:
+        """The ONNX graph's digest recomputed from the file beside the engine when it is there
+        (the key's other fields come from this machine and this manifest entry, never the key)."""
+        from llm4seg.runtime.manifest import artifact_sha256
+
+        source = self.artifact.parent / self.manifest.get("source_onnx", "")
+        return artifact_sha256(source) if self.manifest.get("source_onnx") and source.is_file() else recorded["onnx_sha256"]
+
+    def _profile(self) -> tuple[tuple[int, ...], ...]:
+        b, shape = self.manifest["batch"], self.manifest["inputs"][0]["shape"]
+        return tuple((n, *shape[1:]) for n in (b["min"], b["opt"], b["max"]))
 
     def _load(self) -> None:
         trt = require("tensorrt", "the TensorRT backend")
@@ -72,8 +84,10 @@ class TensorRTBackend(Backend):
         self.d_out = _check(self.cudart.cudaMalloc(self.out_bytes))
         self.h_in = _check(self.cudart.cudaMallocHost(self.in_bytes))
         self.h_out = _check(self.cudart.cudaMallocHost(self.out_bytes))
-        self.context.set_tensor_address(self.in_name, int(self.d_in))
-        self.context.set_tensor_address(self.out_name, int(self.d_out))
+        for name, address in ((self.in_name, self.d_in), (self.out_name, self.d_out)):
+            if not self.context.set_tensor_address(name, int(address)):
+                raise BackendUnavailableError(f"TensorRT refused the address of tensor {name!r} in {self.artifact.name}",
+                                              hint="rebuild the engine with `llm4seg export --engine`")
 
     def _io_names(self, trt) -> tuple[str, str]:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]

@@ -1,19 +1,26 @@
 """Strict stand-ins for `tensorrt` (TensorRT 10/11 API surface) and `cuda.bindings.runtime`.
 
-They expose only the names our code may use (none of the removed ones: build_engine,
-max_workspace_size, execute_async_v2, bindings, BuilderFlag.FP16/INT8 under TRT 11) and record
-what they were asked. The "plan" they build carries the ONNX bytes, and the fake execution
-context runs that graph in onnxruntime on the fake device memory (host memory at real
-addresses), honouring set_tensor_address, set_input_shape, stream capture and graph replay.
-So the code around TensorRT (flags, profile, workspace, timing and engine caches, tensor
-addresses, pinned copies, CUDA-graph capture) runs where TensorRT cannot be installed. It proves
-our calls, not TensorRT's behaviour; the real tests run where `tensorrt` imports.
+What they refuse, at least as strictly as TensorRT:
+- only the names our code may use exist (none of the removed ones: build_engine,
+  max_workspace_size, execute_async_v2, bindings, BuilderFlag.FP16/INT8 under TRT 11);
+- the parser refuses bytes that are not an ONNX model, and every graph that llm4seg's static
+  TensorRT check (export/trt_check.py) refuses for the stand-in's version ("In node N (Op): ...");
+- the network's input names come from the parsed graph, and a profile must name one of them;
+- set_tensor_address refuses a name the engine does not have (returns False);
+- set_input_shape refuses another tensor's name or a shape outside the optimization profile
+  the engine was built with (returns False);
+- capturing an enqueue before a plain one at that shape, or a copy inside a capture, fails.
+They record what they were asked. The "plan" carries the profile, the I/O names and the ONNX
+bytes, and the fake execution context runs that graph in onnxruntime on the fake device memory
+(host memory at real addresses). It proves our calls, not TensorRT's behaviour (the engine-vs-
+reference check compares onnxruntime with onnxruntime); the real tests run where `tensorrt` imports.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import json
 import types
 
 import numpy as np
@@ -41,7 +48,8 @@ class _Tensor:
 class _Network:
     def __init__(self, flags: int) -> None:
         self.flags = flags
-        self.inputs = [_Tensor("image")]
+        self.inputs: list[_Tensor] = []  # filled by the parser from the graph
+        self.outputs: list[_Tensor] = []
 
     def get_input(self, index: int) -> _Tensor:
         return self.inputs[index]
@@ -108,19 +116,46 @@ def make_module(version: str = "10.13.0", strongly_typed_flag: bool = True, pars
 
         def build_serialized_network(self, network: _Network, config: _Config):
             trt.calls.append({"flags": network.flags, "config": config})
+            names = {t.name for t in network.inputs}
+            if not network.inputs or len(config.profiles) != 1 or set(config.profiles[0].shapes) != names:
+                return None  # TensorRT needs a profile covering every dynamic input
+            header = {"profile": {k: [list(s) for s in v] for k, v in config.profiles[0].shapes.items()},
+                      "inputs": sorted(names), "outputs": [t.name for t in network.outputs]}
             with open(trt.parsed, "rb") as f:
-                return _HostMemory(PLAN_MAGIC + f.read()) if build_ok else None
+                blob = PLAN_MAGIC + json.dumps(header).encode() + b"\n" + f.read()
+            return _HostMemory(blob) if build_ok else None
 
     class OnnxParser:
         def __init__(self, network: _Network, logger: Logger) -> None:
-            self.num_errors = 0 if parse_ok else 1
+            self.network, self.errors = network, []
+
+        @property
+        def num_errors(self) -> int:
+            return len(self.errors)
 
         def parse_from_file(self, path: str) -> bool:
+            import onnx
+
+            from llm4seg.export.trt_check import check_graph
+
+            try:
+                model = onnx.load(path)
+            except Exception:  # noqa: BLE001  (any unparsable bytes)
+                self.errors = ["ModelImporter: failed to parse the ONNX protobuf"]
+                return False
+            report = check_graph(path, ".".join(trt.__version__.split(".")[:2]))
+            self.errors = [f"In node {f['node']} ({f['op']}): {f['problem']}" for f in report["findings"]
+                           if f["severity"] == "error"]
+            if self.errors or not parse_ok:
+                self.errors = self.errors or ["In node 0: forced parse failure"]
+                return False
+            self.network.inputs = [_Tensor(v.name) for v in model.graph.input]
+            self.network.outputs = [_Tensor(v.name) for v in model.graph.output]
             trt.parsed = path
-            return parse_ok
+            return True
 
         def get_error(self, index: int) -> str:
-            return "In node 3 (Attention): unsupported operator"
+            return self.errors[index]
 
     trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, OnnxParser
     trt.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
@@ -150,14 +185,22 @@ def _runtime_class(trt):
     import onnxruntime as ort
 
     class Context:
-        def __init__(self, session, device: _Device) -> None:
+        def __init__(self, session, device: _Device, header: dict) -> None:
             self.session, self.device, self.addresses, self.shape, self.ready = session, device, {}, None, False
+            self.header = header
 
         def set_tensor_address(self, name: str, address: int) -> bool:
+            if name not in (*self.header["inputs"], *self.header["outputs"]):
+                return False
             self.addresses[name] = address
             return True
 
         def set_input_shape(self, name: str, shape) -> bool:
+            if name not in self.header["profile"]:
+                return False
+            lo, _, hi = self.header["profile"][name]
+            if len(shape) != len(lo) or any(not a <= s <= b for a, s, b in zip(lo, shape, hi)):
+                return False
             if tuple(shape) != self.shape:
                 self.shape, self.ready = tuple(shape), False  # TensorRT's setup after a shape change
             return True
@@ -175,25 +218,25 @@ def _runtime_class(trt):
             return True
 
         def _compute(self) -> None:
-            shape = self.shape
-            x = self.device.array(self.addresses["image"], shape).copy()
-            y = self.session.run(["prob"], {"image": x})[0]
-            self.device.array(self.addresses["prob"], y.shape)[...] = y
+            (inp,), (out,) = self.header["inputs"], self.header["outputs"]
+            x = self.device.array(self.addresses[inp], self.shape).copy()
+            y = self.session.run([out], {inp: x})[0]
+            self.device.array(self.addresses[out], y.shape)[...] = y
 
     class Engine:
-        num_io_tensors = 2
-
-        def __init__(self, session, device) -> None:
-            self.session, self.device = session, device
+        def __init__(self, session, device, header: dict) -> None:
+            self.session, self.device, self.header = session, device, header
+            self.names = [*header["outputs"], *header["inputs"]]  # outputs first: the backend must ask for the mode
+            self.num_io_tensors = len(self.names)
 
         def get_tensor_name(self, index: int) -> str:
-            return ("prob", "image")[index]  # outputs first: the backend must ask for the mode
+            return self.names[index]
 
         def get_tensor_mode(self, name: str):
-            return trt.TensorIOMode.INPUT if name == "image" else trt.TensorIOMode.OUTPUT
+            return trt.TensorIOMode.INPUT if name in self.header["inputs"] else trt.TensorIOMode.OUTPUT
 
         def create_execution_context(self) -> Context:
-            return Context(self.session, self.device)
+            return Context(self.session, self.device, self.header)
 
     class Runtime:
         def __init__(self, logger) -> None:
@@ -202,8 +245,9 @@ def _runtime_class(trt):
         def deserialize_cuda_engine(self, blob: bytes):
             if not blob.startswith(PLAN_MAGIC):
                 return None
-            return Engine(ort.InferenceSession(blob[len(PLAN_MAGIC):], providers=["CPUExecutionProvider"]),
-                          trt.device)
+            header, graph = blob[len(PLAN_MAGIC):].split(b"\n", 1)
+            return Engine(ort.InferenceSession(graph, providers=["CPUExecutionProvider"]), trt.device,
+                          json.loads(header))
 
     trt.device = _Device()
     return Runtime

@@ -116,3 +116,42 @@ def test_splits_are_picked_by_default_and_reported(trained_checkpoint, synthetic
                                                                   min_agreement=0.95), log=lines.append)
     assert summary["data"] == "data:val" and summary["calibration"] == f"{folder}:train"
     assert any("held-out images: 4 of data:val; calibration: 4 of" in line for line in lines)
+
+
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_int8_candidate_for_the_target_and_a_degraded_one_is_rejected(trained_checkpoint, synthetic_folder, tmp_path,
+                                                                      monkeypatch, target):
+    import onnx
+    from onnx import numpy_helper
+
+    from llm4seg.export import int8
+
+    real = int8.quantize_nodes
+    calls = {"n": 0}
+
+    def degrade_first(pre, out, calib_x, nodes, cache):
+        real(pre, out, calib_x, nodes, cache)
+        calls["n"] += 1
+        if calls["n"] == 1:  # the most-INT8 candidate: its output becomes all foreground
+            model = onnx.load(str(out))
+            last = next(n for n in model.graph.node if "prob" in n.output)
+            last.output[list(last.output).index("prob")] = "prob_real"
+            model.graph.initializer.append(numpy_helper.from_array(np.ones((1,), np.float32), "one_c"))
+            model.graph.node.extend([onnx.helper.make_node("Mul", ["prob_real", "one_c"], ["zeros_or_not"]),
+                                     onnx.helper.make_node("Max", ["zeros_or_not", "one_c"], ["prob"])])
+            onnx.save(model, str(out))
+
+    monkeypatch.setattr(int8, "quantize_nodes", degrade_first)
+    opts = ExportOptions(out=tmp_path / "a", int8=True, calib=str(synthetic_folder), parity_images=4, calib_images=4,
+                         max_int8_drop=0.05, min_agreement=0.95, int8_target=target)
+    export_checkpoint(trained_checkpoint, opts, **QUIET)
+    report = json.loads((tmp_path / "a" / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]["int8"]
+    rows = report["candidates"]
+    assert rows[0]["candidate"] == "all Conv + weight MatMul" and not rows[0]["passed"]
+    passing = [r for r in rows if r["passed"]]
+    assert passing and report["target"] == target
+    if target == "tensorrt":  # the most INT8 passing one, without timing anything
+        assert report["chosen"] == passing[0]["candidate"] and len(rows) == 2 and "cpu_latency_ms" not in passing[0]
+    else:  # every candidate tried, the fastest passing one kept
+        fastest = min(passing, key=lambda r: r["cpu_latency_ms"])
+        assert report["chosen"] == fastest["candidate"] and len(rows) >= len(passing) >= 2

@@ -79,9 +79,16 @@ def fake_tensorrt_module():
     return fake_tensorrt
 
 
-def onnx_file(tmp_path, content=b"onnx-bytes"):
+def onnx_file(tmp_path, op="Sigmoid"):
+    """A tiny real graph image (N, 3, 64, 64) -> prob, as the strict stand-in parses ONNX for real."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node(op, ["image"], ["prob"], name="node0")], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 3, 64, 64])])
     path = tmp_path / "model.fp16.onnx"
-    path.write_bytes(content)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
@@ -91,7 +98,9 @@ def test_build_goes_through_the_trt10_api_and_the_cache(fake_trt, tmp_path):
     trt = fake_trt()
     onnx_path, cache = onnx_file(tmp_path), tmp_path / "cache"
     plan, meta, built = cached_engine(onnx_path, tmp_path, "fp16", (1, 2, 8), 3, 64, cache)
-    assert built and plan.read_bytes() == fake_tensorrt_module().PLAN_MAGIC + b"onnx-bytes" and plan.name == "model.fp16.plan"
+    blob = plan.read_bytes()
+    assert built and blob.startswith(fake_tensorrt_module().PLAN_MAGIC) and blob.endswith(onnx_path.read_bytes())
+    assert plan.name == "model.fp16.plan"
     (call,) = trt.calls
     assert call["flags"] == 1 << 1  # STRONGLY_TYPED asked for
     config = call["config"]
@@ -119,9 +128,9 @@ def test_parse_and_build_failures_are_clear_and_leave_no_plan(fake_trt, tmp_path
     from llm4seg.errors import ExportError
     from llm4seg.export.tensorrt import cached_engine
 
-    fake_trt(parse_ok=False)
-    with pytest.raises(ExportError, match=r"could not parse model.fp16.onnx: In node 3 \(Attention\)") as info:
-        cached_engine(onnx_file(tmp_path), tmp_path, "fp16", (1, 1, 4), 3, 64, tmp_path / "cache")
+    fake_trt()
+    with pytest.raises(ExportError, match=r"could not parse model.fp16.onnx: In node node0 \(Unique\)") as info:
+        cached_engine(onnx_file(tmp_path, op="Unique"), tmp_path, "fp16", (1, 1, 4), 3, 64, tmp_path / "cache")
     assert "--opset 17" in info.value.hint
     fake_trt(build_ok=False)
     with pytest.raises(ExportError, match="failed to build an engine"):

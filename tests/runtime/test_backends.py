@@ -21,10 +21,24 @@ def artifact_for(backend, exported, trained_checkpoint):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_backend_contract(backend, exported, trained_checkpoint):
+def test_backend_contract(backend, exported, trained_checkpoint, request, tmp_path):
+    if backend == "tensorrt":
+        # Where tensorrt imports (a GPU machine), a real engine from the export; elsewhere the strict stand-in.
+        out = _real_engine(trained_checkpoint, tmp_path) if AVAILABLE["tensorrt"] else request.getfixturevalue("fake_trt_export")[0]
+        check_contract(load_backend(out / "model.fp16.plan", backend))
+        return
     if not AVAILABLE[backend]:
         pytest.skip(f"{backend} is not installed here")
     check_contract(load_backend(artifact_for(backend, exported, trained_checkpoint), backend))
+
+
+def _real_engine(trained_checkpoint, tmp_path):
+    from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+
+    out = tmp_path / "trt"
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, fp16=True, engine=True, parity_images=2,
+                                                        batch=(1, 2, 4)), log=lambda s: None)
+    return out
 
 
 def check_contract(instance):
@@ -177,3 +191,26 @@ def test_engine_manifest_records_only_what_ran_on_the_engine(fake_trt_export):
     # The gate ran the engine itself on the held-out images (the stand-in executes the plan).
     assert plan["parity"]["n"] == 2 and plan["parity"]["dice_agreement"] >= 0.99
     assert plan["engine"]["onnx_sha256"] == onnx_entry["sha256"]
+
+
+def test_tensorrt_backend_refusals_on_the_stand_in(fake_trt_export, tmp_path):
+    import json
+    import shutil
+
+    out, _, _ = fake_trt_export
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with load_backend(copy / "model.fp16.plan") as engine:  # a shape outside the engine's profile
+        with pytest.raises(BackendUnavailableError, match="TensorRT refused input shape"):
+            engine._infer(np.zeros((5, 3, 64, 64), np.float32))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"]["model.fp16.plan"]["batch"]["max"] = 8  # the manifest no longer describes the engine
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BackendUnavailableError, match="built for another machine: profile"):
+        load_backend(copy / "model.fp16.plan").load()
+    shutil.copy(out / "manifest.json", copy / "manifest.json")
+    graph = bytearray((copy / "model.fp16.onnx").read_bytes())
+    graph[-5] ^= 1  # the ONNX beside the engine is not the one it was built from
+    (copy / "model.fp16.onnx").write_bytes(bytes(graph))
+    with pytest.raises(BackendUnavailableError, match="onnx_sha256"):
+        load_backend(copy / "model.fp16.plan").load()

@@ -1,0 +1,86 @@
+"""The static TensorRT parser check, pass/fail pinned for every artifact the export writes (issue 12, item 1)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from typer.testing import CliRunner
+
+from llm4seg.cli.main import app
+from llm4seg.errors import ConfigError
+from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+from llm4seg.export.trt_check import check_graph, resolve_version
+
+
+@pytest.fixture(scope="module")
+def opset23(tmp_path_factory, trained_checkpoint):
+    out = tmp_path_factory.mktemp("opset23")
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, opset=23, fp16=True, parity_images=2), log=lambda s: None)
+    return out
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.fp16.onnx", "model.int8.onnx"])
+@pytest.mark.parametrize("version", ["10.3", "10.15", "11"])
+def test_opset17_artifacts_pass_every_target(exported, name, version):
+    report = check_graph(exported[0] / name, version)
+    assert report["ok"], report["findings"]
+    recorded = json.loads((exported[0] / "manifest.json").read_text())["artifacts"][name]["tensorrt_check"]
+    assert recorded[version]["ok"] is True
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.fp16.onnx"])
+def test_opset23_fails_on_jetson_tensorrt_and_passes_on_10_15(opset23, name):
+    old = check_graph(opset23 / name, "10.3")
+    assert not old["ok"]
+    problems = {(f["op"], f["fix"]) for f in old["findings"]}
+    assert ("Attention", "export with --opset 17 (decomposed ops) for this TensorRT") in problems
+    assert ("RMSNormalization", "export with --opset 17 (decomposed ops) for this TensorRT") in problems
+    assert any("opset 23 is outside" in f["problem"] for f in old["findings"])
+    assert check_graph(opset23 / name, "10.15")["ok"]
+
+
+def _edited(src, dst, edit):
+    model = onnx.load(str(src))
+    edit(model.graph)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_non_zero_qdq_zero_point_fails(exported, tmp_path):
+    def shift(graph):
+        for init in graph.initializer:
+            if "zero_point" in init.name:
+                init.CopyFrom(numpy_helper.from_array(np.ones_like(numpy_helper.to_array(init)), init.name))
+                return
+    path = _edited(exported[0] / "model.int8.onnx", tmp_path / "zp.onnx", shift)
+    report = check_graph(path, "10.15")
+    assert not report["ok"] and any(f["problem"] == "zero point is not 0" for f in report["findings"])
+
+
+def test_an_op_tensorrt_lacks_and_a_cubic_resize_fail(exported, tmp_path):
+    def add_nodes(graph):
+        graph.node.append(helper.make_node("Unique", ["prob"], ["uniq"], name="my_unique"))
+        graph.node.append(helper.make_node("Resize", ["prob", "", "scales_c"], ["big"], name="my_resize", mode="cubic"))
+        graph.initializer.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales_c"))
+    path = _edited(exported[0] / "model.onnx", tmp_path / "bad.onnx", add_nodes)
+    findings = check_graph(path, "10.15")["findings"]
+    assert {"node": "my_unique", "op": "Unique"}.items() <= next(f for f in findings if f["op"] == "Unique").items()
+    assert any(f["node"] == "my_resize" and "cubic" in f["problem"] for f in findings)
+
+
+def test_versions_resolve_to_the_recorded_matrices():
+    assert resolve_version("10.3") == "10.3" and resolve_version("10.8") == "10.3"
+    assert resolve_version("10.16") == "10.15" and resolve_version("11.2") == "11"
+    with pytest.raises(ConfigError):
+        resolve_version("8.6")
+
+
+def test_check_cli(exported, opset23):
+    ok = CliRunner().invoke(app, ["check", str(exported[0] / "model.fp16.onnx"), "--trt", "10.3"])
+    assert ok.exit_code == 0 and "ok: model.fp16.onnx" in ok.output
+    bad = CliRunner().invoke(app, ["check", str(opset23 / "model.onnx"), "--trt", "10.3"])
+    assert bad.exit_code == 1 and "would not parse on TensorRT 10.3" in bad.output and "hint:" in bad.output

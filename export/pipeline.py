@@ -222,11 +222,13 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
             _write_program(job)
         if opts.int8:
             int8_refusal = _write_int8(job, job.fp32_probs)
-        if opts.engine:
-            _engines(job)
-        write_manifest(work, job.manifests, {"int8_refused": job.int8_refused} if int8_refusal else None)
+        recipes = _engines(job) if opts.engine else None
+        top = {**({"int8_refused": job.int8_refused} if int8_refusal else {}),
+               **({"engine_recipes": recipes} if recipes else {})}
+        write_manifest(work, job.manifests, top or None)
     summary = {"out": str(opts.out), "rows": job.rows, "data": job.data.data_name,
-               "manifest": str(opts.out / "manifest.json"), "calibration": job.data.calib_source if opts.int8 else None}
+               "manifest": str(opts.out / "manifest.json"), "calibration": job.data.calib_source if opts.int8 else None,
+               "engine_recipes": recipes}
     if int8_refusal is not None:
         raise ExportError(f"{int8_refusal.message}; {', '.join(job.manifests)} were written to {opts.out} with their "
                           "manifest (INT8 marked refused there)", hint=int8_refusal.hint)
@@ -285,7 +287,7 @@ def _write_int8(job: _Export, fp32_probs: np.ndarray) -> ExportError | None:
     return None
 
 
-def _engines(job: _Export) -> None:
+def _engines(job: _Export) -> dict[str, dict[str, str]]:
     from llm4seg.export.engine_gate import engine_entries
 
-    engine_entries(job)
+    return engine_entries(job)

@@ -40,10 +40,6 @@ def export(
 
     opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2, int8_target=int8_target,
                          opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images)
-    if engine:
-        from llm4seg._optional import require
-
-        require("tensorrt", "--engine (FP16/INT8 ONNX artifacts can still be exported without it)")
     summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(f"[dim]{s}[/dim]"))
     if json_out:
         print_json(summary)
@@ -56,3 +52,12 @@ def export(
     if summary.get("calibration"):
         stdout.print(f"INT8 calibrated on {summary['calibration']}; gates scored {summary['data']}", soft_wrap=True)
     stdout.print(f"manifest: {summary['manifest']}", soft_wrap=True)
+    built = {r["artifact"] for r in summary["rows"]}
+    for plan, lines in (summary.get("engine_recipes") or {}).items():
+        if plan in built:
+            continue
+        stdout.print(f"to build {plan} on the target (TensorRT is not installed here), in {summary['out']} there:",
+                     soft_wrap=True, markup=False)
+        for key in ("trtexec", "polygraphy"):
+            stdout.print(f"  {lines[key]}", soft_wrap=True, markup=False, highlight=False)
+        stdout.print(f"  then: {lines['adopt']}   (checks it and adds it to manifest.json)", soft_wrap=True, markup=False)

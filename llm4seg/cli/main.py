@@ -70,6 +70,7 @@ def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _register() -> None:
+    from llm4seg.cli.adopt_cmd import adopt_engine
     from llm4seg.cli.bench_cmd import bench
     from llm4seg.cli.check_cmd import check
     from llm4seg.cli.eval_cmd import evaluate
@@ -79,8 +80,8 @@ def _register() -> None:
     from llm4seg.cli.train import train
     from llm4seg.cli.video_cmd import video
 
-    for name, func in (("train", train), ("eval", evaluate), ("export", export), ("bench", bench), ("video", video), ("check", check), ("info", info),
-                       ("models", models)):
+    for name, func in (("train", train), ("eval", evaluate), ("export", export), ("bench", bench), ("video", video), ("check", check),
+                       ("adopt-engine", adopt_engine), ("info", info), ("models", models)):
         app.command(name)(boundary(func))
 
 

@@ -34,15 +34,26 @@ def test_mismatch_names_what_differs():
     assert len(diffs) == 2 and any("gpu_name" in d and "H200" in d for d in diffs)
 
 
-def test_engine_without_tensorrt_says_how_to_install(trained_checkpoint, tmp_path):
+def test_engine_without_tensorrt_writes_the_recipe(trained_checkpoint, tmp_path):
     if HAS_TRT:
         pytest.skip("tensorrt is installed here; the build test below covers it")
+    import json
+
     from typer.testing import CliRunner
 
     from llm4seg.cli.main import app
 
-    result = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(tmp_path), "--fp16", "--engine"])
-    assert result.exit_code == 1 and "llm4seg[tensorrt]" in result.stderr
+    out = tmp_path / "art"
+    result = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(out), "--fp16", "--engine",
+                                      "--parity-images", "2", "--batch", "1:2:8"])
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((out / "manifest.json").read_text())["engine_recipes"]["model.fp16.plan"]
+    assert recipe["trtexec"] == ("trtexec --onnx=model.fp16.onnx --saveEngine=model.fp16.plan --stronglyTyped "
+                                 "--minShapes=image:1x3x64x64 --optShapes=image:2x3x64x64 --maxShapes=image:8x3x64x64 "
+                                 "--timingCacheFile=timing.cache")
+    assert "--strongly-typed" in recipe["polygraphy"] and "image:[8,3,64,64]" in recipe["polygraphy"]
+    assert recipe["trtexec"] in result.output and "llm4seg adopt-engine model.fp16.plan" in result.output
+    assert not list(out.glob("*.plan"))
 
 
 @pytest.mark.tensorrt

@@ -214,3 +214,45 @@ def test_tensorrt_backend_refusals_on_the_stand_in(fake_trt_export, tmp_path):
     (copy / "model.fp16.onnx").write_bytes(bytes(graph))
     with pytest.raises(BackendUnavailableError, match="onnx_sha256"):
         load_backend(copy / "model.fp16.plan").load()
+
+
+def test_jetson_path_recipe_build_on_target_adopt_then_bench(trained_checkpoint, tmp_path, monkeypatch):
+    """Export here without TensorRT, "build on the target" (the stand-in builds exactly what the recipe asks:
+    strongly typed, the recipe's profile), adopt, then bench runs the plan."""
+    import json
+    import sys
+
+    from typer.testing import CliRunner
+
+    import llm4seg.runtime.engine_key as engine_key
+    from llm4seg.cli.main import app
+    from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+    from llm4seg.export.tensorrt import EngineKey, engine_from_onnx, profile_shapes
+    from tests.export import fake_tensorrt
+
+    out = tmp_path / "art"
+    if not AVAILABLE["tensorrt"]:
+        monkeypatch.setitem(sys.modules, "tensorrt", None)  # "not installed" during the export
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, fp16=True, engine=True, parity_images=2, batch=(1, 2, 4)),
+                      log=lambda s: None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "model.fp16.plan" not in manifest["artifacts"] and "model.fp16.plan" in manifest["engine_recipes"]
+
+    trt = fake_tensorrt.make_module()  # the target device
+    cudart = fake_tensorrt.make_cudart(trt.device)
+    bindings = type(sys)("cuda.bindings")
+    bindings.runtime = cudart
+    for name, module in (("tensorrt", trt), ("cuda", type(sys)("cuda")), ("cuda.bindings", bindings),
+                         ("cuda.bindings.runtime", cudart)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(engine_key, "gpu_identity", lambda device=0: ("NVIDIA Jetson AGX Orin", "8.7"))
+    key = EngineKey("-", trt.__version__, "orin", "8.7", "fp16", profile_shapes((1, 2, 4), 3, 64))
+    engine_from_onnx(out / "model.fp16.onnx", out / "model.fp16.plan", key, out / "timing.cache")  # as trtexec would
+
+    adopted = CliRunner().invoke(app, ["adopt-engine", str(out / "model.fp16.plan")])
+    assert adopted.exit_code == 0, adopted.output
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["model.fp16.plan"]
+    assert entry["engine"]["gpu_name"] == "NVIDIA Jetson AGX Orin" and entry["parity"]["dice_agreement"] >= 0.99
+    bench = CliRunner().invoke(app, ["bench", "--engine", str(out / "model.fp16.plan"), "--iterations", "2", "--json"])
+    assert bench.exit_code == 0, bench.output
+    assert json.loads(bench.stdout)["results"][0]["backend"] == "tensorrt"

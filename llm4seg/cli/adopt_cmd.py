@@ -1,0 +1,34 @@
+"""`llm4seg adopt-engine`: check an engine built on the target and add it to the export's manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llm4seg.cli.options import JsonOpt
+from llm4seg.cli.render import print_json, stdout
+
+
+def adopt_engine(
+    plan: Annotated[Path, typer.Argument(help="model.fp16.plan or model.int8.plan, built from the export's recipe.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """On the device that built PLAN (needs tensorrt and cuda-python, not torch): compare it with its
+    ONNX graph on seeded inputs and record it in manifest.json, so bench and video accept it.
+
+    \\b
+    Example (on a Jetson, in the artifact folder):
+      trtexec --onnx=model.fp16.onnx --saveEngine=model.fp16.plan --stronglyTyped ...
+      llm4seg adopt-engine model.fp16.plan
+    """
+    from llm4seg.runtime.adopt import adopt_engine as adopt
+
+    entry = adopt(plan)
+    if json_out:
+        print_json(entry)
+        return
+    p = entry["parity"]
+    stdout.print(f"adopted {plan}: TensorRT {entry['engine']['tensorrt_version']} on {entry['engine']['gpu_name']}, "
+                 f"mask Dice agreement {p['dice_agreement']:.4f} with {p['reference']} on {p['n']} inputs", soft_wrap=True)

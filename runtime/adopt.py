@@ -1,0 +1,71 @@
+"""Adopt an engine built on the target (trtexec or polygraphy, from the export's recipe).
+
+Runs where the engine runs (TensorRT and cuda-python, no torch): computes the plan's sha256 and
+its key from the files and this device, runs the engine and its source ONNX graph (onnxruntime,
+CPU) on the same seeded inputs, refuses it unless their masks agree, then records the engine in
+the manifest with what was measured. Only then do `bench`, `video` and `Segmenter` accept it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm4seg._optional import require
+from llm4seg.errors import ConfigError, ExportError
+from llm4seg.fileio import write_json_atomic
+from llm4seg.metrics import image_metrics
+from llm4seg.runtime.manifest import MANIFEST_NAME, artifact_sha256, check_entry
+
+
+def _recipe_entry(plan: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    manifest_path = plan.parent / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{manifest_path} cannot be read ({exc})", hint="keep the plan in the export's folder") from exc
+    precision = plan.name.split(".")[1] if plan.name.count(".") == 2 else None
+    source = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}.get(precision or "")
+    if source is None or source not in manifest.get("artifacts", {}):
+        raise ConfigError(f"{plan.name} has no source graph in {manifest_path} (expected model.fp16.plan or "
+                          "model.int8.plan beside its .onnx)", hint="build the plan from the export's recipe")
+    return manifest, json.loads(json.dumps(manifest["artifacts"][source]))
+
+
+def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99, seed: int = 0) -> dict[str, Any]:
+    """Check `plan` against its source ONNX graph and record it in the manifest; returns its entry."""
+    from llm4seg.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from llm4seg.runtime.backends.tensorrt_backend import TensorRTBackend
+    from llm4seg.runtime.engine_key import EngineKey, gpu_identity
+
+    plan = Path(plan)
+    if not plan.is_file():
+        raise ConfigError(f"{plan} does not exist", hint="build it with the trtexec/polygraphy line the export printed")
+    manifest, entry = _recipe_entry(plan)
+    trt = require("tensorrt", "adopting a TensorRT engine")
+    source = entry["artifact"]
+    gpu, cc = gpu_identity()
+    b, shape = entry["batch"], entry["inputs"][0]["shape"]
+    key = EngineKey(artifact_sha256(plan.parent / source), trt.__version__, gpu, cc, entry["precision"],
+                    tuple((n, *shape[1:]) for n in (b["min"], b["opt"], b["max"])))
+    entry.update(artifact=plan.name, sha256=artifact_sha256(plan), size_bytes=plan.stat().st_size, source_onnx=source,
+                 engine=key.to_dict(), engine_built_now=False, built_by="trtexec/polygraphy on this device")
+    entry.pop("tensorrt_check", None)
+    check_entry(entry, plan)
+    n = max(b["min"], min(samples, b["max"]))
+    x = np.random.default_rng(seed).standard_normal((n, *shape[1:])).astype(np.float32)
+    with OnnxRuntimeBackend(plan.parent / source) as reference, TensorRTBackend(plan, manifest=entry) as engine:
+        ref, got = reference.infer(x)[:, 0], engine.infer(x)[:, 0]
+    thr = float(entry["threshold"])
+    dice = [image_metrics(g, r > thr, thr)["dice"] for r, g in zip(ref, got)]
+    entry["parity"] = {"n": n, "reference": f"{source} in onnxruntime (CPU)", "inputs": f"seeded random normal (seed {seed})",
+                       "dice_agreement": float(np.mean(dice)), "max_abs_err": float(np.abs(ref - got).max())}
+    if entry["parity"]["dice_agreement"] < min_agreement:
+        raise ExportError(f"{plan.name} disagrees with {source}: mask Dice agreement {entry['parity']['dice_agreement']:.4f} "
+                          f"< {min_agreement}", hint="rebuild with the recipe's exact flags (--stronglyTyped); report it")
+    manifest["artifacts"][plan.name] = entry
+    write_json_atomic(plan.parent / MANIFEST_NAME, manifest)
+    return entry

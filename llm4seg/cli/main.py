@@ -73,6 +73,7 @@ def _register() -> None:
     from llm4seg.cli.adopt_cmd import adopt_engine
     from llm4seg.cli.bench_cmd import bench
     from llm4seg.cli.check_cmd import check
+    from llm4seg.cli.compare_cmd import compare
     from llm4seg.cli.eval_cmd import evaluate
     from llm4seg.cli.export_cmd import export
     from llm4seg.cli.info import info
@@ -81,7 +82,7 @@ def _register() -> None:
     from llm4seg.cli.video_cmd import video
 
     for name, func in (("train", train), ("eval", evaluate), ("export", export), ("bench", bench), ("video", video), ("check", check),
-                       ("adopt-engine", adopt_engine), ("info", info), ("models", models)):
+                       ("compare", compare), ("adopt-engine", adopt_engine), ("info", info), ("models", models)):
         app.command(name)(boundary(func))
 
 

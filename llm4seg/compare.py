@@ -1,0 +1,164 @@
+"""`llm4seg compare`: a matrix of variants x splits x seeds, trained and scored the same way, with
+paired deltas against the baseline.
+
+The paper's gains (< 1 IoU point) are smaller than BUSI's split-to-split spread (~2.4), so only
+paired differences (same split, same seed, different variant) say anything. Every cell is an
+ordinary run folder (`runs/<variant>-<split>-s<seed>/`), so a killed matrix continues where it
+stopped: finished cells (scored) are kept, started ones resume, the rest start. Several cells
+can run at once as separate processes (`parallel`), which is how one GPU serves small models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from llm4seg.errors import ConfigError, Llm4SegError
+from llm4seg.fileio import write_json_atomic
+
+# Two-sided 95 % Student t quantiles by degrees of freedom (1..30); beyond, the normal 1.96.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+@dataclass
+class Matrix:
+    """What to run: every variant on every split and seed, with one set of training settings."""
+
+    variants: list[str]
+    splits: list[str | None]
+    seeds: list[int]
+    data: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields shared by every cell
+    llm: str | None = None
+
+    def cells(self) -> list[tuple[str, str | None, int]]:
+        return [(v, s, seed) for s in self.splits for seed in self.seeds for v in self.variants]
+
+
+def cell_name(variant: str, split: str | None, seed: int) -> str:
+    return f"{variant}-{split or 'all'}-s{seed}"
+
+
+def t975(df: int) -> float:
+    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
+
+
+def _check(matrix: Matrix) -> None:
+    from llm4seg.models.registry import list_models
+
+    unknown = [v for v in matrix.variants if v not in list_models()]
+    if unknown or len(matrix.variants) < 2:
+        raise ConfigError(f"--variants {','.join(matrix.variants)}: {'unknown ' + ', '.join(unknown) if unknown else 'need at least 2'}",
+                          hint=f"the first is the baseline; choose from {', '.join(list_models())}")
+    if not matrix.seeds:
+        raise ConfigError("--seeds is empty", hint="e.g. --seeds 0,1")
+
+
+def _overrides(matrix: Matrix, variant: str) -> dict[str, Any]:
+    return {"llm": matrix.llm} if matrix.llm and variant.startswith("llm4seg") else {}
+
+
+def run_cell(matrix: Matrix, out: Path, cell: tuple[str, str | None, int]) -> dict[str, Any]:
+    """Train (or resume) one cell in this process and score its best checkpoint on its val split."""
+    from llm4seg.training.config import TrainConfig
+    from llm4seg.training.run import train
+
+    variant, split, seed = cell
+    run = out / "runs" / cell_name(*cell)
+    scored = run / "scores.json"
+    if scored.is_file():
+        return json.loads(scored.read_text())
+    resume = (run / "config.json").is_file()
+    cfg = TrainConfig(out=str(run), model=variant, model_overrides=_overrides(matrix, variant), data=matrix.data,
+                      split=split, seed=seed, **matrix.train)
+    train(cfg, resume=resume)
+    return score_cell(run, cell)
+
+
+def score_cell(run: Path, cell: tuple[str, str | None, int]) -> dict[str, Any]:
+    """Per-image metrics of the run's best checkpoint on the run's own validation images."""
+    import torch
+
+    from llm4seg.checkpoint import load_checkpoint
+    from llm4seg.data.datasets import train_val_datasets
+    from llm4seg.evaluate import evaluate_model
+    from llm4seg.metrics import summarise
+    from llm4seg.training.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"])
+    _, val = train_val_datasets(cfg.data, cfg.split, cfg.val_split, cfg.image_size, seed=cfg.seed,
+                                skip_bad=cfg.skip_bad, synthetic_count=cfg.synthetic_count)
+    model = load_checkpoint(run / "checkpoints" / "best")
+    rows, _ = evaluate_model(model, val, torch.device("cpu"))
+    variant, split, seed = cell
+    scores = {"variant": variant, "split": split or "all", "seed": seed, "val": val.name, "n": len(rows),
+              "metrics": {k: v["mean"] for k, v in summarise(rows).items()}, "per_image": rows}
+    write_json_atomic(run / "scores.json", scores)
+    return scores
+
+
+def _subprocess_cell(matrix: Matrix, out: Path, cell: tuple[str, str | None, int]) -> dict[str, Any]:
+    spec = out / "compare.json"
+    code = ("import json, sys; from pathlib import Path; from llm4seg.compare import Matrix, run_cell; "
+            "m = Matrix(**json.loads(Path(sys.argv[1]).read_text())['matrix']); "
+            "run_cell(m, Path(sys.argv[2]), (sys.argv[3], None if sys.argv[4] == '-' else sys.argv[4], int(sys.argv[5])))")
+    variant, split, seed = cell
+    proc = subprocess.run([sys.executable, "-c", code, str(spec), str(out), variant, split or "-", str(seed)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Llm4SegError(f"cell {cell_name(*cell)} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
+                           hint=f"see {out / 'runs' / cell_name(*cell) / 'train.log'}; rerun `llm4seg compare` to continue")
+    return json.loads((out / "runs" / cell_name(*cell) / "scores.json").read_text())
+
+
+def run_matrix(matrix: Matrix, out: Path, parallel: int = 1,
+               on_cell: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every cell (continuing a killed matrix) and write the report; returns the report."""
+    _check(matrix)
+    out = Path(out)
+    spec = out / "compare.json"
+    if spec.is_file():
+        saved = json.loads(spec.read_text())["matrix"]
+        if saved != json.loads(json.dumps(asdict(matrix))):
+            raise ConfigError(f"{out} holds another comparison ({saved['variants']} x {saved['splits']} x {saved['seeds']})",
+                              hint="rerun with the same options to continue it, or pass another --out")
+    write_json_atomic(spec, {"format": "llm4seg-compare", "matrix": asdict(matrix)})
+    results = []
+    if parallel <= 1:
+        for cell in matrix.cells():
+            results.append(run_cell(matrix, out, cell))
+            if on_cell:
+                on_cell(results[-1])
+    else:
+        with ThreadPoolExecutor(parallel) as pool:
+            for result in pool.map(lambda c: _subprocess_cell(matrix, out, c), matrix.cells()):
+                results.append(result)
+                if on_cell:
+                    on_cell(result)
+    from llm4seg.compare_report import write_report
+
+    return write_report(matrix, results, out)
+
+
+def paired(results: list[dict[str, Any]], baseline: str, variant: str, metric: str = "iou") -> dict[str, Any]:
+    """Paired differences variant - baseline over the (split, seed) cells both have, with a 95 % t interval."""
+    by = {(r["variant"], r["split"], r["seed"]): r["metrics"][metric] for r in results}
+    keys = sorted({(s, seed) for v, s, seed in by if v == variant} & {(s, seed) for v, s, seed in by if v == baseline})
+    d = np.array([by[(variant, *k)] - by[(baseline, *k)] for k in keys], dtype=float)
+    if len(d) == 0:
+        return {"n": 0}
+    mean = float(d.mean())
+    if len(d) < 2:
+        return {"n": 1, "mean": mean, "pairs": [list(k) for k in keys]}
+    sd = float(d.std(ddof=1))
+    half = t975(len(d) - 1) * sd / math.sqrt(len(d))
+    return {"n": len(d), "mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "pairs": [list(k) for k in keys]}

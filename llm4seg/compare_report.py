@@ -1,0 +1,108 @@
+"""The comparison's report: report.json, report.md, per_image.csv and compare.png (IoU per variant,
+one dot per run, lines joining the runs of the same split and seed)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm4seg._optional import require
+from llm4seg.fileio import atomic_path, write_json_atomic
+from llm4seg.metrics import METRIC_NAMES
+
+
+def _summary(results: list[dict[str, Any]], variant: str) -> dict[str, Any]:
+    mine = [r for r in results if r["variant"] == variant]
+    out: dict[str, Any] = {"runs": len(mine)}
+    for metric in ("iou", "dice"):
+        values = np.array([r["metrics"][metric] for r in mine], dtype=float)
+        out[metric] = {"mean": float(values.mean()) if len(values) else None,
+                       "sd": float(values.std(ddof=1)) if len(values) > 1 else None}
+    return out
+
+
+def build_report(matrix: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
+    from llm4seg.compare import cell_name, paired
+
+    base = matrix.variants[0]
+    done = {cell_name(r["variant"], None if r["split"] == "all" else r["split"], r["seed"]) for r in results}
+    missing = [cell_name(*c) for c in matrix.cells() if cell_name(*c) not in done]
+    return {
+        "baseline": base, "data": matrix.data or "synthetic", "variants": matrix.variants,
+        "splits": [s or "all" for s in matrix.splits], "seeds": matrix.seeds, "train": matrix.train,
+        "runs": [{k: r[k] for k in ("variant", "split", "seed", "val", "n", "metrics")} for r in results],
+        "per_variant": {v: _summary(results, v) for v in matrix.variants},
+        "paired_vs_baseline": {v: {m: paired(results, base, v, m) for m in ("iou", "dice")} for v in matrix.variants[1:]},
+        "missing": missing,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Comparison on {report['data']} (baseline: {report['baseline']})", "",
+             f"Splits {', '.join(report['splits'])}; seeds {', '.join(map(str, report['seeds']))}; "
+             f"settings {report['train']}.", "",
+             "| variant | runs | IoU mean | IoU sd | Dice mean | Dice sd |", "|---|---:|---:|---:|---:|---:|"]
+    for v, s in report["per_variant"].items():
+        lines.append(f"| {v} | {s['runs']} | {_pct(s['iou']['mean'])} | {_pct(s['iou']['sd'])} | "
+                     f"{_pct(s['dice']['mean'])} | {_pct(s['dice']['sd'])} |")
+    lines += ["", "Paired differences against the baseline (same split and seed), in points, with a 95 % t interval:", "",
+              "| variant | pairs | IoU delta | 95 % CI | Dice delta | 95 % CI |", "|---|---:|---:|---|---:|---|"]
+    for v, p in report["paired_vs_baseline"].items():
+        cells = []
+        for m in ("iou", "dice"):
+            d = p[m]
+            ci = f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if "ci95" in d else "-"
+            cells += [f"{100 * d['mean']:+.2f}" if "mean" in d else "-", ci]
+        lines.append(f"| {v} | {p['iou']['n']} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |")
+    lines += ["", "| run | val | images | IoU | Dice |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {r['variant']} {r['split']} seed {r['seed']} | {r['val']} | {r['n']} | {_pct(r['metrics']['iou'])} | "
+              f"{_pct(r['metrics']['dice'])} |" for r in report["runs"]]
+    if report["missing"]:
+        lines += ["", f"Missing runs (not estimated): {', '.join(report['missing'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    matplotlib = require("matplotlib", "the comparison plot")
+    matplotlib.use("Agg")
+    plt = require("matplotlib.pyplot")
+    variants = report["variants"]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(variants), 4))
+    by_pair: dict[tuple[str, int], dict[str, float]] = {}
+    for r in report["runs"]:
+        by_pair.setdefault((r["split"], r["seed"]), {})[r["variant"]] = 100 * r["metrics"]["iou"]
+    for (split, seed), values in sorted(by_pair.items()):
+        xs = [i for i, v in enumerate(variants) if v in values]
+        ax.plot(xs, [values[variants[i]] for i in xs], marker="o", alpha=0.7, label=f"{split} s{seed}")
+    ax.set_xticks(range(len(variants)), variants, rotation=15)
+    ax.set_ylabel("val IoU (%)")
+    ax.set_title("IoU per run; lines join the same split and seed")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def write_report(matrix: Any, results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    report = build_report(matrix, results)
+    write_json_atomic(out / "report.json", report)
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(markdown(report))
+    with atomic_path(out / "per_image.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["variant", "split", "seed", "stem", *METRIC_NAMES])
+            writer.writeheader()
+            for r in results:
+                for row in r["per_image"]:
+                    writer.writerow({"variant": r["variant"], "split": r["split"], "seed": r["seed"], **row})
+    _plot(report, out / "compare.png")
+    report["files"] = [str(out / n) for n in ("report.md", "report.json", "per_image.csv", "compare.png")]
+    return report

@@ -1,0 +1,94 @@
+"""`llm4seg compare` on the synthetic set: two variants x two seeds, killed in the middle and
+continued; the report's numbers are checked against the per-run scores (issue 11)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from llm4seg import fileio
+from llm4seg.cli.main import app
+from llm4seg.compare import t975
+
+ARGS = ["compare", "--variants", "cmunext_s,cmunext", "--seeds", "0,1", "--epochs", "2", "--image-size", "32",
+        "--batch-size", "4", "--synthetic-count", "16", "--device", "cpu"]
+
+
+class Killed(BaseException):
+    pass
+
+
+@pytest.mark.slow
+def test_tiny_matrix_killed_and_continued(tmp_path):
+    out = tmp_path / "cmp"
+    calls = {"n": 0}
+
+    def kill_in_third_run(label):
+        calls["n"] += 1
+        if label == "wrote CURRENT":  # each run saves its state once (at its end)
+            calls["saves"] = calls.get("saves", 0) + 1
+            if calls["saves"] == 3:  # the third run, killed just before its state becomes current
+                raise Killed(label)
+
+    fileio.FAULT_HOOK = kill_in_third_run
+    try:
+        with pytest.raises(Killed):
+            CliRunner().invoke(app, [*ARGS, "--out", str(out)], catch_exceptions=False)
+    finally:
+        fileio.FAULT_HOOK = None
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert (out / "runs" / "cmunext_s-all-s0" / "scores.json").is_file()
+    assert not (out / "runs" / "cmunext_s-all-s1" / "scores.json").exists() and "cmunext_s-all-s1" in runs
+
+    result = CliRunner().invoke(app, [*ARGS, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["missing"] == [] and len(report["runs"]) == 4
+    scores = {(r["variant"], r["seed"]): r["metrics"]["iou"] for r in report["runs"]}
+    for (variant, seed), iou in scores.items():
+        per_run = json.loads((out / "runs" / f"{variant}-all-s{seed}" / "scores.json").read_text())
+        assert per_run["metrics"]["iou"] == pytest.approx(iou)
+        assert per_run["metrics"]["iou"] == pytest.approx(np.mean([r["iou"] for r in per_run["per_image"]]))
+    base = [scores[("cmunext_s", s)] for s in (0, 1)]
+    assert report["per_variant"]["cmunext_s"]["iou"]["mean"] == pytest.approx(np.mean(base))
+    assert report["per_variant"]["cmunext_s"]["iou"]["sd"] == pytest.approx(np.std(base, ddof=1))
+    d = np.array([scores[("cmunext", s)] - scores[("cmunext_s", s)] for s in (0, 1)])
+    paired = report["paired_vs_baseline"]["cmunext"]["iou"]
+    half = t975(1) * d.std(ddof=1) / math.sqrt(2)
+    assert paired["n"] == 2 and paired["mean"] == pytest.approx(d.mean())
+    assert paired["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["variant"], r["seed"]) for r in rows} == {(v, str(s)) for v, s in scores}
+    assert (out / "compare.png").stat().st_size > 0 and "Paired differences" in (out / "report.md").read_text()
+
+
+def test_other_options_on_the_same_folder_are_refused(tmp_path):
+    out = tmp_path / "cmp"
+    (out).mkdir()
+    (out / "compare.json").write_text(json.dumps({"matrix": {"variants": ["a"], "splits": [None], "seeds": [0]}}))
+    result = CliRunner().invoke(app, [*ARGS, "--out", str(out)])
+    assert result.exit_code == 1 and "holds another comparison" in result.output
+
+
+def test_bad_variants_and_seeds(tmp_path):
+    bad = CliRunner().invoke(app, ["compare", "--variants", "cmunext,nope", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "unknown nope" in bad.output
+    seeds = CliRunner().invoke(app, ["compare", "--seeds", "0,a", "--out", str(tmp_path / "y")])
+    assert seeds.exit_code == 1 and "'a' is not an integer" in seeds.output
+
+
+@pytest.mark.slow
+def test_parallel_runs_as_processes_give_the_same_report(tmp_path):
+    args = ["compare", "--variants", "cmunext_s,cmunext", "--seeds", "3", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "4", "--synthetic-count", "12", "--device", "cpu", "--json"]
+    serial = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    parallel = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--parallel", "2"])
+    assert serial.exit_code == 0 and parallel.exit_code == 0, parallel.output
+    a, b = json.loads(serial.stdout), json.loads(parallel.stdout)
+    assert [r["metrics"] for r in a["runs"]] == [r["metrics"] for r in b["runs"]]  # same runs, bit for bit on CPU

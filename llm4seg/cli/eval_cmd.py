@@ -15,7 +15,7 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (config.json + model.safetensors).")],
     data: DataOpt = None,
     split: SplitOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: CHECKPOINT/eval-<dataset>-<split>).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: RUN/eval-<best|last>-<dataset>-<split> for a run's checkpoint, else CHECKPOINT/eval-<dataset>-<split>).")] = None,
     device: DeviceOpt = "auto",
     skip_bad: SkipBadOpt = False,
     synthetic_count: Annotated[int, typer.Option("--synthetic-count", help="Images of the synthetic set when --data is omitted (drawn with another seed than training's).")] = 200,
@@ -39,7 +39,10 @@ def evaluate(
     rows, probs = evaluate_model(model, dataset, dev)
     # Dataset name and split, so the same split name on two datasets cannot collide.
     tag = dataset.name.replace(":", "-").replace("/", "_")
-    report_dir = out or Path(checkpoint) / f"eval-{tag}"
+    ckpt = Path(checkpoint)
+    # Inside a run, reports go to the run folder: checkpoints/ are replaced whole at every save.
+    in_run = ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / "config.json").is_file()
+    report_dir = out or (ckpt.parent.parent / f"eval-{ckpt.name}-{tag}" if in_run else ckpt / f"eval-{tag}")
     summary = write_report(report_dir, rows, probs, dataset, model.config.threshold)
     m = summary["metrics"]
     if json_out:

@@ -23,6 +23,15 @@ class World:
         if self.size > 1:
             dist.barrier()
 
+    def main_failed(self, failed: bool) -> bool:
+        """Rank 0's `failed` on every rank (a collective: all ranks call it), so that an error on
+        rank 0 stops the others instead of leaving them waiting in the next barrier."""
+        if self.size == 1:
+            return failed
+        flag = [failed]
+        dist.broadcast_object_list(flag, src=0)
+        return bool(flag[0])
+
 
 def init_world(device: str = "auto") -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+from llm4seg.errors import ConfigError
 from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.loop import Trainer, prepare_run, saved_config, write_run_config
@@ -24,9 +25,17 @@ def _file_logging(run_dir: Path) -> logging.Handler:
 def train(cfg: TrainConfig, resume: bool = False, progress_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Run (or resume) training; returns a summary with the best epoch and final metrics."""
     world = dist_utils.init_world(cfg.device)
+    error: BaseException | None = None
     if world.is_main:  # one process checks and writes the run folder; the others then read it
-        cfg = prepare_run(cfg, resume)
-    world.barrier()
+        try:
+            cfg = prepare_run(cfg, resume)
+        except Exception as exc:  # noqa: BLE001  re-raised below, after telling the other ranks
+            error = exc
+    if world.main_failed(error is not None):
+        dist_utils.shutdown(world)
+        if error is not None:
+            raise error
+        raise ConfigError(f"rank 0 refused the run folder {cfg.out}", hint="see rank 0's error above")
     if not world.is_main and resume:
         cfg = saved_config(cfg)
     handler = _file_logging(Path(cfg.out)) if world.is_main else None

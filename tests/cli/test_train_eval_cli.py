@@ -54,3 +54,14 @@ def test_model_option_flags_reach_the_model(tmp_path):
     assert result.exit_code == 0, result.output
     model = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
     assert model["dims"][-1] == 128 and model["block"]["init"] == "random" and model["block"]["trainable"] is True  # size s: dims end at 128
+
+
+def test_eval_report_of_a_run_checkpoint_goes_to_the_run_folder(tmp_path):
+    data = make_folder(tmp_path / "data", n=10, size=(48, 40))
+    assert runner.invoke(app, ["train", "--model", "cmunext_s", "--data", str(data), "--image-size", "32", "--epochs", "1",
+                               "--batch-size", "4", "--device", "cpu", "--out", str(tmp_path / "run"), "--json"]).exit_code == 0
+    result = runner.invoke(app, ["eval", str(tmp_path / "run" / "checkpoints" / "best"), "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    # Named by dataset and split, outside checkpoints/ (which each save replaces whole).
+    assert json.loads(result.stdout)["report_dir"] == str(tmp_path / "run" / "eval-best-data-all")
+    assert (tmp_path / "run" / "eval-best-data-all" / "summary.json").is_file()

@@ -127,3 +127,15 @@ def test_ddp_two_gloo_processes(tmp_path):
     # 16 training images, global batch 4 over 2 ranks: 2 per rank, 4 steps per epoch.
     assert "4 steps per epoch" in (out / "train.log").read_text()
     assert llm4seg.load_checkpoint(out / "checkpoints" / "last").config.name == "cmunext_s"
+
+
+def test_ddp_refused_run_folder_stops_every_rank(tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "llm4seg.cli.main", "train", "--model", "cmunext_s", "--image-size", "32", "--epochs", "1",
+           "--batch-size", "4", "--synthetic-count", "20", "--device", "cpu", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)  # a hang fails here
+    assert proc.returncode != 0 and "is not empty and is not an llm4seg run" in proc.stderr

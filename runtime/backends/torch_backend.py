@@ -27,6 +27,7 @@ class TorchBackend(Backend):
         self.device_name, self.half_opt, self.cuda_graph = device, half, cuda_graph
         self.channels_last_opt = channels_last
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}
+        self._pinned: dict[int, tuple[Any, Any]] = {}
 
     def _load(self) -> None:
         torch = self.torch = require("torch", "the torch backend")
@@ -52,30 +53,74 @@ class TorchBackend(Backend):
         with self.torch.autocast(self.device.type, dtype=self.torch.float16, enabled=self.half):
             return self.model(x).float()
 
+    def infer_tensor(self, image: Any) -> Any:
+        """For pipelines that already hold frames on the device: a torch tensor (or any DLPack
+        tensor) float32 (N, C, S, S), normalised, on this backend's device -> probabilities
+        (N, 1, S, S) float32 there, with no host copy either way."""
+        torch = self.torch if self.loaded else require("torch", "the torch backend")
+        if not self.loaded:
+            self.load()
+        x = image if isinstance(image, torch.Tensor) else torch.from_dlpack(image)
+        spec = self.input_spec()
+        expected = f"(N, {', '.join(str(d) for d in spec['shape'][1:])}) float32 on {self.device}"
+        lo, hi = spec["batch"]
+        if (x.dtype != torch.float32 or x.dim() != 4 or list(x.shape[1:]) != list(spec["shape"][1:])
+                or x.device.type != self.device.type or not lo <= x.shape[0] <= hi):
+            from llm4seg.errors import InputSpecError
+
+            raise InputSpecError(f"input 'image' is {tuple(x.shape)} {x.dtype} on {x.device}, expected {expected}, "
+                                 f"{lo} <= N <= {hi}", hint="normalise and resize as the manifest says, on this device")
+        with torch.inference_mode():
+            out = self._run(x.contiguous(memory_format=self.memory_format))
+            # A CUDA graph's output buffer is overwritten by the next replay: hand out a copy.
+            return out.clone() if self.cuda_graph and self.device.type == "cuda" else out
+
     def _infer(self, image: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
-            x = torch.from_numpy(image).to(self.device).contiguous(memory_format=self.memory_format)
-            if not (self.cuda_graph and self.device.type == "cuda"):
-                return self._forward(x).cpu().numpy()
-            n = x.shape[0]
-            if n not in self._graphs:
-                static_in = x.clone()
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    for _ in range(3):  # warm-up on a side stream before capture
-                        self._forward(static_in)
-                torch.cuda.current_stream().wait_stream(stream)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    static_out = self._forward(static_in)
-                self._graphs[n] = (graph, static_in, static_out)
-            graph, static_in, static_out = self._graphs[n]
-            static_in.copy_(x)
-            graph.replay()
-            return static_out.cpu().numpy()
+            if self.device.type == "cuda":
+                return self._infer_cuda(image)
+            x = torch.from_numpy(image).contiguous(memory_format=self.memory_format)
+            return self._run(x).numpy()
+
+    def _infer_cuda(self, image: np.ndarray) -> np.ndarray:
+        """Through pinned host buffers reused per batch size, so both copies are asynchronous DMA.
+        GPU-only: exercised by benchmarks/gpu_runtime.py on a device, not by the CPU tests."""
+        torch, n = self.torch, image.shape[0]
+        if n not in self._pinned:
+            self._pinned[n] = (torch.empty(image.shape, dtype=torch.float32).pin_memory(),
+                               torch.empty((n, 1, *image.shape[2:]), dtype=torch.float32).pin_memory())
+        host_in, host_out = self._pinned[n]
+        host_in.numpy()[...] = image
+        x = host_in.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        host_out.copy_(self._run(x), non_blocking=True)
+        torch.cuda.current_stream().synchronize()
+        return host_out.numpy().copy()
+
+    def _run(self, x):
+        """Device tensor in, device tensor out; a CUDA graph per batch size when asked."""
+        torch = self.torch
+        if not (self.cuda_graph and self.device.type == "cuda"):
+            return self._forward(x)
+        n = x.shape[0]
+        if n not in self._graphs:
+            static_in = x.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):  # warm-up on a side stream before capture
+                    self._forward(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._forward(static_in)
+            self._graphs[n] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[n]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
 
     def _close(self) -> None:
         self._graphs.clear()
+        self._pinned.clear()
         del self.model

@@ -256,3 +256,18 @@ def test_jetson_path_recipe_build_on_target_adopt_then_bench(trained_checkpoint,
     bench = CliRunner().invoke(app, ["bench", "--engine", str(out / "model.fp16.plan"), "--iterations", "2", "--json"])
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.stdout)["results"][0]["backend"] == "tensorrt"
+
+
+@pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
+def test_torch_backend_device_tensor_entry(exported):
+    import torch
+
+    x = np.random.default_rng(5).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with load_backend(exported[0] / "model.pt2", "torch") as b:
+        out = b.infer_tensor(torch.from_numpy(x))
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 1, 64, 64)
+        assert np.array_equal(out.numpy(), b.infer(x))
+        dl = b.infer_tensor(np.from_dlpack(x) if hasattr(np, "from_dlpack") else torch.from_numpy(x))  # any DLPack tensor
+        assert dl.shape == (2, 1, 64, 64)
+        with pytest.raises(InputSpecError, match=r"expected \(N, 3, 64, 64\) float32"):
+            b.infer_tensor(torch.zeros(2, 3, 32, 32))

@@ -94,7 +94,7 @@ def main() -> None:
     log("dataset folder written")
     tiny = ["--limit", "16", "--iterations", "2", "--warmup", "1"] if smoke else ["--iterations", "40", "--warmup", "10"]
     run_stage("train-speed", [py, str(HERE / "gpu_train_busi.py"), "--npz", args.npz, "--out", str(out),
-                              "--device", args.device, "--ways", "authors,project", *tiny], 150)
+                              "--device", args.device, "--ways", "authors,project,graph", *tiny], 150)
 
     epochs = 1 if smoke else epochs_that_fit(out / "gpu_train.json", args.train_budget_s, 300)
     run_dir = work / "run"

@@ -67,8 +67,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--ways", default="authors,project,compile",
-                        help="Comma-separated subset of authors, project, compile (a time-boxed session splits them).")
+    parser.add_argument("--ways", default="authors,project,graph,compile",
+                        help="Comma-separated subset of authors, project, graph, compile (a time-boxed session splits them).")
     parser.add_argument("--json-name", default="gpu_train.json")
     parser.add_argument("--limit", type=int, default=0, help="Use only the first N train and val images (smoke tests).")
     args = parser.parse_args()
@@ -89,6 +89,8 @@ def main() -> None:
                     lambda m: make_authors_step(m, images, masks, BATCH, device), False),
         "project": ("project (bf16, channels_last, GPU data)", lambda: build(cuda),
                     lambda m: make_project_step(m, images, masks, BATCH, device, True, cuda), True),
+        "graph": ("project + whole step as a CUDA graph (--step-mode graph)", lambda: build(cuda),
+                  lambda m: make_project_step(m, images, masks, BATCH, device, True, cuda, graph=True), True),
         "compile": ("project + torch.compile", lambda: build(cuda),
                     lambda m: make_project_step(torch.compile(m), images, masks, BATCH, device, True, cuda), True),
     }

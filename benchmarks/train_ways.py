@@ -67,9 +67,18 @@ def make_authors_step(model, images, masks, batch, device) -> Callable[[int], No
     return step
 
 
-def make_project_step(model, images, masks, batch, device, amp: bool, channels_last: bool) -> Callable[[int], None]:
+def make_project_step(model, images, masks, batch, device, amp: bool, channels_last: bool,
+                      graph: bool = False) -> Callable[[int], None]:
+    """graph=True: the whole step (forward, backward, SGD) as one CUDA graph (llm4seg's --step-mode graph)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+    graphed = None
+    if graph:
+        from llm4seg.training.graphed_step import GraphedStep
+
+        size = images.shape[1]
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        graphed = GraphedStep(model, opt, (batch, 3, size, size), (batch, 1, size, size), device, amp, fmt)
     imgs = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
     msks = torch.from_numpy(masks)[:, None].to(device)
     g = torch.Generator().manual_seed(0)
@@ -81,6 +90,9 @@ def make_project_step(model, images, masks, batch, device, amp: bool, channels_l
         x = normalise(x, IMAGENET_MEAN, IMAGENET_STD)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if graphed is not None:
+            graphed(x, y, 0.01)
+            return
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
             logits = model(x)
         loss = bce_dice_loss(logits, y)

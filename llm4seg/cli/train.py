@@ -21,7 +21,8 @@ Examples:
 
 # Settings a resumed run takes from its folder; giving one that differs is refused, not ignored.
 RESUMABLE = ("model", "data", "split", "val_split", "image_size", "epochs", "batch_size", "lr", "val_every", "seed",
-             "synthetic_count", "paper_double_scaling", "skip_bad", "checkpoint_every_s", "amp", "compile")
+             "synthetic_count", "paper_double_scaling", "skip_bad", "checkpoint_every_s", "amp", "compile",
+             "step_mode")
 
 
 def train(
@@ -47,6 +48,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the model's initialisation and of every epoch's shuffling and augmentation [default: 0].", show_default=False)] = None,
     device: DeviceOpt = "auto",
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA [default: on].", show_default=False)] = None,
+    step_mode: Annotated[Optional[str], typer.Option("--step-mode", help="eager, or graph: forward, backward and SGD captured as one CUDA graph (GPU; eager on CPU) [default: eager].", show_default=False)] = None,
     compile_model: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model [default: off].", show_default=False)] = None,
     synthetic_count: Annotated[Optional[int], typer.Option("--synthetic-count", help="Images in the synthetic set [default: 200].", show_default=False)] = None,
     paper_double_scaling: Annotated[Optional[bool], typer.Option("--paper-double-scaling", help="Divide normalised images by 255 again, as the authors' code does.", show_default=False)] = None,
@@ -61,7 +63,7 @@ def train(
                                     image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, val_every=val_every,
                                     seed=seed, synthetic_count=synthetic_count, paper_double_scaling=paper_double_scaling,
                                     skip_bad=skip_bad, checkpoint_every_s=checkpoint_every_s, amp=amp,
-                                    compile=compile_model).items() if v is not None}
+                                    compile=compile_model, step_mode=step_mode).items() if v is not None}
     overrides = {k: v for k, v in dict(llm=llm, layer=layer, attention=attention, positions=positions, size=size,
                                        init=init, trainable=trainable, in_channels=in_channels).items() if v is not None}
     cfg = TrainConfig(out=str(resume or out), model=model, model_overrides=overrides, device=device,

@@ -30,6 +30,7 @@ class TrainConfig:
     amp: bool = True                   # CUDA only: bf16 autocast
     channels_last: bool = True         # CUDA only
     compile: bool = False
+    step_mode: str = "eager"           # "graph": the whole step as one CUDA graph (see graphed_step.py)
     paper_double_scaling: bool = False
     skip_bad: bool = False
     checkpoint_every_s: float = 60.0   # last/best/resume state written at most this often, and at the end
@@ -40,6 +41,9 @@ class TrainConfig:
             ("lr", self.lr > 0, "positive"), ("val_every", self.val_every >= 1, "at least 1"),
             ("image_size", self.image_size % 16 == 0 and self.image_size >= 32, "a multiple of 16, >= 32"),
         ]
+        checks.append(("step_mode", self.step_mode in ("eager", "graph"), "eager or graph"))
+        checks.append(("step_mode", not (self.step_mode == "graph" and self.compile),
+                       "eager with --compile (a graph-captured step and torch.compile do not combine)"))
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid", hint=f"{name} must be {expected}")

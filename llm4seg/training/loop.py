@@ -23,6 +23,7 @@ from llm4seg.models.registry import create_model
 from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.curves import plot_curves
+from llm4seg.training.graphed_step import make_step
 from llm4seg.training.losses import bce_dice_loss
 from llm4seg.training.state import clean_run_folder, load_state, publish, read_pointer, restore_optimizer, save_state
 from llm4seg.training.val_metrics import validate_on_device
@@ -100,6 +101,8 @@ class Trainer:
             self.state = {k: saved.counters.get(k) for k in self.state}
             if self.world.is_main:
                 publish(self.paths.state, pointer, self.paths.checkpoints)
+        if cfg.step_mode == "graph" and self.world.size > 1:
+            raise ConfigError("--step-mode graph runs in one process", hint="use --step-mode eager under torchrun")
         self.forward_model = dist_utils.wrap(self.model, self.world)
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
@@ -117,6 +120,7 @@ class Trainer:
             raise ConfigError(f"{len(self.train_set)} training images cannot fill one batch of {cfg.batch_size}",
                               hint="lower --batch-size or add data")
         self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.graphed = make_step(cfg.step_mode, self)  # after the optimizer state is restored
 
     # -- one epoch -------------------------------------------------------------------------
     def batches(self, epoch: int):
@@ -137,14 +141,10 @@ class Trainer:
             if self.cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = poly_lr(cfg.lr, self.state["step"], self.total_steps, cfg.poly_power)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and cfg.amp):
-                logits = model(x)
-            loss = bce_dice_loss(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.graphed is not None:
+                loss = self.graphed(x, y, lr)
+            else:
+                loss = self._eager_step(model, x, y, lr)
             self.state["step"] += 1
             total = total + loss.detach()  # stays on the device: no sync per step
             n += 1
@@ -152,6 +152,17 @@ class Trainer:
                 on_step()
         seconds = time.perf_counter() - t0
         return {"train_loss": float(total) / max(n, 1), "it_per_s": n / seconds, "epoch_s": seconds, "lr": lr}
+
+    def _eager_step(self, model, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.cfg.amp):
+            logits = model(x)
+        loss = bce_dice_loss(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
 
     def validate(self) -> dict[str, float]:
         return validate_on_device(self.model, self.val_images, self.val_masks, amp=self.cfg.amp)

@@ -41,6 +41,10 @@ def test_wheel_runtime_and_cli_work_without_torch(wheel_venv, exported, tmp_path
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert probe.stdout.startswith("True") and str(wheel_venv) in probe.stdout  # the wheel, not the checkout
     assert _run([cli, "--help"], cwd=tmp_path, env=env).returncode == 0
+    data = _run([py, "-c", "import pathlib, llm4seg.export as e; "
+                 "print((pathlib.Path(e.__file__).parent / 'data' / 'tensorrt_onnx_support.json').is_file())"],
+                cwd=tmp_path, env=env)
+    assert data.stdout.strip() == "True", data.stderr[-2000:]  # package data travels in the wheel
     bench = _run([cli, "bench", "--engine", str(exported[0] / "model.onnx"), "--iterations", "2", "--warmup", "1",
                   "--json"], cwd=tmp_path, env=env)
     assert bench.returncode == 0, bench.stderr[-3000:]

@@ -5,7 +5,6 @@ Read by llm4seg.runtime without torch; written here at export time.
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llm4seg.cli.options import (AttentionOpt, DataOpt, DeviceOpt, JsonOpt, LayerOpt, LlmOpt, ModelOpt,
-                                 PositionsOpt, SkipBadOpt, SplitOpt)
+                                 PositionsOpt, SplitOpt)
 from llm4seg.cli.render import print_json, stderr, stdout
 
 EXAMPLE = """\b

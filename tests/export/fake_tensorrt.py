@@ -296,3 +296,17 @@ def make_cudart(device: _Device) -> types.ModuleType:
     rt.cudaGraphLaunch = launch
     rt.cudaGraphExecDestroy = lambda graph: ok
     return rt
+
+
+def install(monkeypatch, **kw) -> types.ModuleType:
+    """Put a fresh `tensorrt` stand-in and a matching `cuda.bindings.runtime` into sys.modules."""
+    import sys
+
+    trt = make_module(**kw)
+    cudart = make_cudart(trt.device)
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    for name, module in (("tensorrt", trt), ("cuda", types.ModuleType("cuda")), ("cuda.bindings", bindings),
+                         ("cuda.bindings.runtime", cudart)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return trt

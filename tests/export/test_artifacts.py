@@ -150,14 +150,9 @@ def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path
     assert len(set(picked)) == 8 and list(picked) == sorted(picked) and picked.max() >= 20  # spread, not the first 8
     assert calibration_sample(images, 64).shape[0] == 40
 
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for sub in ("images", "masks"):
-        (folder / sub).symlink_to(synthetic_folder / sub)
-    stems = sorted(p.stem for p in (synthetic_folder / "images").iterdir())
-    (folder / "splits").mkdir()
-    (folder / "splits" / "train1.txt").write_text("\n".join(stems[:4]) + "\n")
-    (folder / "splits" / "val1.txt").write_text("\n".join(stems[4:]) + "\n")
+    from tests.export import split_folder
+
+    folder = split_folder(tmp_path / "data", synthetic_folder, {"train1": slice(0, 4), "val1": slice(4, None)})
     opts = ExportOptions(out=tmp_path / "art", int8=True, calib=str(folder), calib_split="train1", data=str(folder),
                          split="val1", parity_images=6, calib_images=16)
     picked = _images(opts, 64)

@@ -10,7 +10,7 @@ import pytest
 
 from llm4seg.errors import ConfigError, ExportError
 from llm4seg.export.pipeline import ExportOptions, export_checkpoint
-from llm4seg.runtime import Segmenter, load_backend
+from llm4seg.runtime import Segmenter
 
 QUIET = dict(log=lambda s: None)
 
@@ -102,14 +102,9 @@ def test_pt2_runs_without_the_training_code(exported):
 
 
 def test_splits_are_picked_by_default_and_reported(trained_checkpoint, synthetic_folder, tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for sub in ("images", "masks"):
-        (folder / sub).symlink_to(synthetic_folder / sub)
-    stems = sorted(p.stem for p in (synthetic_folder / "images").iterdir())
-    (folder / "splits").mkdir()
-    (folder / "splits" / "train.txt").write_text("\n".join(stems[:16]) + "\n")
-    (folder / "splits" / "val.txt").write_text("\n".join(stems[16:]) + "\n")
+    from tests.export import split_folder
+
+    folder = split_folder(tmp_path / "data", synthetic_folder, {"train": slice(0, 16), "val": slice(16, None)})
     lines = []
     summary = export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path / "a", int8=True, calib=str(folder),
                                                                   parity_images=4, calib_images=4, max_int8_drop=0.05,

@@ -122,20 +122,13 @@ def test_tensorrt_backend_without_tensorrt(exported, tmp_path):
 @pytest.fixture
 def fake_trt_export(monkeypatch, trained_checkpoint, tmp_path):
     """model.fp16.plan built and served through the strict TensorRT / cuda-python stand-ins."""
-    import sys
 
     import llm4seg.export.tensorrt as trt_export
     import llm4seg.runtime.engine_key as engine_key
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint
     from tests.export import fake_tensorrt
 
-    trt = fake_tensorrt.make_module()
-    cudart = fake_tensorrt.make_cudart(trt.device)
-    bindings = type(sys)("cuda.bindings")
-    bindings.runtime = cudart
-    for name, module in (("tensorrt", trt), ("cuda", type(sys)("cuda")), ("cuda.bindings", bindings),
-                         ("cuda.bindings.runtime", cudart)):
-        monkeypatch.setitem(sys.modules, name, module)
+    trt = fake_tensorrt.install(monkeypatch)
     identity = {"gpu": ("NVIDIA H100 80GB HBM3", "9.0")}
     monkeypatch.setattr(trt_export, "gpu_identity", lambda: identity["gpu"])
     monkeypatch.setattr(engine_key, "gpu_identity", lambda device=0: identity["gpu"])
@@ -238,13 +231,7 @@ def test_jetson_path_recipe_build_on_target_adopt_then_bench(trained_checkpoint,
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model.fp16.plan" not in manifest["artifacts"] and "model.fp16.plan" in manifest["engine_recipes"]
 
-    trt = fake_tensorrt.make_module()  # the target device
-    cudart = fake_tensorrt.make_cudart(trt.device)
-    bindings = type(sys)("cuda.bindings")
-    bindings.runtime = cudart
-    for name, module in (("tensorrt", trt), ("cuda", type(sys)("cuda")), ("cuda.bindings", bindings),
-                         ("cuda.bindings.runtime", cudart)):
-        monkeypatch.setitem(sys.modules, name, module)
+    trt = fake_tensorrt.install(monkeypatch)  # the target device
     monkeypatch.setattr(engine_key, "gpu_identity", lambda device=0: ("NVIDIA Jetson AGX Orin", "8.7"))
     key = EngineKey("-", trt.__version__, "orin", "8.7", "fp16", profile_shapes((1, 2, 4), 3, 64))
     engine_from_onnx(out / "model.fp16.onnx", out / "model.fp16.plan", key, out / "timing.cache")  # as trtexec would

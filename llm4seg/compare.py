@@ -97,8 +97,9 @@ def score_cell(run: Path, cell: tuple[str, str | None, int]) -> dict[str, Any]:
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"])
     _, val = train_val_datasets(cfg.data, cfg.split, cfg.val_split, cfg.image_size, seed=cfg.seed,
                                 skip_bad=cfg.skip_bad, synthetic_count=cfg.synthetic_count)
-    model = load_checkpoint(run / "checkpoints" / "best")
-    rows, _ = evaluate_model(model, val, torch.device("cpu"))
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    model = load_checkpoint(run / "checkpoints" / "best", device=device)
+    rows, _ = evaluate_model(model, val, device)
     variant, split, seed = cell
     scores = {"variant": variant, "split": split or "all", "seed": seed, "val": val.name, "n": len(rows),
               "metrics": {k: v["mean"] for k, v in summarise(rows).items()}, "per_image": rows}

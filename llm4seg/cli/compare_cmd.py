@@ -27,6 +27,7 @@ def compare(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size (the paper: 8).")] = 8,
     synthetic_count: Annotated[int, typer.Option("--synthetic-count", help="Images of the synthetic set when --data is omitted.")] = 200,
     device: DeviceOpt = "auto",
+    step_mode: Annotated[str, typer.Option("--step-mode", help="eager, or graph (each training step as one CUDA graph; GPU).")] = "eager",
     parallel: Annotated[int, typer.Option("--parallel", help="Runs at once, as separate processes (a GPU serves several small runs).")] = 1,
     json_out: JsonOpt = False,
 ) -> None:
@@ -51,7 +52,7 @@ def compare(
         raise ConfigError(f"--parallel {parallel} must be at least 1", hint="e.g. --parallel 3 on a GPU")
     matrix = Matrix(variants=_list(variants), splits=_list(splits) or [None], seeds=seed_list, data=data, llm=llm,
                     train=dict(epochs=epochs, image_size=image_size, batch_size=batch_size,
-                               synthetic_count=synthetic_count, device=device))
+                               synthetic_count=synthetic_count, device=device, step_mode=step_mode))
     total = len(matrix.cells())
     done = {"n": 0}
 

@@ -91,4 +91,6 @@ def test_parallel_runs_as_processes_give_the_same_report(tmp_path):
     parallel = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--parallel", "2"])
     assert serial.exit_code == 0 and parallel.exit_code == 0, parallel.output
     a, b = json.loads(serial.stdout), json.loads(parallel.stdout)
-    assert [r["metrics"] for r in a["runs"]] == [r["metrics"] for r in b["runs"]]  # same runs, bit for bit on CPU
+    # The same runs: identical training; HD95 (OpenCV distance transforms) may differ in its last float bits.
+    for ra, rb in zip(a["runs"], b["runs"]):
+        assert ra["metrics"] == pytest.approx(rb["metrics"], rel=1e-5)

@@ -75,7 +75,7 @@ def train(
 
 def _refuse_changed_settings(cfg: Any, given: dict[str, Any], overrides: dict[str, Any]) -> None:
     from llm4seg.errors import ConfigError
-    from llm4seg.training.loop import saved_config
+    from llm4seg.training.run_folder import saved_config
 
     if not (Path(cfg.out) / "config.json").is_file():
         return  # prepare_run says what is wrong with the folder

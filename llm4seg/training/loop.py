@@ -17,15 +17,15 @@ import torch
 
 from llm4seg.data.augment import augment_batch, normalise
 from llm4seg.data.datasets import train_val_datasets
-from llm4seg.errors import CheckpointError, ConfigError
-from llm4seg.fileio import atomic_path, write_json_atomic
+from llm4seg.errors import ConfigError
+from llm4seg.fileio import atomic_path
 from llm4seg.models.registry import create_model
 from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.curves import plot_curves
 from llm4seg.training.graphed_step import make_step
 from llm4seg.training.losses import bce_dice_loss
-from llm4seg.training.state import clean_run_folder, load_state, publish, read_pointer, restore_optimizer, save_state
+from llm4seg.training.state import load_state, publish, read_pointer, restore_optimizer, save_state
 from llm4seg.training.val_metrics import validate_on_device
 
 log = logging.getLogger("llm4seg.train")
@@ -237,67 +237,4 @@ def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k.startswith("val_") or k == "train_loss"}
 
 
-RUN_FORMAT = "llm4seg-run"
-
-
-def _is_run(config_path: Path) -> bool:
-    try:
-        data = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and (data.get("format") == RUN_FORMAT or "train" in data)
-
-
-def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
-    """Check the run folder and write (or, resuming, read back) its config.json before anything else,
-    so a folder is either empty or a run that `--resume` can continue."""
-    paths = RunPaths(Path(cfg.out))
-    if paths.root.exists() and not paths.root.is_dir():
-        raise ConfigError(f"--out {paths.root} is a file", hint="pass a folder for the run")
-    if resume:
-        if not _is_run(paths.config):
-            raise CheckpointError(f"{paths.root} is not an llm4seg run folder (no run config.json)",
-                                  hint="pass the --out folder of an earlier `llm4seg train`, or start without --resume")
-        clean_run_folder(paths.root)
-        return saved_config(cfg)
-    if paths.root.is_dir():
-        if _is_run(paths.config):
-            raise ConfigError(f"{paths.root} already holds a run",
-                              hint=f"continue it with `llm4seg train --resume {paths.root}`, or pass another --out")
-        clean_run_folder(paths.root)
-        if any(paths.root.iterdir()):
-            raise ConfigError(f"--out {paths.root} is not empty and is not an llm4seg run",
-                              hint="pass a new or empty folder; llm4seg does not write into other folders")
-    cfg.validate()
-    write_json_atomic(paths.config, {"format": RUN_FORMAT, "train": cfg.to_dict()})
-    return cfg
-
-
-def saved_config(cfg: TrainConfig) -> TrainConfig:
-    """The settings a run was started with (resume takes every setting from the run folder)."""
-    path = RunPaths(Path(cfg.out)).config
-    try:
-        saved = TrainConfig.from_dict(json.loads(path.read_text())["train"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} cannot be read as a run config ({exc})",
-                              hint="the run folder was damaged; start a new run with another --out") from exc
-    saved.out = cfg.out
-    return saved
-
-
-def write_run_config(cfg: TrainConfig, trainer: Trainer) -> None:
-    write_json_atomic(trainer.paths.config, {
-        "format": RUN_FORMAT,
-        "train": cfg.to_dict(),
-        "model": trainer.model.config.to_dict(),
-        "data": {"train": trainer.train_set.name, "val": trainer.val_set.name,
-                 "n_train": len(trainer.train_set), "n_val": len(trainer.val_set),
-                 "skipped": trainer.train_set.skipped,
-                 "mask_encoding": trainer.train_set.mask_encoding,
-                 "val_mask_encoding": trainer.val_set.mask_encoding},
-        "world_size": trainer.world.size,
-        "device": str(trainer.device),
-    })
-
-
-__all__ = ["Trainer", "TrainConfig", "prepare_run", "write_run_config"]
+__all__ = ["RunPaths", "Trainer", "TrainConfig"]

@@ -9,7 +9,8 @@ from typing import Any, Callable
 from llm4seg.errors import ConfigError
 from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
-from llm4seg.training.loop import Trainer, prepare_run, saved_config, write_run_config
+from llm4seg.training.loop import Trainer
+from llm4seg.training.run_folder import prepare_run, saved_config, write_run_config
 
 
 def _file_logging(run_dir: Path) -> logging.Handler:

@@ -88,3 +88,34 @@ def test_frames_that_change_size_are_all_written(tmp_path):
         written += 1
     assert report.frames_out == written == 20
     assert pipeline.sink.written == 20 and any("resized" in e for e in report.events)
+
+
+def test_a_backend_failing_on_frame_k_behind_a_real_segmenter(exported):
+    """The same through the real Segmenter, with a deterministic fake backend (the case of a
+    model.onnx that fails at run time)."""
+    import json
+
+    from llm4seg.runtime import Segmenter
+    from llm4seg.runtime.backends.base import Backend
+
+    out, _ = exported
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["model.onnx"]
+
+    class FailingBackend(Backend):
+        name = "fake"
+
+        def _load(self):
+            self.calls = 0
+
+        def _infer(self, image):
+            self.calls += len(image)
+            if self.calls > 5:
+                raise RuntimeError("backend failed at frame 5")
+            return np.zeros((len(image), 1, *image.shape[2:]), np.float32)
+
+    with Segmenter(FailingBackend(out / "model.onnx", manifest=entry)) as seg:
+        pipeline = VideoPipeline(seg, Source(n=1000, delay_s=0.05), sink=lambda f: None)
+        t0 = time.perf_counter()
+        with pytest.raises(RuntimeError, match="frame 5"):
+            pipeline.run()
+    assert time.perf_counter() - t0 < 6 * 0.05 + 1.5

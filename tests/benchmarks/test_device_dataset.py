@@ -1,0 +1,36 @@
+"""benchmarks/device_dataset.py: a packed-and-unpacked folder loads to the same training arrays."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from llm4seg.data.datasets import load_dataset
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "device_dataset.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("device_dataset", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pack_then_unpack_gives_the_same_training_data(synthetic_folder, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_folder, data)
+    stems = sorted(p.stem for p in (data / "images").iterdir())
+    (data / "splits").mkdir()
+    (data / "splits" / "train1.txt").write_text("\n".join(stems[:14]) + "\n")
+    (data / "splits" / "val1.txt").write_text("\n".join(stems[14:20]) + "\n")  # 4 stems in no split: left out
+    dd = _module()
+    dd.pack(data, 64, tmp_path / "d.npz")
+    dd.unpack(tmp_path / "d.npz", tmp_path / "unpacked")
+    assert len(list((tmp_path / "unpacked" / "images").iterdir())) == 20
+    for split in ("train1", "val1"):
+        a, b = load_dataset(str(data), split, 64), load_dataset(str(tmp_path / "unpacked"), split, 64)
+        assert a.stems == b.stems and np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)

@@ -57,7 +57,7 @@ def main() -> None:
         with torch.inference_mode():
             ms = median_ms(lambda: torch.sigmoid(eager(xt)), args.warmup, args.iterations, sync)
         results.append({"way": "authors: torch eager FP32", "batch": batch, "ms": ms})
-        del eager
+        eager = None  # free the FP32 model before the backend's runs
         variants = ((False, True), (True, False), (True, True))
         for graph, nhwc in variants:
             with load_backend(pt2, "torch", device=args.device, cuda_graph=graph, channels_last=nhwc) as b:

@@ -71,6 +71,19 @@ def open_source(source: Any) -> tuple[Any, bool]:
     return cap, live
 
 
+def _quiet_writer(path: Path, code: str, fps: float, size_wh: tuple[int, int]) -> cv2.VideoWriter:
+    """Open a writer without OpenCV's error lines when a codec is missing (we fall back and say so)."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    previous = logging.getLogLevel() if logging else None
+    if logging:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), fps, size_wh)
+    finally:
+        if logging:
+            logging.setLogLevel(previous)
+
+
 class VideoWriterSink:
     """Writes overlaid frames to a video file (mp4v by default).
 
@@ -104,7 +117,7 @@ class VideoWriterSink:
 
     def _open(self, w: int, h: int) -> cv2.VideoWriter:
         for code in self.fourccs:
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*code), self.fps, (w, h))
+            writer = _quiet_writer(self.path, code, self.fps, (w, h))
             if writer.isOpened():
                 self.codec = code
                 return writer

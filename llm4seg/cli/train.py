@@ -122,14 +122,15 @@ def _kept(run: Path) -> str:
 def _report(summary: dict[str, Any], cfg: Any) -> None:
     last = summary["last"]
     run = summary["run_dir"]
-    stdout.print(f"masks: {summary['masks']}")
+    stdout.print(f"masks: {summary['masks']}", soft_wrap=True)
     if summary.get("skipped"):
         stdout.print(f"left out {len(summary['skipped'])} bad pair(s) (--skip-bad):")
         for stem, reason in summary["skipped"].items():
             stdout.print(f"  {stem}: {reason}")
     stdout.print(f"best val IoU {summary['best_val_iou']:.4f} at epoch {summary['best_epoch']}; "
                  f"last epoch val Dice {last.get('val_dice', float('nan')):.4f}, IoU {last.get('val_iou', float('nan')):.4f}")
-    stdout.print(f"wrote {run}/: checkpoints/best, checkpoints/last, metrics.jsonl, curves.png, train.log")
+    stdout.print(f"wrote {run}/: checkpoints/best, checkpoints/last, metrics.jsonl, curves.png, train.log",
+                 soft_wrap=True)
     data = f"--data {cfg.data} --split {summary.get('val_split') or 'VAL'}" if cfg.data else "--synthetic-count 64"
     stdout.print(f"next: llm4seg eval {run}/checkpoints/best {data}", soft_wrap=True)
 

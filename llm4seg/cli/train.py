@@ -98,7 +98,7 @@ def _run(cfg: Any, resume: bool, json_out: bool) -> None:
     try:
         summary = run_training(cfg, resume=resume, progress_factory=None if json_out else train_progress)
     except KeyboardInterrupt:
-        stderr.print(f"interrupted (Ctrl-C). {_kept(Path(cfg.out))}")
+        stderr.print(f"interrupted (Ctrl-C). {_kept(Path(cfg.out))}", soft_wrap=True)
         raise typer.Exit(130) from None
     if summary is None:  # not the main process of a torchrun job: rank 0 reports
         return

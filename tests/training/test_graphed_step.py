@@ -49,7 +49,7 @@ def test_graph_step_follows_torch_sgd():
         loss.backward()
         opt.step()
         assert float(step(x, y, 0.01)) == pytest.approx(float(loss.detach()), rel=1e-6)
-        worst = max(float((a - b).abs().max()) for a, b in zip(eager.parameters(), graphed.parameters()))
+        worst = max(float((a - b).detach().abs().max()) for a, b in zip(eager.parameters(), graphed.parameters()))
         assert worst < tolerance, (i, worst)
 
 

@@ -22,9 +22,11 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, device: str = "auto",
-                 half: bool | None = None, cuda_graph: bool = False, channels_last: bool | None = None) -> None:
+                 half: bool | None = None, cuda_graph: bool = False, channels_last: bool | None = None,
+                 compile: bool = False) -> None:  # noqa: A002  (the option's natural name)
         super().__init__(artifact, manifest)
         self.device_name, self.half_opt, self.cuda_graph = device, half, cuda_graph
+        self.compile = compile
         self.channels_last_opt = channels_last
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}
         self._pinned: dict[int, tuple[Any, Any]] = {}
@@ -48,6 +50,23 @@ class TorchBackend(Backend):
             self.memory_format = torch.channels_last
         if use_cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: tune once
+        if self.compile:
+            self._compile()
+
+    def _compile(self) -> None:
+        """Inductor over the program (fused elementwise ops, BN, upsampling, GELU), its kernels cached
+        under a key like the engine cache's; on CUDA in reduce-overhead mode (CUDA graphs inside).
+        Compiles at the first call of each batch size; a warm cache makes that a load."""
+        from llm4seg.runtime.compile_cache import compile_key, use_cache_dir
+
+        torch = self.torch
+        layout = "channels_last" if self.memory_format is torch.channels_last else "nchw"
+        self.compile_key = compile_key(torch, self.manifest["sha256"], self.device,
+                                       "fp16-autocast" if self.half else "fp32", self.manifest["batch"], layout)
+        self.compile_dir = use_cache_dir(self.compile_key)
+        mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        self.cuda_graph = False  # reduce-overhead already replays CUDA graphs
+        self.model = torch.compile(self.model, mode=mode, dynamic=False)
 
     def _forward(self, x):
         with self.torch.autocast(self.device.type, dtype=self.torch.float16, enabled=self.half):

@@ -258,3 +258,22 @@ def test_torch_backend_device_tensor_entry(exported):
         assert dl.shape == (2, 1, 64, 64)
         with pytest.raises(InputSpecError, match=r"expected \(N, 3, 64, 64\) float32"):
             b.infer_tensor(torch.zeros(2, 3, 32, 32))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
+def test_torch_backend_compiled_with_a_keyed_cache(exported, tmp_path, monkeypatch):
+    """Inductor compiles the program (CPU here; on GPUs in reduce-overhead mode) into a cache folder
+    keyed by artifact digest, versions, device, precision and batch range; outputs unchanged."""
+    import json
+
+    monkeypatch.setenv("LLM4SEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    x = np.random.default_rng(6).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    pt2 = exported[0] / "model.pt2"
+    with load_backend(pt2, "torch") as plain, load_backend(pt2, "torch", compile=True) as compiled:
+        assert np.abs(plain.infer(x) - compiled.infer(x)).max() < 1e-4
+        key = compiled.compile_key
+    folder = tmp_path / "cache" / "compiled" / key["digest"]
+    assert json.loads((folder / "key.json").read_text())["artifact_sha256"] == key["artifact_sha256"]
+    assert key["precision"] == "fp32" and key["batch"] == [1, 16] and len(list(folder.iterdir())) > 1  # kernels

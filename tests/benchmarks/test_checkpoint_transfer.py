@@ -3,23 +3,16 @@ layer from the seed, refuse when the rebuilt layer differs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 import llm4seg
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "checkpoint_transfer.py"
-
+from tests.benchmarks import load_script
 
 def transfer_module():
-    spec = importlib.util.spec_from_file_location("checkpoint_transfer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("checkpoint_transfer")
 
 
 @pytest.fixture

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 
 from llm4seg.data.datasets import load_dataset
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "device_dataset.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("device_dataset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.benchmarks import load_script
 
 def test_pack_then_unpack_gives_the_same_training_data(synthetic_folder, tmp_path):
     data = tmp_path / "data"
@@ -27,7 +16,7 @@ def test_pack_then_unpack_gives_the_same_training_data(synthetic_folder, tmp_pat
     (data / "splits").mkdir()
     (data / "splits" / "train1.txt").write_text("\n".join(stems[:14]) + "\n")
     (data / "splits" / "val1.txt").write_text("\n".join(stems[14:20]) + "\n")  # 4 stems in no split: left out
-    dd = _module()
+    dd = load_script("device_dataset")
     dd.pack(data, 64, tmp_path / "d.npz")
     dd.unpack(tmp_path / "d.npz", tmp_path / "unpacked")
     assert len(list((tmp_path / "unpacked" / "images").iterdir())) == 20

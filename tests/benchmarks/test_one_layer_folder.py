@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from llm4seg.llm import load_layer
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "one_layer_folder.py"
-
+from tests.benchmarks import load_script
 
 def test_one_layer_folder_round_trip(smollm2_layer, tmp_path):
-    spec = importlib.util.spec_from_file_location("one_layer_folder", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    folder = module.write_folder("smollm2", 27, tmp_path / "l27")
+    folder = load_script("one_layer_folder").write_folder("smollm2", 27, tmp_path / "l27")
     back = load_layer(str(folder), 27)
     assert back.spec == smollm2_layer.spec
     assert back.tensors.keys() == smollm2_layer.tensors.keys()

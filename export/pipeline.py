@@ -15,10 +15,10 @@ from llm4seg.data.datasets import load_dataset
 from llm4seg.errors import ConfigError, ExportError
 from llm4seg.export.manifest import build_manifest, write_manifest
 from llm4seg.export.workdir import staged_folder
-from llm4seg.fileio import file_sha256
 from llm4seg.export.onnx_export import onnx_from_model
 from llm4seg.export.parity import agreement, normalised_batch, ort_probs, ort_session, torch_reference
 from llm4seg.profile import count_macs
+from llm4seg.runtime.manifest import artifact_sha256  # the runtime's cache: its load-time check then hashes nothing
 
 
 @dataclass
@@ -183,7 +183,7 @@ class _Export:
         return build_manifest(
             artifact=name, precision=precision, model_config=self.cfg.to_dict(),
             checkpoint_sha256=self.ckpt_cfg["weights_sha256"], opset=opset, batch_range=self.opts.batch,
-            folds=self.folds, parity=stats, extra={"sha256": file_sha256(path), "size_bytes": path.stat().st_size,
+            folds=self.folds, parity=stats, extra={"sha256": artifact_sha256(path), "size_bytes": path.stat().st_size,
                                                    **(extra or {})})
 
     def describe(self, name: str, precision: str, stats: dict[str, Any], latency_ms: float | None,

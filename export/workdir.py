@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from llm4seg.errors import ConfigError
+from llm4seg.fileio import fresh_folder, swap_folder
 
 MANIFEST_NAME = "manifest.json"
 ENGINE_CACHE = ".engine-cache"
@@ -37,10 +38,7 @@ def staged_folder(out: Path) -> Iterator[Path]:
     out = Path(out)
     check_out_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = fresh_folder(out.parent, out.name, suffix=str(os.getpid()))  # per process: never another export's
     if (out / ENGINE_CACHE).is_dir():
         shutil.copytree(out / ENGINE_CACHE, tmp / ENGINE_CACHE)
     try:
@@ -48,8 +46,4 @@ def staged_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = out.parent / f".{out.name}.old{os.getpid()}"
-    if out.exists():
-        os.rename(out, old)
-    os.rename(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_folder(tmp, out)

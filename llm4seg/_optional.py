@@ -24,9 +24,9 @@ _EXTRA_FOR_MODULE = {
 }
 
 
-def extra_for(module: str) -> str:
-    """The pip extra that installs `module` (its top-level name); torch-side modules -> 'train'."""
-    return _EXTRA_FOR_MODULE.get(module.split(".")[0], "train")
+def extra_for(module: str, default: str = "train") -> str:
+    """The pip extra that installs `module` (by its top-level name), else `default`."""
+    return _EXTRA_FOR_MODULE.get(module.split(".")[0], default)
 
 
 def require(module: str, purpose: str = "") -> ModuleType:
@@ -35,7 +35,7 @@ def require(module: str, purpose: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        extra = extra_for(top) if top in _EXTRA_FOR_MODULE else "dev"
+        extra = extra_for(top, default="dev")
         what = f" for {purpose}" if purpose else ""
         raise BackendUnavailableError(
             f"the package '{top}' is needed{what} but cannot be imported ({exc})",

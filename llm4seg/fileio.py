@@ -51,6 +51,31 @@ def file_sha256(path: Path | str) -> str:
     return h.hexdigest()
 
 
+def fresh_folder(parent: Path, name: str, suffix: str = "") -> Path:
+    """An empty temporary folder `.NAME.tmpSUFFIX` in `parent` (a leftover of a crash is cleared first)."""
+    tmp = Path(parent) / f".{name}.tmp{suffix}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def swap_folder(tmp: Path, target: Path, label: str = "replaced") -> None:
+    """Put the completely written folder `tmp` in place of `target` (two renames; the old one is
+    moved aside, then deleted). A kill in between leaves `.TARGET.old` and `tmp`, both leftovers
+    that `remove_leftovers` clears; the caller's own state says which folder is current."""
+    old = target.parent / f".{target.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.rename(target, old)
+        fault_point(f"moved aside {target.name}")
+    os.rename(tmp, target)
+    fault_point(f"{label} {target.name}")
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def is_leftover(name: str) -> bool:
     """Names our atomic writes use while in progress: .NAME.tmpPID, .NAME.tmp, .NAME.old."""
     return name.startswith(".") and (".tmp" in name or name.endswith(".old"))

@@ -17,7 +17,7 @@ import numpy as np
 from llm4seg._optional import require
 from llm4seg.errors import ConfigError, ExportError
 from llm4seg.fileio import write_json_atomic
-from llm4seg.metrics import image_metrics
+from llm4seg.runtime.bench import agreement_dice
 from llm4seg.runtime.manifest import MANIFEST_NAME, artifact_sha256, check_entry
 
 
@@ -60,9 +60,9 @@ def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99
     with OnnxRuntimeBackend(plan.parent / source) as reference, TensorRTBackend(plan, manifest=entry) as engine:
         ref, got = reference.infer(x)[:, 0], engine.infer(x)[:, 0]
     thr = float(entry["threshold"])
-    dice = [image_metrics(g, r > thr, thr)["dice"] for r, g in zip(ref, got)]
     entry["parity"] = {"n": n, "reference": f"{source} in onnxruntime (CPU)", "inputs": f"seeded random normal (seed {seed})",
-                       "dice_agreement": float(np.mean(dice)), "max_abs_err": float(np.abs(ref - got).max())}
+                       "dice_agreement": agreement_dice(list(ref > thr), list(got > thr)),
+                       "max_abs_err": float(np.abs(ref - got).max())}
     if entry["parity"]["dice_agreement"] < min_agreement:
         raise ExportError(f"{plan.name} disagrees with {source}: mask Dice agreement {entry['parity']['dice_agreement']:.4f} "
                           f"< {min_agreement}", hint="rebuild with the recipe's exact flags (--stronglyTyped); report it")

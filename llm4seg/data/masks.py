@@ -62,7 +62,7 @@ class MaskStats:
         counts = np.bincount(mask.ravel(), minlength=256)
         self.hist[: len(counts)] += counts
         nonzero = int(mask.size - counts[0])
-        self.per_mask_max.append((stem, int(len(counts) - 1 - np.argmax(counts[::-1] > 0)), nonzero))
+        self.per_mask_max.append((stem, int(np.flatnonzero(counts)[-1]), nonzero))  # highest value present
         self.pixels += mask.size
 
     def encoding(self, where: str) -> MaskEncoding:

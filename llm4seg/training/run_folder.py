@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 
 from llm4seg.errors import CheckpointError, ConfigError
-from llm4seg.fileio import write_json_atomic
+from llm4seg.fileio import remove_leftovers, write_json_atomic
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.loop import RunPaths, Trainer
-from llm4seg.training.state import clean_run_folder
 
 RUN_FORMAT = "llm4seg-run"
 
@@ -37,13 +36,13 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> TrainConfig:
         if not _is_run(paths.config):
             raise CheckpointError(f"{paths.root} is not an llm4seg run folder (no run config.json)",
                                   hint="pass the --out folder of an earlier `llm4seg train`, or start without --resume")
-        clean_run_folder(paths.root)
+        remove_leftovers(paths.root)
         return saved_config(cfg)
     if paths.root.is_dir():
         if _is_run(paths.config):
             raise ConfigError(f"{paths.root} already holds a run",
                               hint=f"continue it with `llm4seg train --resume {paths.root}`, or pass another --out")
-        clean_run_folder(paths.root)
+        remove_leftovers(paths.root)
         if any(paths.root.iterdir()):
             raise ConfigError(f"--out {paths.root} is not empty and is not an llm4seg run",
                               hint="pass a new or empty folder; llm4seg does not write into other folders")

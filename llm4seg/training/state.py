@@ -28,7 +28,7 @@ import torch
 from llm4seg._optional import require
 from llm4seg.checkpoint import load_checkpoint, save_checkpoint
 from llm4seg.errors import CheckpointError
-from llm4seg.fileio import fault_point, file_sha256, remove_leftovers, write_json_atomic
+from llm4seg.fileio import fault_point, file_sha256, fresh_folder, swap_folder, write_json_atomic
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 COUNTERS_FILE = "counters.json"
@@ -53,20 +53,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _commit_folder(tmp: Path, final: Path) -> None:
-    """Rename a completely written folder into place (replacing a leftover of a crashed save)."""
+    """Put a completely written folder in place (replacing a leftover of a crashed save)."""
     _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    fault_point(f"renamed {final.name}")
-
-
-def _fresh_tmp(root: Path, name: str) -> Path:
-    tmp = root / f".{name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
+    swap_folder(tmp, final, label="renamed")
 
 
 def optimizer_buffers(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -92,13 +81,13 @@ def save_state(state_dir: Path, model, optimizer, counters: dict[str, Any], extr
         name = f"best-epoch-{best_extra['epoch']:04d}"
         live = {k: v.detach().clone() for k, v in model.state_dict().items() if k in weights}
         model.load_state_dict(weights, strict=False)
-        tmp = _fresh_tmp(state_dir, name)
+        tmp = fresh_folder(state_dir, name)
         save_checkpoint(model, tmp, extra=best_extra)
         model.load_state_dict(live, strict=False)
         _commit_folder(tmp, state_dir / name)
         counters["best_state"] = name
     name = f"step-{counters['step']:09d}"
-    tmp = _fresh_tmp(state_dir, name)
+    tmp = fresh_folder(state_dir, name)
     save_checkpoint(model, tmp, extra=extra)
     save_file(optimizer_buffers(model, optimizer), str(tmp / OPTIMIZER_FILE))
     fault_point(f"wrote {OPTIMIZER_FILE}")
@@ -180,24 +169,10 @@ def publish(state_dir: Path, pointer: dict[str, Any], checkpoints: Path) -> None
 
 
 def _publish_one(source: Path, target: Path) -> None:
-    tmp = _fresh_tmp(target.parent, target.name)
+    tmp = fresh_folder(target.parent, target.name)
     for name in ("model.safetensors", "config.json"):
         try:
             os.link(source / name, tmp / name)  # state files are never rewritten in place
         except OSError:
             shutil.copy2(source / name, tmp / name)
-    old = target.parent / f".{target.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.rename(target, old)
-        fault_point(f"moved aside {target.name}")
-    os.rename(tmp, target)
-    fault_point(f"published {target.name}")
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def clean_run_folder(root: Path) -> list[str]:
-    """Remove what a killed save left behind (temporary files and folders); returns their names."""
-    return remove_leftovers(root)
+    swap_folder(tmp, target, label="published")

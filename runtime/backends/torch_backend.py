@@ -76,9 +76,8 @@ class TorchBackend(Backend):
         """For pipelines that already hold frames on the device: a torch tensor (or any DLPack
         tensor) float32 (N, C, S, S), normalised, on this backend's device -> probabilities
         (N, 1, S, S) float32 there, with no host copy either way."""
-        torch = self.torch if self.loaded else require("torch", "the torch backend")
-        if not self.loaded:
-            self.load()
+        self.load()  # no-op once loaded
+        torch = self.torch
         x = image if isinstance(image, torch.Tensor) else torch.from_dlpack(image)
         spec = self.input_spec()
         expected = f"(N, {', '.join(str(d) for d in spec['shape'][1:])}) float32 on {self.device}"

@@ -3,7 +3,8 @@
 A TensorRT engine is specific to the GPU and TensorRT version, so it is built where it runs. The
 export writes these commands into the manifest (`engine_recipes`) and prints them: strongly typed
 (precision from the typed FP16 / Q/DQ INT8 graph), the export's optimization profile, a timing
-cache. After building, `llm4seg adopt-engine ART/model.<precision>.plan` on the target checks the
+cache (flags as trtexec and Polygraphy define them; these lines have NOT been run here, since
+neither tool can be installed). After building, `llm4seg adopt-engine ART/model.<precision>.plan` on the target checks the
 engine against the ONNX graph and records it in the manifest, so `bench`/`video` can run it.
 """
 

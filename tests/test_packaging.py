@@ -49,7 +49,19 @@ def test_wheel_runtime_and_cli_work_without_torch(wheel_venv, exported, tmp_path
                   "--json"], cwd=tmp_path, env=env)
     assert bench.returncode == 0, bench.stderr[-3000:]
     assert json.loads(bench.stdout)["results"][0]["latency_ms"]["p50"] > 0
-    for command in (["models"], ["train", "--epochs", "1"], ["info"]):
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 64))
+    for i in range(4):
+        writer.write(np.full((64, 80, 3), 40 * i, np.uint8))
+    writer.release()
+    video = _run([cli, "video", str(clip), "--engine", str(exported[0] / "model.onnx"), "--out", str(tmp_path / "o.avi"),
+                  "--json"], cwd=tmp_path, env=env)
+    assert video.returncode == 0 and json.loads(video.stdout)["frames_out"] == 4, video.stderr[-2000:]
+    for command in (["models"], ["train", "--epochs", "1"], ["info"], ["eval", str(tmp_path)],
+                    ["export", str(tmp_path)]):
         result = _run([cli, *command], cwd=tmp_path, env=env)
         assert result.returncode == 1, (command, result.stderr[-2000:])
         assert "error: the package 'torch' is needed" in result.stderr and "llm4seg[train]" in result.stderr

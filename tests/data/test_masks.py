@@ -56,6 +56,18 @@ def test_lossy_jpeg_masks_use_the_midpoint(tmp_path):
     assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.05)
 
 
+def test_lossy_16_bit_masks_use_their_midpoint(tmp_path):
+    root = folder_with_masks(tmp_path / "d", [65535], np.uint16)
+    for i in range(4):  # near-0 and near-65535 noise, as a lossy 16-bit encoder would leave
+        mask = cv2.imread(str(root / "masks" / f"c{i}.png"), cv2.IMREAD_UNCHANGED)
+        mask[0, : 3 + i] = 40
+        mask[BOX][0, : 2 + i] = 65000
+        cv2.imwrite(str(root / "masks" / f"c{i}.png"), mask)
+    ds = load_dataset(str(root), None, 40)
+    assert ds.mask_encoding["kind"] == "lossy" and ds.mask_encoding["threshold"] == 32767
+    assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.01)
+
+
 def test_multiclass_labels_are_refused_with_their_values(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset(str(folder_with_masks(tmp_path / "d", [1, 2])), None, 40)

@@ -23,8 +23,11 @@ import numpy as np
 from llm4seg.data.folder import read_pairs, read_split, scan_folder
 
 
-def _encode(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    blobs = [cv2.imencode(".png", im)[1].ravel() for im in images]
+def _encode(images: list[np.ndarray], jpeg_quality: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    if jpeg_quality:
+        blobs = [cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1].ravel() for im in images]
+    else:
+        blobs = [cv2.imencode(".png", im)[1].ravel() for im in images]
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     return np.concatenate(blobs), offsets
 
@@ -33,7 +36,11 @@ def _decode(blob: np.ndarray, offsets: np.ndarray, i: int, flags: int) -> np.nda
     return cv2.imdecode(blob[offsets[i]:offsets[i + 1]], flags)
 
 
-def pack(data: Path, size: int, out: Path) -> None:
+def pack(data: Path, size: int, out: Path, jpeg_quality: int | None = None) -> None:
+    """Args:
+        jpeg_quality: store the images as JPEG at this quality (masks stay lossless PNG), for
+            colour sets too large as PNG (Kvasir-SEG at 256: about 100 MB); the pixels then differ
+            from the original's resize by the JPEG error, which the pack's summary states."""
     split_files = sorted((data / "splits").glob("*.txt")) if (data / "splits").is_dir() else []
     splits = {p.stem: read_split(data, p.stem) for p in split_files}
     wanted = sorted({s for stems in splits.values() for s in stems}) or None
@@ -45,16 +52,18 @@ def pack(data: Path, size: int, out: Path) -> None:
     # One channel where R=G=B (most ultrasound), so the pack fits the device's 64 MiB.
     grey = [np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 0], im[..., 2]) for im in images]
     stored = [im[..., 0] if g else cv2.cvtColor(im, cv2.COLOR_RGB2BGR) for im, g in zip(images, grey)]
-    image_blob, image_offsets = _encode(stored)
+    image_blob, image_offsets = _encode(stored, jpeg_quality)
     mask_blob, mask_offsets = _encode([m.astype(np.uint8) * 255 for m in masks])
     names = np.array(list(splits), dtype=str)
     members = np.array(["\n".join(splits[n]) for n in names], dtype=str)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, stems=np.array(stems, dtype=str), image_blob=image_blob, image_offsets=image_offsets,
              mask_blob=mask_blob, mask_offsets=mask_offsets, split_names=names, split_members=members,
-             size=size, encoding=str(encoding.describe()))
+             size=size, encoding=str(encoding.describe()),
+             image_codec=f"jpeg q{jpeg_quality}" if jpeg_quality else "png (lossless)")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(stems)} pairs at {size}x{size}, "
-          f"splits {', '.join(map(str, names))}; masks: {encoding.describe()}")
+          f"splits {', '.join(map(str, names))}; images {'JPEG q%d' % jpeg_quality if jpeg_quality else 'lossless PNG'}; "
+          f"masks: {encoding.describe()}")
 
 
 def unpack(npz: Path, out: Path) -> None:
@@ -78,12 +87,13 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--out", required=True)
+    p.add_argument("--jpeg-quality", type=int, default=None, help="images as JPEG (colour sets over 64 MiB as PNG)")
     u = sub.add_parser("unpack")
     u.add_argument("--npz", required=True)
     u.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.command == "pack":
-        pack(Path(args.data), args.size, Path(args.out))
+        pack(Path(args.data), args.size, Path(args.out), args.jpeg_quality)
     else:
         unpack(Path(args.npz), Path(args.out))
 

@@ -4,8 +4,9 @@
 2. A real `llm4seg train` run on BUSI split 1 with the LLaMA-1B-shaped layer: as many of the
    paper's 300 epochs as fit the budget (all 300 when the measured speed allows), timed end to
    end; its best checkpoint comes back packed (checkpoint_transfer.py) for CPU export checks.
-3. Runtime latency and throughput (gpu_runtime.py).
-4. If time is left: the torch.compile training case.
+3. Runtime latency and throughput (gpu_runtime.py), beside the torch.compile one-liner.
+4. If time is left: 1, 3 and 6 concurrent training runs (concurrent_runs.py), then the
+   torch.compile training case.
 
 Each stage runs in its own process under a timeout, so one failure leaves the others' results.
 Files under --out stay within the device tool's limits (8 files, 16 MiB each).
@@ -113,7 +114,14 @@ def main() -> None:
     left = args.budget_s - (time.monotonic() - T0)
     small = ["--image-size", "64", "--large-batch", "4", "--iterations", "2"] if smoke else ["--iterations", "30"]
     run_stage("runtime", [py, str(HERE / "gpu_runtime.py"), "--out", str(out), "--device", args.device,
-                          "--skip-onnx", *small], min(150, left - 10))
+                          "--skip-onnx", *small], min(210, left - 10))
+    left = args.budget_s - (time.monotonic() - T0)
+    if left > 120:
+        levels = ["--levels", "1,2", "--epochs", "1", "--image-size", "32", "--synthetic-count", "16"] if smoke else \
+            ["--levels", "1,3,6", "--epochs", "2", "--data", str(work / "busi"), "--split", "train1"]
+        run_stage("concurrent-runs", [py, str(HERE / "concurrent_runs.py"), "--model", "llm4seg_random", "--llm",
+                                      "shape:llama-3.2-1b", "--device", args.device, "--out", str(out),
+                                      "--step-mode", "eager" if smoke else "graph", *levels], min(200, left - 60))
     left = args.budget_s - (time.monotonic() - T0)
     if left > 100:
         run_stage("train-speed-compile", [py, str(HERE / "gpu_train_busi.py"), "--npz", args.npz, "--out", str(out),

@@ -14,7 +14,9 @@ import json
 import math
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -122,26 +124,42 @@ def _subprocess_cell(matrix: Matrix, out: Path, cell: tuple[str, str | None, int
 
 
 def run_matrix(matrix: Matrix, out: Path, parallel: int = 1,
-               on_cell: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run every cell (continuing a killed matrix) and write the report; returns the report."""
+               on_cell: Callable[[dict[str, Any]], None] | None = None,
+               stop_after_s: float | None = None) -> dict[str, Any]:
+    """Run every cell (continuing a killed matrix) and write the report; returns the report.
+
+    Args:
+        stop_after_s: start no cell after this many seconds (started ones finish); the report then
+            lists the cells not run as missing, and a rerun continues with them.
+    """
     _check(matrix)
     out = Path(out)
     spec = out / "compare.json"
     if spec.is_file():
         saved = json.loads(spec.read_text())["matrix"]
-        if saved != json.loads(json.dumps(asdict(matrix))):
-            raise ConfigError(f"{out} holds another comparison ({saved['variants']} x {saved['splits']} x {saved['seeds']})",
+        wanted = json.loads(json.dumps(asdict(matrix)))
+        if saved != wanted:
+            diff = "; ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now"
+                             for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k))
+            raise ConfigError(f"{out} holds another comparison ({diff})",
                               hint="rerun with the same options to continue it, or pass another --out")
     write_json_atomic(spec, {"format": "llm4seg-compare", "matrix": asdict(matrix)})
+    deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
+
+    def cell_result(cell: tuple[str, str | None, int]) -> dict[str, Any] | None:
+        scored = out / "runs" / cell_name(*cell) / "scores.json"
+        if scored.is_file():  # finished earlier: kept whatever the deadline
+            return json.loads(scored.read_text())
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        return run_cell(matrix, out, cell) if parallel <= 1 else _subprocess_cell(matrix, out, cell)
+
     results = []
-    if parallel <= 1:
-        for cell in matrix.cells():
-            results.append(run_cell(matrix, out, cell))
-            if on_cell:
-                on_cell(results[-1])
-    else:
-        with ThreadPoolExecutor(parallel) as pool:
-            for result in pool.map(lambda c: _subprocess_cell(matrix, out, c), matrix.cells()):
+    # One cell at a time runs in this thread, so Ctrl-C reaches the training loop, which keeps its state.
+    with ThreadPoolExecutor(parallel) if parallel > 1 else nullcontext() as pool:
+        finished = pool.map(cell_result, matrix.cells()) if pool else map(cell_result, matrix.cells())
+        for result in finished:
+            if result is not None:
                 results.append(result)
                 if on_cell:
                     on_cell(result)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from llm4seg.metrics import image_metrics
-from llm4seg.runtime.backends import load_backend
+from llm4seg.runtime.backends import backend_for, load_backend
 from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
 
@@ -60,10 +60,23 @@ def _time_once(seg: Segmenter, chunk: list[np.ndarray]) -> tuple[float, float, f
     return (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
 
 
+def backend_options(path: Path, compile: str | None) -> dict[str, Any]:  # noqa: A002
+    """Options for the artifact's backend: `compile` applies to `.pt2` programs (the torch backend)."""
+    return {"compile": compile} if compile and backend_for(path) == "torch" else {}
+
+
+def _compiled(seg: Segmenter) -> dict[str, Any] | None:
+    info = getattr(seg.backend, "compile_info", None)
+    if not info:
+        return None
+    return {"compiler": info["compiler"], "cache_hit": info.get("cache_hit"), "compile_s": info.get("compile_s")}
+
+
 def _row(path: Path, seg: Segmenter, batch: int, times: list[tuple[float, float, float]], rss_scope: str) -> dict[str, Any]:
     pre, inf, post = (list(c) for c in zip(*times))
     lat = percentiles_ms([a + b + c for a, b, c in times])
-    return {"artifact": str(path), "backend": seg.backend.name, "precision": seg.backend.manifest.get("precision"),
+    return {"artifact": str(path), "backend": seg.backend.name, "compiled": _compiled(seg),
+            "precision": seg.backend.manifest.get("precision"),
             "batch": batch, "latency_ms": lat, "throughput_ips": batch * 1000.0 / lat["mean"],
             "breakdown_ms": {"preprocess": percentiles_ms(pre)["p50"], "inference": percentiles_ms(inf)["p50"],
                              "postprocess": percentiles_ms(post)["p50"]},
@@ -71,9 +84,11 @@ def _row(path: Path, seg: Segmenter, batch: int, times: list[tuple[float, float,
 
 
 def bench_artifact(path: Path, batches: list[int], iterations: int, warmup: int,
-                   frames: list[np.ndarray], backend: str | None = None) -> tuple[list[dict[str, Any]], Segmenter]:
-    """Times pre-processing, inference and post-processing separately on real or synthetic frames."""
-    seg = Segmenter(load_backend(path, backend)).__enter__()
+                   frames: list[np.ndarray], backend: str | None = None,
+                   compile: str | None = None) -> tuple[list[dict[str, Any]], Segmenter]:  # noqa: A002
+    """Times pre-processing, inference and post-processing separately on real or synthetic frames;
+    `compile` ('aoti' or 'inductor') compiles `.pt2` programs first (compile_s in the row)."""
+    seg = Segmenter(load_backend(path, backend, **backend_options(path, compile))).__enter__()
     rows = []
     for batch in batches:
         chunk = [frames[i % len(frames)] for i in range(batch)]
@@ -83,10 +98,10 @@ def bench_artifact(path: Path, batches: list[int], iterations: int, warmup: int,
 
 
 def bench_interleaved(paths: list[Path], batches: list[int], iterations: int, warmup: int,
-                      frames: list[np.ndarray]) -> list[tuple[list[dict[str, Any]], Segmenter]]:
+                      frames: list[np.ndarray], compile: str | None = None) -> list[tuple[list[dict[str, Any]], Segmenter]]:  # noqa: A002
     """All artifacts loaded at once and timed in turns, so drifting machine speed hits all alike
     (ratios stay fair on shared or throttling machines); peak RSS is then the whole process's."""
-    segs = [Segmenter(load_backend(p)).__enter__() for p in paths]
+    segs = [Segmenter(load_backend(p, **backend_options(p, compile))).__enter__() for p in paths]
     rows: list[list[dict[str, Any]]] = [[] for _ in segs]
     for batch in batches:
         chunk = [frames[i % len(frames)] for i in range(batch)]

@@ -1,9 +1,10 @@
-"""Where the torch backend's compiled form lives: one Inductor cache folder per key.
+"""Where the torch backend's compiled forms live: one folder per key.
 
-The key is built like the TensorRT engine key: the artifact's sha256, the torch and triton
-versions, the device (GPU name and compute capability, or the CPU), the precision and the batch
-range. Compiled kernels are only reused under the same key, and a folder per key can be inspected
-or deleted on its own. Default root: $LLM4SEG_CACHE/compiled, else ~/.cache/llm4seg/compiled.
+The key is built like the TensorRT engine key: the artifact's sha256, the compiler (AOTInductor
+or Inductor), the torch and triton versions, the device (GPU name and compute capability, or the
+CPU), the precision, the batch range and the input layout. A compiled form is only reused under
+the same key, and a folder per key can be inspected or deleted on its own. Default root:
+$LLM4SEG_CACHE/compiled, else ~/.cache/llm4seg/compiled.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
-def compile_key(torch: Any, sha256: str, device: Any, precision: str, batch: dict[str, int], layout: str) -> dict[str, Any]:
+def compile_key(torch: Any, sha256: str, device: Any, precision: str, batch: dict[str, int], layout: str,
+                compiler: str = "inductor") -> dict[str, Any]:
+    """The cache key of one compiled form; `digest` names its folder."""
     try:
         import triton  # noqa: PLC0415  (optional: only CUDA builds ship it)
 
@@ -28,8 +31,8 @@ def compile_key(torch: Any, sha256: str, device: Any, precision: str, batch: dic
         where = f"{props.name} (sm {props.major}.{props.minor})"
     else:
         where = f"cpu {platform.machine()}"
-    key = {"artifact_sha256": sha256, "torch": torch.__version__, "triton": triton_version, "device": where,
-           "precision": precision, "batch": [batch["min"], batch["max"]], "layout": layout}
+    key = {"artifact_sha256": sha256, "compiler": compiler, "torch": torch.__version__, "triton": triton_version,
+           "device": where, "precision": precision, "batch": [batch["min"], batch["max"]], "layout": layout}
     key["digest"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return key
 
@@ -39,11 +42,17 @@ def cache_root() -> Path:
     return Path(base) / "compiled" if base else Path.home() / ".cache" / "llm4seg" / "compiled"
 
 
-def use_cache_dir(key: dict[str, Any]) -> Path:
-    """Point Inductor at this key's folder (process-wide: Inductor reads the variable when it
-    compiles) and record the key beside the kernels."""
+def key_folder(key: dict[str, Any]) -> Path:
+    """This key's folder, created, with the key recorded beside the compiled form."""
     folder = cache_root() / key["digest"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "key.json").write_text(json.dumps(key, indent=2) + "\n")
+    return folder
+
+
+def use_cache_dir(key: dict[str, Any]) -> Path:
+    """Point Inductor at this key's folder (process-wide: Inductor reads the variable when it
+    compiles) and return the folder."""
+    folder = key_folder(key)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     return folder

@@ -74,6 +74,7 @@ def test_other_options_on_the_same_folder_are_refused(tmp_path):
     (out / "compare.json").write_text(json.dumps({"matrix": {"variants": ["a"], "splits": [None], "seeds": [0]}}))
     result = CliRunner().invoke(app, [*ARGS, "--out", str(out)])
     assert result.exit_code == 1 and "holds another comparison" in result.output
+    assert "variants: ['a'] there, ['cmunext_s', 'cmunext'] now" in result.output.replace('\n', ' ')
 
 
 def test_bad_variants_and_seeds(tmp_path):
@@ -94,3 +95,20 @@ def test_parallel_runs_as_processes_give_the_same_report(tmp_path):
     # The same runs: identical training; HD95 (OpenCV distance transforms) may differ in its last float bits.
     for ra, rb in zip(a["runs"], b["runs"]):
         assert ra["metrics"] == pytest.approx(rb["metrics"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_stop_after_leaves_the_rest_missing_and_a_rerun_continues(tmp_path):
+    """--stop-after (GPU time slots): no run starts after the deadline, the report lists those as
+    missing (not estimated); finished runs count whatever the deadline."""
+    args = ["compare", "--variants", "cmunext_s,cmunext", "--seeds", "3", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "4", "--synthetic-count", "12", "--device", "cpu", "--out", str(tmp_path / "c")]
+    none_yet = CliRunner().invoke(app, [*args, "--stop-after", "0"])
+    assert none_yet.exit_code == 0, none_yet.output
+    assert "2 of 2 runs not run yet" in none_yet.output and "Missing runs (not estimated)" in none_yet.output
+    assert json.loads((tmp_path / "c" / "report.json").read_text())["missing"] == ["cmunext_s-all-s3", "cmunext-all-s3"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    kept = CliRunner().invoke(app, [*args, "--stop-after", "0", "--json"])
+    assert kept.exit_code == 0 and json.loads(kept.stdout)["missing"] == []
+    negative = CliRunner().invoke(app, [*args, "--stop-after", "-1"])
+    assert negative.exit_code == 1 and "--stop-after -1 must be at least 0 minutes" in negative.output

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from llm4seg.cli.options import DataOpt, JsonOpt, SplitOpt
+from llm4seg.cli.options import CompileOpt, DataOpt, JsonOpt, SplitOpt, check_compile
 from llm4seg.cli.render import print_json, print_table, stdout
 
 
@@ -36,13 +36,15 @@ def bench(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for bench.json and PNG plots.")] = None,
     interleave: Annotated[bool, typer.Option("--interleave", help="Load all artifacts and time them in turns "
                                              "(fair ratios on machines whose speed drifts; RSS is then the process's).")] = False,
+    compile_with: CompileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Benchmark one or more artifacts on this machine; frames are RGB at their native size.
 
     \b
-    Example:
+    Examples:
       llm4seg bench --engine art/model.onnx --engine art/model.int8.onnx --batch 1 --batch 8 --interleave
+      llm4seg bench --engine art/model.pt2 --compile aoti --batch 1 --batch 64
     """
     from llm4seg.errors import ConfigError
     from llm4seg.runtime.bench import agreement_dice, bench_artifact, bench_interleaved, machine_info, score
@@ -52,11 +54,12 @@ def bench(
         bad = [v for v in values if v < low]
         if bad:
             raise ConfigError(f"{name} {bad[0]} must be at least {low}", hint=f"e.g. {name} {max(low, 1) * 8 if name == '--batch' else 20}")
+    check_compile(compile_with, list(engine))
     images, masks = _load_frames(data, split, limit)
     if interleave:
-        runs = bench_interleaved(list(engine), list(batch), iterations, warmup, images)
+        runs = bench_interleaved(list(engine), list(batch), iterations, warmup, images, compile=compile_with)
     else:
-        runs = (bench_artifact(p, list(batch), iterations, warmup, images) for p in engine)
+        runs = (bench_artifact(p, list(batch), iterations, warmup, images, compile=compile_with) for p in engine)
     results, first_masks = [], None
     for rows, seg in runs:
         seg.layout = "rgb"
@@ -82,13 +85,22 @@ def bench(
     rows = []
     for r in results:
         lat, br = r["latency_ms"], r["breakdown_ms"]
-        rows.append([Path(r["artifact"]).name, r["backend"], str(r["precision"]), str(r["batch"]), f"{lat['p50']:.1f}",
+        backend = r["backend"] + (f"+{r['compiled']['compiler']}" if r.get("compiled") else "")
+        rows.append([Path(r["artifact"]).name, backend, str(r["precision"]), str(r["batch"]), f"{lat['p50']:.1f}",
                      f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['throughput_ips']:.1f}",
                      f"{br['preprocess']:.1f}/{br['inference']:.1f}/{br['postprocess']:.1f}", f"{r['peak_rss_mb']:.0f}",
                      f"{r['dice']:.4f}" if "dice" in r else "-"])
     print_table(f"llm4seg bench on {payload['machine'].get('cpu')}", headers, rows)
     if masks is not None:
         stdout.print(f"Dice scored on {len(images)} image(s) of {data} (--limit {limit})")
+    for r in results:
+        c = r.get("compiled")
+        if c and r is next(x for x in results if x["artifact"] == r["artifact"]):
+            if c["compile_s"] is None:  # Inductor compiles at the first call (within the warm-up runs)
+                how = "compiled at its first call, kernels cached"
+            else:
+                how = "loaded from the cache" if c["cache_hit"] else f"compiled in {c['compile_s']:.1f} s and cached"
+            stdout.print(f"{Path(r['artifact']).name}: {c['compiler']} {how}")
     if not out:
         stdout.print("pass --out DIR to write bench.json and latency/Dice plots")
 

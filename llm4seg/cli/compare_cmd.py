@@ -29,6 +29,9 @@ def compare(
     device: DeviceOpt = "auto",
     step_mode: Annotated[str, typer.Option("--step-mode", help="eager, or graph (each training step as one CUDA graph; GPU).")] = "eager",
     parallel: Annotated[int, typer.Option("--parallel", help="Runs at once, as separate processes (a GPU serves several small runs).")] = 1,
+    stop_after: Annotated[Optional[float], typer.Option("--stop-after", help="Minutes: start no run after this (started ones "
+                                                        "finish); the report lists the rest as missing; rerun to continue.",
+                                                        show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train and score every variant on every split and seed with the paper's settings; write
@@ -39,6 +42,7 @@ def compare(
     Example (BUSI, the paper's protocol; continue a killed matrix by running it again):
       llm4seg compare --data DATA --splits train1,train2,train3 --seeds 0,1 \\
         --variants cmunext,llm4seg,llm4seg_random --out runs/busi-compare
+    In time slots (a shared GPU): add --stop-after 7 and rerun until no run is missing.
     """
     from llm4seg.compare import Matrix, cell_name, run_matrix
     from llm4seg.errors import ConfigError
@@ -50,6 +54,8 @@ def compare(
         seed_list.append(int(s))
     if parallel < 1:
         raise ConfigError(f"--parallel {parallel} must be at least 1", hint="e.g. --parallel 3 on a GPU")
+    if stop_after is not None and stop_after < 0:
+        raise ConfigError(f"--stop-after {stop_after:g} must be at least 0 minutes", hint="e.g. --stop-after 7")
     matrix = Matrix(variants=_list(variants), splits=_list(splits) or [None], seeds=seed_list, data=data, llm=llm,
                     train=dict(epochs=epochs, image_size=image_size, batch_size=batch_size,
                                synthetic_count=synthetic_count, device=device, step_mode=step_mode))
@@ -63,9 +69,12 @@ def compare(
                          f"val IoU {100 * result['metrics']['iou']:.2f}, Dice {100 * result['metrics']['dice']:.2f}",
                          markup=False, soft_wrap=True)
 
-    report = run_matrix(matrix, out, parallel, on_cell)
+    report = run_matrix(matrix, out, parallel, on_cell, stop_after_s=None if stop_after is None else 60 * stop_after)
     if json_out:
         print_json(report)
         return
     stdout.print((out / "report.md").read_text(), markup=False, soft_wrap=True, highlight=False)
     stdout.print(f"wrote {', '.join(report['files'])}", soft_wrap=True, markup=False)
+    if report["missing"]:
+        stdout.print(f"{len(report['missing'])} of {total} runs not run yet; "
+                     "run the same command again to continue", soft_wrap=True, markup=False)

@@ -21,3 +21,20 @@ DataOpt = Annotated[Optional[str], typer.Option(
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Split name in DATA/splits/ (e.g. train1, val1) or a .txt file.")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Leave out bad image/mask pairs (they are reported) instead of failing.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+CompileOpt = Annotated[Optional[str], typer.Option(
+    "--compile", help="Compile .pt2 programs first: aoti (AOTInductor package) or inductor (torch.compile); "
+    "cached per key, compile time reported.", show_default=False)]
+
+
+def check_compile(compile_with: str | None, engines: list[Path]) -> None:
+    """--compile names a compiler and some engine is a .pt2 program, or a ConfigError says so."""
+    from llm4seg.errors import ConfigError
+    from llm4seg.runtime.backends import backend_for
+
+    if compile_with is None:
+        return
+    if compile_with not in ("aoti", "inductor"):
+        raise ConfigError(f"--compile {compile_with} is not a compiler", hint="use --compile aoti or --compile inductor")
+    if not any(backend_for(p) == "torch" for p in engines):
+        raise ConfigError(f"--compile {compile_with} applies to .pt2 programs, and no --engine is one",
+                          hint="export one with `llm4seg export CKPT --out ART --pt2` and pass --engine ART/model.pt2")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llm4seg.cli.options import JsonOpt
+from llm4seg.cli.options import CompileOpt, JsonOpt, check_compile
 from llm4seg.cli.render import print_json, stdout
 
 
@@ -17,6 +17,7 @@ def video(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output video (.mp4 or .avi).")] = Path("segmented.mp4"),
     overlay_mode: Annotated[str, typer.Option("--overlay", help="contour or fill.")] = "contour",
     batch: Annotated[int, typer.Option("--batch", help="Frames per inference call.")] = 1,
+    compile_with: CompileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write OUT with the masks drawn on every frame; print frames, fps and per-stage latency.
@@ -25,10 +26,13 @@ def video(
     Examples:
       llm4seg video clip.mp4 --engine art/model.onnx --out segmented.mp4
       llm4seg video 0 --engine art/model.onnx --out live.mp4      # camera 0
+      llm4seg video clip.mp4 --engine art/model.pt2 --compile aoti  # GPU: compiled once, then cached
     """
     from llm4seg.runtime import Segmenter, VideoPipeline, VideoWriterSink
+    from llm4seg.runtime.bench import backend_options
 
-    with Segmenter(engine) as seg:
+    check_compile(compile_with, [engine])
+    with Segmenter(engine, **backend_options(engine, compile_with)) as seg:
         pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch)
         pipeline.sink = VideoWriterSink(out, pipeline.fps, overlay_mode)
         report = pipeline.run().summary()

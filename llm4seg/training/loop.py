@@ -185,6 +185,7 @@ class Trainer:
             plot_curves(rows, self.paths.root / "curves.png")
         return {"epochs": cfg.epochs, "best_epoch": self.state["best_epoch"], "best_val_iou": self.state["best_iou"],
                 "last": rows[-1] if rows else {}, "run_dir": str(self.paths.root),
+                "train_images": len(self.train_set), "val_images": len(self.val_set),
                 "masks": (self.train_set.mask_encoding or {}).get("rule", "synthetic (generated boolean masks)"),
                 "resumed_from": (self.resumed_from or {}).get("state"),
                 "skipped": {**self.train_set.skipped, **self.val_set.skipped},

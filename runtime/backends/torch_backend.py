@@ -4,7 +4,8 @@ It needs torch alone: no llm4seg model, checkpoint, training or export code (the
 one-way door); the program's sha256 is checked against the manifest before it is loaded, since
 torch.export.load may unpickle parts of the archive. On CUDA: FP16 autocast (matmuls and convs
 in FP16, norms and softmax in FP32), channels_last, cuDNN autotuning, and an optional CUDA graph
-per batch size. On CPU: the program in FP32.
+per batch size. On CPU: the program in FP32. `compile=` adds a cached compiled form
+(torch_compile.py): True or 'aoti' (AOTInductor package), 'inductor' (torch.compile).
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ class TorchBackend(Backend):
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, device: str = "auto",
                  half: bool | None = None, cuda_graph: bool = False, channels_last: bool | None = None,
-                 compile: bool = False) -> None:  # noqa: A002  (the option's natural name)
+                 compile: bool | str = False) -> None:  # noqa: A002  (the option's natural name)
+        from llm4seg.runtime.backends.torch_compile import check_compiler
+
         super().__init__(artifact, manifest)
         self.device_name, self.half_opt, self.cuda_graph = device, half, cuda_graph
-        self.compile = compile
+        self.compiler = check_compiler(compile)  # refused here, before any loading
+        self.compile_info: dict[str, Any] | None = None
+        self._autocast = False
         self.channels_last_opt = channels_last
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}
         self._pinned: dict[int, tuple[Any, Any]] = {}
@@ -38,38 +43,48 @@ class TorchBackend(Backend):
             raise BackendUnavailableError("device='cuda' but torch sees no CUDA device", hint="use device='cpu' or 'auto'")
         self.device = torch.device("cuda" if use_cuda else "cpu")
         self.half = use_cuda if self.half_opt is None else self.half_opt
+        self.memory_format = torch.contiguous_format
+        if self.compiler != "aoti" and (use_cuda if self.channels_last_opt is None else self.channels_last_opt):
+            # cuDNN's NHWC kernels are the fast ones for these depthwise and grouped convs (an
+            # AOTInductor package is built for NCHW inputs and picks its inner layouts itself).
+            self.memory_format = torch.channels_last
+        if use_cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: tune once
+        self._autocast = self.half and self.compiler != "aoti"  # the package has autocast traced in
+        if self.compiler:
+            self._compile()
+        else:
+            self.model = self._program_module()
+
+    def _program_module(self) -> Any:
+        """The program as a module on the device, ready for autocast."""
+        from llm4seg.runtime.backends.torch_compile import without_dtype_asserts
+
+        torch = self.torch
         try:
             program = torch.export.load(str(self.artifact))
         except Exception as exc:  # torch raises many types for foreign or damaged archives
             raise BackendUnavailableError(f"torch cannot load {self.artifact} ({type(exc).__name__}: {exc})",
                                           hint="re-export it with this torch version (`llm4seg export --pt2`)") from exc
-        self.model = program.module().to(self.device)
-        self.memory_format = torch.contiguous_format
-        if use_cuda if self.channels_last_opt is None else self.channels_last_opt:
-            # cuDNN's NHWC kernels are the fast ones for these depthwise and grouped convs.
-            self.memory_format = torch.channels_last
-        if use_cuda:
-            torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: tune once
-        if self.compile:
-            self._compile()
+        return without_dtype_asserts(torch, program.module().to(self.device))
 
     def _compile(self) -> None:
-        """Inductor over the program (fused elementwise ops, BN, upsampling, GELU), its kernels cached
-        under a key like the engine cache's; on CUDA in reduce-overhead mode (CUDA graphs inside).
-        Compiles at the first call of each batch size; a warm cache makes that a load."""
-        from llm4seg.runtime.compile_cache import compile_key, use_cache_dir
+        from llm4seg.runtime.backends import torch_compile
 
-        torch = self.torch
-        layout = "channels_last" if self.memory_format is torch.channels_last else "nchw"
-        self.compile_key = compile_key(torch, self.manifest["sha256"], self.device,
-                                       "fp16-autocast" if self.half else "fp32", self.manifest["batch"], layout)
-        self.compile_dir = use_cache_dir(self.compile_key)
-        mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-        self.cuda_graph = False  # reduce-overhead already replays CUDA graphs
-        self.model = torch.compile(self.model, mode=mode, dynamic=False)
+        torch, sha256, batch = self.torch, self.manifest["sha256"], self.manifest["batch"]
+        if self.compiler == "aoti":
+            # A cached package is loaded without reading the program at all (the fast warm start).
+            self.model, self.compile_info = torch_compile.aoti_model(
+                torch, self._program_module, sha256, self.device, self.half, batch, self.input_spec()["shape"][1:])
+        else:
+            layout = "channels_last" if self.memory_format is torch.channels_last else "nchw"
+            self.model, self.compile_info = torch_compile.inductor_model(torch, self._program_module(), sha256,
+                                                                         self.device, self.half, batch, layout)
+            self.cuda_graph = False  # on GPUs reduce-overhead replays CUDA graphs itself
+        self.compile_key = self.compile_info["key"]
 
     def _forward(self, x):
-        with self.torch.autocast(self.device.type, dtype=self.torch.float16, enabled=self.half):
+        with self.torch.autocast(self.device.type, dtype=self.torch.float16, enabled=self._autocast):
             return self.model(x).float()
 
     def infer_tensor(self, image: Any) -> Any:

@@ -23,3 +23,17 @@ def test_pack_then_unpack_gives_the_same_training_data(synthetic_folder, tmp_pat
     for split in ("train1", "val1"):
         a, b = load_dataset(str(data), split, 64), load_dataset(str(tmp_path / "unpacked"), split, 64)
         assert a.stems == b.stems and np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
+
+
+def test_jpeg_pack_keeps_masks_exact_and_images_close(synthetic_folder, tmp_path):
+    """--jpeg-quality (colour sets too large as PNG): masks bit-exact, images within JPEG error."""
+    dd = load_script("device_dataset")
+    dd.pack(synthetic_folder, 64, tmp_path / "d.npz", jpeg_quality=95)
+    dd.pack(synthetic_folder, 64, tmp_path / "png.npz")
+    assert (tmp_path / "d.npz").stat().st_size < (tmp_path / "png.npz").stat().st_size
+    dd.unpack(tmp_path / "d.npz", tmp_path / "unpacked")
+    a, b = load_dataset(str(synthetic_folder), None, 64), load_dataset(str(tmp_path / "unpacked"), None, 64)
+    assert a.stems == b.stems and np.array_equal(a.masks, b.masks)
+    error = np.abs(a.images.astype(np.int16) - b.images.astype(np.int16))
+    assert 0 < error.mean() < 3  # lossy, but only just
+    assert str(np.load(tmp_path / "d.npz")["image_codec"]) == "jpeg q95"

@@ -77,6 +77,8 @@ def test_bench_option_and_artifact_errors(exported, tmp_path):
     onnx = exported[0] / "model.onnx"
     assert_error(invoke("bench", "--engine", onnx, "--batch", 0), "error: --batch 0 must be at least 1")
     assert_error(invoke("bench", "--engine", onnx, "--iterations", 0), "error: --iterations 0 must be at least 1")
+    assert_error(invoke("bench", "--engine", onnx, "--compile", "fast"), "--compile fast is not a compiler", "--compile aoti")
+    assert_error(invoke("bench", "--engine", onnx, "--compile", "aoti"), "applies to .pt2 programs", "--pt2")
     art = tmp_path / "art"
     art.mkdir()
     (art / "model.onnx").write_bytes(b"garbage")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -262,18 +263,63 @@ def test_torch_backend_device_tensor_entry(exported):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
-def test_torch_backend_compiled_with_a_keyed_cache(exported, tmp_path, monkeypatch):
-    """Inductor compiles the program (CPU here; on GPUs in reduce-overhead mode) into a cache folder
-    keyed by artifact digest, versions, device, precision and batch range; outputs unchanged."""
+def test_torch_backend_inductor_with_a_keyed_cache(exported, tmp_path, monkeypatch):
+    """compile='inductor': torch.compile over the program (CPU here; on GPUs in reduce-overhead
+    mode), kernels in a folder keyed by artifact digest, versions, device, precision and batch
+    range; outputs unchanged."""
     import json
 
     monkeypatch.setenv("LLM4SEG_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     x = np.random.default_rng(6).standard_normal((2, 3, 64, 64)).astype(np.float32)
     pt2 = exported[0] / "model.pt2"
-    with load_backend(pt2, "torch") as plain, load_backend(pt2, "torch", compile=True) as compiled:
+    with load_backend(pt2, "torch") as plain, load_backend(pt2, "torch", compile="inductor") as compiled:
         assert np.abs(plain.infer(x) - compiled.infer(x)).max() < 1e-4
         key = compiled.compile_key
     folder = tmp_path / "cache" / "compiled" / key["digest"]
     assert json.loads((folder / "key.json").read_text())["artifact_sha256"] == key["artifact_sha256"]
-    assert key["precision"] == "fp32" and key["batch"] == [1, 16] and len(list(folder.iterdir())) > 1  # kernels
+    assert key["compiler"] == "inductor" and key["precision"] == "fp32" and key["batch"] == [1, 16]
+    assert len(list(folder.iterdir())) > 1  # kernels
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
+def test_torch_backend_aoti_package_cached_and_rebuilt_when_damaged(exported, tmp_path, monkeypatch):
+    """compile=True: an AOTInductor package with FP16 autocast traced in (as the GPU runs it; CPU
+    autocast here), equal to the uncompiled program under the same autocast; a second load is a
+    cache hit that compiles nothing; a damaged package is compiled again, not run."""
+    monkeypatch.setenv("LLM4SEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    x = np.random.default_rng(7).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    pt2 = exported[0] / "model.pt2"
+    with load_backend(pt2, "torch", half=True) as eager_half, load_backend(pt2, "torch", half=True, compile=True) as aoti:
+        expected = eager_half.infer(x)
+        assert np.abs(aoti.infer(x) - expected).max() < 1e-3
+        assert np.abs(aoti.infer(x[:1]) - expected[:1]).max() < 1e-3  # the batch stays dynamic
+        info = aoti.compile_info
+    assert not info["cache_hit"] and info["compile_s"] > 0
+    assert info["key"]["compiler"] == "aoti" and info["key"]["precision"] == "fp16-autocast"
+    with load_backend(pt2, "torch", half=True, compile="aoti") as warm:
+        assert warm.compile_info["cache_hit"] and warm.compile_info["compile_s"] == 0
+        assert np.abs(warm.infer(x) - expected).max() < 1e-3
+    package = Path(info["package"])
+    package.write_bytes(package.read_bytes()[: package.stat().st_size // 2])
+    with load_backend(pt2, "torch", half=True, compile="aoti") as rebuilt:
+        assert not rebuilt.compile_info["cache_hit"]
+        assert np.abs(rebuilt.infer(x) - expected).max() < 1e-3
+
+
+@pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")
+def test_torch_backend_half_runs_the_program_under_autocast(exported):
+    """FP16 autocast (the GPU default) over the exported program: its recorded FP32 dtype checks
+    must not stop it (they did, at the first RMSNorm)."""
+    x = np.random.default_rng(8).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    pt2 = exported[0] / "model.pt2"
+    with load_backend(pt2, "torch") as fp32, load_backend(pt2, "torch", half=True) as half:
+        assert np.abs(half.infer(x) - fp32.infer(x)).max() < 1e-2
+
+
+def test_torch_backend_refuses_an_unknown_compiler(exported):
+    with pytest.raises(ConfigError, match=r"compile='tensorrt' is not a torch backend compiler") as err:
+        load_backend(exported[0] / "model.pt2", "torch", compile="tensorrt")
+    assert "'aoti'" in err.value.hint and "'inductor'" in err.value.hint

@@ -54,3 +54,23 @@ def test_bench_json_schema_and_plots(exported, synthetic_folder, tmp_path, inter
     scopes = {r["rss_scope"] for r in results}
     assert scopes == ({"process, all artifacts loaded"} if interleave else {"process so far (artifacts run one after another)"})
     assert (tmp_path / "b" / "bench.json").is_file() and cv2.imread(str(tmp_path / "b" / "bench.png")) is not None
+
+
+@pytest.mark.slow
+def test_bench_compiles_pt2_programs_and_reports_it(exported, synthetic_folder, tmp_path, monkeypatch):
+    """--compile aoti: the .pt2 row is timed on the AOTInductor package (compile time and cache use
+    in the JSON); the ONNX row beside it is untouched; both give the same masks."""
+    monkeypatch.setenv("LLM4SEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    out, _ = exported
+    args = ["bench", "--engine", str(out / "model.onnx"), "--engine", str(out / "model.pt2"), "--compile", "aoti",
+            "--data", str(synthetic_folder), "--iterations", "2", "--warmup", "1", "--limit", "4", "--interleave"]
+    result = CliRunner().invoke(app, args + ["--json"])
+    assert result.exit_code == 0, result.output
+    onnx_row, pt2_row = json.loads(result.stdout)["results"]
+    assert onnx_row["compiled"] is None
+    assert pt2_row["compiled"]["compiler"] == "aoti" and not pt2_row["compiled"]["cache_hit"]
+    assert pt2_row["compiled"]["compile_s"] > 0 and pt2_row["dice_agreement_with_first"] > 0.99
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "model.pt2: aoti loaded from the cache" in again.output, again.output
+    assert "torch+aoti" in again.output

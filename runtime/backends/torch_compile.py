@@ -1,0 +1,120 @@
+"""The torch backend's compiled forms of `model.pt2`, each cached under a key (compile_cache.py).
+
+- "aoti" (AOTInductor): the program, with FP16 autocast traced in where the backend runs half,
+  compiled ahead of time into a package (a shared library plus weights). A warm start loads that
+  package without tracing or compiling anything: on the 2-core development CPU 3.9 s to the first
+  frame against 9.1 s for Inductor's warm cache (benchmarks/RESULTS.md).
+- "inductor": torch.compile over the program (reduce-overhead, i.e. CUDA graphs, on GPUs); a warm
+  start still traces the program and loads kernels from Inductor's on-disk cache.
+
+Both fuse the elementwise adds, inference BatchNorm, upsampling and GELU the profile showed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from llm4seg.errors import BackendUnavailableError
+from llm4seg.runtime.compile_cache import compile_key, use_cache_dir
+
+COMPILERS = ("aoti", "inductor")
+PACKAGE_NAME = "model.aoti.pt2"
+
+
+def without_dtype_asserts(torch: Any, module: Any) -> Any:
+    """Drop the dtype/device assertions torch.export records on internal tensors: they pin the
+    FP32 dtypes seen at export, and autocast changes those dtypes on purpose (without this, the
+    program under FP16 autocast stops at its first RMSNorm with 'Tensor dtype mismatch')."""
+    graph = module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten._assert_tensor_metadata.default:
+            graph.erase_node(node)
+    module.recompile()
+    return module
+
+
+def _under_autocast(torch: Any, module: Any, device_type: str, half: bool) -> Any:
+    """The module traced for AOTInductor: the program under the backend's autocast, so the
+    package holds the FP16 matmuls/convs with FP32 norms and softmax, as the eager path runs."""
+
+    class Traced(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.program = module
+
+        def forward(self, image):
+            with torch.autocast(device_type, dtype=torch.float16, enabled=half):
+                return self.program(image).float()
+
+    return Traced()
+
+
+def aoti_model(torch: Any, program_module: Callable[[], Any], sha256: str, device: Any, half: bool,
+               batch: dict[str, int], in_shape: list[int]) -> tuple[Any, dict[str, Any]]:
+    """The AOTInductor runner for the program, from the cache when its key matches, else compiled
+    now (from `program_module()`, the program's module on `device`) and cached; returns (runner,
+    info) with info['cache_hit'] and info['compile_s']. Inputs must be contiguous NCHW float32."""
+    key = compile_key(torch, sha256, device, "fp16-autocast" if half else "fp32", batch, "nchw", compiler="aoti")
+    folder = use_cache_dir(key)  # Inductor's build files for this key go beside the package
+    package = folder / PACKAGE_NAME
+    info = {"compiler": "aoti", "key": key, "package": str(package), "cache_hit": False, "compile_s": 0.0}
+    if package.exists():
+        try:
+            runner = torch._inductor.aoti_load_package(str(package))
+            info["cache_hit"] = True
+            return runner, info
+        except Exception:  # a package from a foreign or damaged build: compile a fresh one
+            package.unlink(missing_ok=True)
+    t = time.perf_counter()
+    _compile_package(torch, program_module(), device, half, batch, in_shape, package)
+    info["compile_s"] = time.perf_counter() - t
+    return torch._inductor.aoti_load_package(str(package)), info
+
+
+def _compile_package(torch: Any, module: Any, device: Any, half: bool, batch: dict[str, int],
+                     in_shape: list[int], package: Path) -> None:
+    traced = _under_autocast(torch, module, device.type, half)
+    example = torch.randn(2, *in_shape, device=device)  # batch 2 keeps the batch dimension dynamic
+    dim = torch.export.Dim("batch", min=1, max=max(2, batch["max"]))
+    # Written under a temporary name, then renamed: a killed compile never leaves a half package.
+    tmp = package.with_name(f".{package.stem}.tmp{os.getpid()}.pt2")
+    try:
+        program = torch.export.export(traced, (example,), dynamic_shapes={"image": {0: dim}})
+        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
+        os.replace(tmp, package)
+    except Exception as exc:  # export and Inductor raise many types; the message is what matters
+        raise BackendUnavailableError(f"AOTInductor could not compile {package.parent} ({type(exc).__name__}: {exc})",
+                                      hint="use compile='inductor' or compile=False, and report this") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def inductor_model(torch: Any, module: Any, sha256: str, device: Any, half: bool, batch: dict[str, int],
+                   layout: str) -> tuple[Any, dict[str, Any]]:
+    """torch.compile over `module`, Inductor's kernels cached in the key's folder; compiles lazily
+    at the first call of each batch size (a warm cache makes that a load)."""
+    key = compile_key(torch, sha256, device, "fp16-autocast" if half else "fp32", batch, layout, compiler="inductor")
+    folder = use_cache_dir(key)
+    mode = "reduce-overhead" if device.type == "cuda" else "default"
+    info = {"compiler": "inductor", "key": key, "folder": str(folder), "mode": mode}
+    return torch.compile(module, mode=mode, dynamic=False), info
+
+
+def check_compiler(value: Any) -> str | None:
+    """compile= option -> None (no compiling), 'aoti' or 'inductor'; True means 'aoti'."""
+    if value is False or value is None or value == "none":
+        return None
+    if value is True:
+        return "aoti"
+    if value in COMPILERS:
+        return value
+    from llm4seg.errors import ConfigError
+
+    raise ConfigError(f"compile={value!r} is not a torch backend compiler",
+                      hint=f"use compile=False, True (= 'aoti'), {' or '.join(repr(c) for c in COMPILERS)}")
+
+
+__all__ = ["COMPILERS", "aoti_model", "check_compiler", "inductor_model", "without_dtype_asserts"]

@@ -79,6 +79,32 @@ def timed(name: str, batch: int, fn, x: np.ndarray, reference: np.ndarray, args,
     return row
 
 
+def attempt(results: list[dict], name: str, batch: int, measure) -> None:
+    """One way's row, or a row naming its error: one failing way must not cost the others' figures."""
+    try:
+        results.append(measure())
+    except Exception as exc:  # any failure of a way is a result to report, not a reason to stop
+        results.append({"way": name, "batch": batch, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        print(json.dumps(results[-1]), flush=True)
+
+
+def backend_row(pt2: Path, name: str, opts: dict, batch: int, x: np.ndarray, reference: np.ndarray, args, sync) -> dict:
+    t = time.perf_counter()
+    with load_backend(pt2, "torch", device=args.device, **opts) as b:
+        row = timed(name, batch, b.infer, x, reference, args, sync, setup_s=time.perf_counter() - t)
+        row["compiled"] = {k: v for k, v in (b.compile_info or {}).items() if k in ("cache_hit", "compile_s")}
+    return row
+
+
+def device_tensor_row(pt2: Path, name: str, batch: int, x: np.ndarray, reference: np.ndarray, args, sync) -> dict:
+    with load_backend(pt2, "torch", device=args.device, cuda_graph=True, channels_last=True) as b:
+        xd = torch.from_numpy(x).to(b.device)  # frames already on the device: no host copies
+        row = timed(name, batch, lambda _: b.infer_tensor(xd).cpu().numpy(), x, reference, args, sync)
+        # the row above includes one device->host copy for the agreement; time without it:
+        row["ms"] = median_ms(lambda: b.infer_tensor(xd), args.warmup, args.iterations, sync)
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="gpu_runtime_out")
@@ -113,22 +139,15 @@ def main() -> None:
         reference = authors(x)
         results.append(timed("authors: torch eager FP32", batch, authors, x, reference, args, sync))
         t = time.perf_counter()
-        baseline = one_liner(eager, args.device)
-        results.append(timed("torch.compile(model.half(), reduce-overhead) one-liner", batch, baseline, x, reference,
-                             args, sync, setup_s=time.perf_counter() - t))
-        eager = baseline = None  # free the models before the backend's runs
+        attempt(results, "torch.compile(model.half(), reduce-overhead) one-liner", batch, lambda: timed(
+            "torch.compile(model.half(), reduce-overhead) one-liner", batch, one_liner(eager, args.device), x,
+            reference, args, sync, setup_s=time.perf_counter() - t))
+        eager = None  # free the model before the backend's runs
         for name, opts in backend_ways(pt2, args.device, cuda):
-            t = time.perf_counter()
-            with load_backend(pt2, "torch", device=args.device, **opts) as b:
-                results.append(timed(name, batch, b.infer, x, reference, args, sync, setup_s=time.perf_counter() - t))
-                results[-1]["compiled"] = {k: v for k, v in (b.compile_info or {}).items() if k in ("cache_hit", "compile_s")}
+            attempt(results, name, batch, lambda: backend_row(pt2, name, opts, batch, x, reference, args, sync))
             save(results, args, cuda)
-        with load_backend(pt2, "torch", device=args.device, cuda_graph=True, channels_last=True) as b:
-            xd = torch.from_numpy(x).to(b.device)  # frames already on the device: no host copies
-            results.append(timed("torch backend, device tensors in/out (infer_tensor), graph, channels_last", batch,
-                                 lambda _: b.infer_tensor(xd).cpu().numpy(), x, reference, args, sync))
-            # the row above includes one device->host copy for the agreement; time without it:
-            results[-1]["ms"] = median_ms(lambda: b.infer_tensor(xd), args.warmup, args.iterations, sync)
+        name = "torch backend, device tensors in/out (infer_tensor), graph, channels_last"
+        attempt(results, name, batch, lambda: device_tensor_row(pt2, name, batch, x, reference, args, sync))
     if not args.skip_onnx:
         with load_backend(work / "art" / "model.onnx", device="auto") as b:
             for batch in (1, min(args.large_batch, 16)):
@@ -141,8 +160,9 @@ def main() -> None:
 def save(results: list[dict], args, cuda: bool, final: bool = False) -> None:
     """Rewrites gpu_runtime.json (after every row, so a stage timeout keeps what ran); the table at the end."""
     for r in results:
-        r["ms_per_image"] = r["ms"] / r["batch"]
-        r["images_per_s"] = 1000 * r["batch"] / r["ms"]
+        if "ms" in r:
+            r["ms_per_image"] = r["ms"] / r["batch"]
+            r["images_per_s"] = 1000 * r["batch"] / r["ms"]
     info = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"), "image_size": args.image_size, "complete": final, "results": results}
     out = Path(args.out)
@@ -156,7 +176,8 @@ def save(results: list[dict], args, cuda: bool, final: bool = False) -> None:
              "| way | batch | ms per call | ms per image | images/s | ready s (load, compile, 1st call) | mask agreement |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['way']} | {r['batch']} | {r['ms']:.2f} | {r['ms_per_image']:.3f} | {r['images_per_s']:.0f} "
-              f"| {r['ready_s']:.1f} | {r.get('mask_agreement_dice', float('nan')):.4f} |" for r in results]
+              f"| {r['ready_s']:.1f} | {r.get('mask_agreement_dice', float('nan')):.4f} |" if "ms" in r else
+              f"| {r['way']} | {r['batch']} | failed: {r['error'][:120]} | | | | |" for r in results]
     print("\n".join(lines))
 
 

@@ -79,6 +79,7 @@ def test_bench_option_and_artifact_errors(exported, tmp_path):
     assert_error(invoke("bench", "--engine", onnx, "--iterations", 0), "error: --iterations 0 must be at least 1")
     assert_error(invoke("bench", "--engine", onnx, "--compile", "fast"), "--compile fast is not a compiler", "--compile aoti")
     assert_error(invoke("bench", "--engine", onnx, "--compile", "aoti"), "applies to .pt2 programs", "--pt2")
+    assert_error(invoke("video", "no-clip.mp4", "--engine", onnx, "--compile", "aoti"), "applies to .pt2 programs")
     art = tmp_path / "art"
     art.mkdir()
     (art / "model.onnx").write_bytes(b"garbage")

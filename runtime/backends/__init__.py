@@ -37,7 +37,20 @@ def load_backend(artifact: Path | str, backend: str | None = None, **options: An
         from llm4seg.runtime.backends.torch_backend import TorchBackend as cls
     else:
         raise ConfigError(f"unknown backend {key!r}", hint=f"choose one of {', '.join(BACKENDS)}")
+    _check_options(cls, key, options)
     return cls(artifact, **options)
+
+
+def _check_options(cls: type, key: str, options: dict[str, Any]) -> None:
+    """Options a backend does not take are named, with the ones it does (not a bare TypeError)."""
+    import inspect
+
+    accepted = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "artifact")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"the {key} backend has no option {', '.join(map(repr, unknown))}",
+                          hint=f"it takes {', '.join(accepted)}"
+                               + ("; compile= is for .pt2 programs (the torch backend)" if "compile" in unknown else ""))
 
 
 __all__ = ["BACKENDS", "Backend", "backend_for", "load_backend"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from llm4seg.errors import BackendUnavailableError
 from llm4seg.runtime.compile_cache import compile_key, use_cache_dir
@@ -61,17 +62,45 @@ def aoti_model(torch: Any, program_module: Callable[[], Any], sha256: str, devic
     folder = use_cache_dir(key)  # Inductor's build files for this key go beside the package
     package = folder / PACKAGE_NAME
     info = {"compiler": "aoti", "key": key, "package": str(package), "cache_hit": False, "compile_s": 0.0}
-    if package.exists():
+    runner = _load_cached(torch, package)
+    if runner is None:
+        # Several workers starting at once compile once: the others wait here, then load.
+        with _compile_lock(folder):
+            runner = _load_cached(torch, package)
+            if runner is None:
+                t = time.perf_counter()
+                _compile_package(torch, program_module(), device, half, batch, in_shape, package)
+                info["compile_s"] = time.perf_counter() - t
+                return torch._inductor.aoti_load_package(str(package)), info
+    info["cache_hit"] = True
+    return runner, info
+
+
+def _load_cached(torch: Any, package: Path) -> Any | None:
+    if not package.exists():
+        return None
+    try:
+        return torch._inductor.aoti_load_package(str(package))
+    except Exception:  # a package from a foreign or damaged build: compile a fresh one
+        package.unlink(missing_ok=True)
+        return None
+
+
+@contextmanager
+def _compile_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the key's folder (released by the OS if its holder dies, so a killed
+    compile never blocks the next one); no lock where fcntl is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / ".compile.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            runner = torch._inductor.aoti_load_package(str(package))
-            info["cache_hit"] = True
-            return runner, info
-        except Exception:  # a package from a foreign or damaged build: compile a fresh one
-            package.unlink(missing_ok=True)
-    t = time.perf_counter()
-    _compile_package(torch, program_module(), device, half, batch, in_shape, package)
-    info["compile_s"] = time.perf_counter() - t
-    return torch._inductor.aoti_load_package(str(package)), info
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _compile_package(torch: Any, module: Any, device: Any, half: bool, batch: dict[str, int],

@@ -323,3 +323,44 @@ def test_torch_backend_refuses_an_unknown_compiler(exported):
     with pytest.raises(ConfigError, match=r"compile='tensorrt' is not a torch backend compiler") as err:
         load_backend(exported[0] / "model.pt2", "torch", compile="tensorrt")
     assert "'aoti'" in err.value.hint and "'inductor'" in err.value.hint
+
+
+def test_an_option_the_backend_lacks_is_named(exported):
+    with pytest.raises(ConfigError, match=r"the onnxruntime backend has no option 'compile'") as err:
+        load_backend(exported[0] / "model.onnx", compile=True)
+    assert "threads" in err.value.hint and ".pt2" in err.value.hint
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from llm4seg.runtime.backends.torch_compile import _compile_lock
+with _compile_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="no fcntl (Windows): no lock")
+def test_compile_lock_serialises_workers_and_dies_with_its_holder(tmp_path):
+    """Workers starting together wait for one AOTInductor compile; a killed holder blocks nobody."""
+    import subprocess
+    import sys
+    import time
+
+    from llm4seg.runtime.backends.torch_compile import _compile_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path), "1.5"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    t = time.monotonic()
+    with _compile_lock(tmp_path):
+        waited_s = time.monotonic() - t
+    holder.wait(timeout=30)
+    assert waited_s > 0.5  # it waited for the holder's 1.5 s
+    killed = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path), "600"], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "held"
+    killed.kill()
+    killed.wait(timeout=30)
+    t = time.monotonic()
+    with _compile_lock(tmp_path):
+        assert time.monotonic() - t < 5

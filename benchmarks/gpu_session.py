@@ -67,13 +67,26 @@ def folder_from_npz(npz: str, root: Path, limit: int) -> None:
         (root / "splits" / f"{split}.txt").write_text("\n".join(stems) + "\n")
 
 
-def epochs_that_fit(train_json: Path, budget_s: float, cap: int) -> int:
+def fastest_step_mode(train_json: Path) -> str:
+    """'graph' when the speed stage ran the CUDA-graph step and it beat eager, else 'eager' (a
+    capture that failed there must not cost the long training run)."""
+    try:
+        results = {r["way"]: r for r in json.loads(train_json.read_text())["results"]}
+        eager = next(r for w, r in results.items() if w.startswith("project") and "graph" not in w)
+        graph = next(r for w, r in results.items() if "graph" in w)
+        return "graph" if graph["it_per_s"] > eager["it_per_s"] else "eager"
+    except (OSError, ValueError, StopIteration, KeyError):
+        return "eager"
+
+
+def epochs_that_fit(train_json: Path, budget_s: float, cap: int, step_mode: str = "eager") -> int:
     """From the measured step speed; 1.25x for the loop's logging, metrics and checkpoint writes."""
     try:
         results = json.loads(train_json.read_text())["results"]
-        r = next(r for r in results if r["way"].startswith("project"))
+        ways = [r for r in results if r["way"].startswith("project") and ("graph" in r["way"]) == (step_mode == "graph")]
+        r = ways[0]
         epoch_s = r["steps_per_epoch"] / r["it_per_s"] + r["val_s"]
-    except (OSError, ValueError, StopIteration, KeyError):
+    except (OSError, ValueError, IndexError, KeyError):
         return 30  # no speed measured: a short run still yields a trained model
     return int(max(1, min(cap, budget_s / (1.25 * epoch_s))))
 
@@ -97,14 +110,17 @@ def main() -> None:
     run_stage("train-speed", [py, str(HERE / "gpu_train_busi.py"), "--npz", args.npz, "--out", str(out),
                               "--device", args.device, "--ways", "authors,project,graph", *tiny], 150)
 
-    epochs = 1 if smoke else epochs_that_fit(out / "gpu_train.json", args.train_budget_s, 300)
+    step_mode = fastest_step_mode(out / "gpu_train.json")
+    epochs = 1 if smoke else epochs_that_fit(out / "gpu_train.json", args.train_budget_s, 300, step_mode)
+    log(f"train-busi: {epochs} epochs, --step-mode {step_mode}")
     run_dir = work / "run"
     train_cmd = [py, "-m", "llm4seg.cli.main", "train", "--model", "llm4seg_random", "--llm", "shape:llama-3.2-1b",
                  "--data", str(work / "busi"), "--split", "train1", "--epochs", str(epochs), "--out", str(run_dir),
-                 "--device", args.device, "--json", *(["--image-size", "64"] if smoke else [])]
+                 "--device", args.device, "--step-mode", step_mode, "--json", *(["--image-size", "64"] if smoke else [])]
     left = args.budget_s - (time.monotonic() - T0)
     rc, wall_s = run_stage("train-busi", train_cmd, min(args.train_budget_s + 90, left - 60))
-    (out / "busi_train_wall.json").write_text(json.dumps({"epochs": epochs, "rc": rc, "wall_s": wall_s}))
+    (out / "busi_train_wall.json").write_text(json.dumps({"epochs": epochs, "step_mode": step_mode, "rc": rc,
+                                                          "wall_s": wall_s}))
     best = run_dir / "checkpoints" / "best"
     if best.is_dir():
         run_stage("pack", [py, str(HERE / "checkpoint_transfer.py"), "pack", str(best), str(out / "busi_run")], 120)

@@ -62,8 +62,12 @@ def backend_ways(pt2: Path, device: str, cuda: bool):
             (f"torch backend {precision} + CUDA graph, channels_last", {"cuda_graph": True, "channels_last": True}),
             (f"torch backend {precision}, Inductor (reduce-overhead on GPU)", {"compile": "inductor"}),
             (f"torch backend {precision}, AOTInductor package", {"compile": "aoti"}),
-            (f"torch backend {precision}, AOTInductor package + CUDA graph", {"compile": "aoti", "cuda_graph": True})]
-    return [(name, opts) for name, opts in ways if cuda or not opts.get("cuda_graph")]
+            (f"torch backend {precision}, AOTInductor package + CUDA graph", {"compile": "aoti", "cuda_graph": True}),
+            (f"torch backend {precision} + CUDA graph, channels_last, copies overlapped in chunks of 64",
+             {"cuda_graph": True, "channels_last": True, "overlap_chunk": 64}),
+            (f"torch backend {precision}, AOTInductor package, copies overlapped in chunks of 64",
+             {"compile": "aoti", "overlap_chunk": 64})]
+    return [(name, opts) for name, opts in ways if cuda or not (opts.get("cuda_graph") or opts.get("overlap_chunk"))]
 
 
 def timed(name: str, batch: int, fn, x: np.ndarray, reference: np.ndarray, args, sync, setup_s: float = 0.0) -> dict:

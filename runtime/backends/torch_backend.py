@@ -24,10 +24,20 @@ class TorchBackend(Backend):
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, device: str = "auto",
                  half: bool | None = None, cuda_graph: bool = False, channels_last: bool | None = None,
-                 compile: bool | str = False) -> None:  # noqa: A002  (the option's natural name)
+                 compile: bool | str = False, overlap_chunk: int | None = None) -> None:  # noqa: A002
+        """Args:
+            compile: False, True or 'aoti' (AOTInductor package), 'inductor' (torch.compile).
+            overlap_chunk: on CUDA, batches larger than this go through in chunks of this many
+                frames whose host copies overlap compute (torch_overlap.py); None: one copy each way.
+        """
+        from llm4seg.errors import ConfigError
         from llm4seg.runtime.backends.torch_compile import check_compiler
 
+        if overlap_chunk is not None and (not isinstance(overlap_chunk, int) or overlap_chunk < 1):
+            raise ConfigError(f"overlap_chunk={overlap_chunk!r} must be a whole number of frames, at least 1",
+                              hint="e.g. overlap_chunk=64, or None for one copy each way")
         super().__init__(artifact, manifest)
+        self.overlap_chunk = overlap_chunk
         self.device_name, self.half_opt, self.cuda_graph = device, half, cuda_graph
         self.compiler = check_compiler(compile)  # refused here, before any loading
         self.compile_info: dict[str, Any] | None = None
@@ -35,6 +45,7 @@ class TorchBackend(Backend):
         self.channels_last_opt = channels_last
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}
         self._pinned: dict[int, tuple[Any, Any]] = {}
+        self._copy_streams: tuple[Any, Any] | None = None
 
     def _load(self) -> None:
         torch = self.torch = require("torch", "the torch backend")
@@ -119,11 +130,12 @@ class TorchBackend(Backend):
     def _infer_cuda(self, image: np.ndarray) -> np.ndarray:
         """Through pinned host buffers reused per batch size, so both copies are asynchronous DMA.
         GPU-only: exercised by benchmarks/gpu_runtime.py on a device, not by the CPU tests."""
-        torch, n = self.torch, image.shape[0]
-        if n not in self._pinned:
-            self._pinned[n] = (torch.empty(image.shape, dtype=torch.float32).pin_memory(),
-                               torch.empty((n, 1, *image.shape[2:]), dtype=torch.float32).pin_memory())
-        host_in, host_out = self._pinned[n]
+        from llm4seg.runtime.backends import torch_overlap
+
+        if self.overlap_chunk and image.shape[0] > self.overlap_chunk:
+            return torch_overlap.infer_overlapped(self, image, self.overlap_chunk)
+        torch = self.torch
+        host_in, host_out = torch_overlap.pinned_pair(self, image.shape)
         host_in.numpy()[...] = image
         x = host_in.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         host_out.copy_(self._run(x), non_blocking=True)
@@ -156,4 +168,5 @@ class TorchBackend(Backend):
     def _close(self) -> None:
         self._graphs.clear()
         self._pinned.clear()
+        self._copy_streams = None
         del self.model

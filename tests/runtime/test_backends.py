@@ -364,3 +364,14 @@ def test_compile_lock_serialises_workers_and_dies_with_its_holder(tmp_path):
     t = time.monotonic()
     with _compile_lock(tmp_path):
         assert time.monotonic() - t < 5
+
+
+def test_torch_backend_refuses_a_bad_overlap_chunk(exported):
+    """overlap_chunk (CUDA: large batches in chunks whose copies overlap compute) is checked up front."""
+    for bad in (0, -4, 2.5):
+        with pytest.raises(ConfigError, match=rf"overlap_chunk={bad!r} must be a whole number of frames"):
+            load_backend(exported[0] / "model.pt2", "torch", overlap_chunk=bad)
+    x = np.random.default_rng(9).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    with load_backend(exported[0] / "model.pt2", "torch") as plain, \
+            load_backend(exported[0] / "model.pt2", "torch", overlap_chunk=2) as chunked:
+        assert np.array_equal(plain.infer(x), chunked.infer(x))  # on the CPU the option changes nothing

@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm4seg import fileio
-from llm4seg.training.config import TrainConfig
 from llm4seg.training.run import train
-from tests.training.test_graphed_step import Killed, cfg, weights
+from tests.training.test_graphed_step import cfg, killed_after_first_save_then_resumed, weights
 
 # 5 synthetic images: 4 to train (one batch of 4, so one step per epoch), 1 to validate.
 TINY = dict(epochs=2, synthetic_count=5)
@@ -27,20 +25,6 @@ def test_compiled_training_follows_eager_and_resumes_identically(tmp_path):
     eager, compiled = weights(tmp_path / "eager"), weights(tmp_path / "full")
     worst = max(float((eager[k].float() - compiled[k].float()).abs().max()) for k in eager)
     assert 0 < worst < 1e-3, worst
-    seen = {"n": 0}
-
-    def kill_after_first_save(label):
-        if label == "replaced CURRENT":
-            seen["n"] += 1
-            if seen["n"] == 1:
-                raise Killed(label)
-
-    fileio.FAULT_HOOK = kill_after_first_save
-    try:
-        with pytest.raises(Killed):
-            train(cfg(tmp_path / "killed", compile=True, **TINY))
-    finally:
-        fileio.FAULT_HOOK = None
-    train(TrainConfig(out=str(tmp_path / "killed")), resume=True)
+    killed_after_first_save_then_resumed(cfg(tmp_path / "killed", compile=True, **TINY))
     resumed = weights(tmp_path / "killed")
     assert all(torch.equal(compiled[k], resumed[k]) for k in compiled)

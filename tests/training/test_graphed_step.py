@@ -68,8 +68,8 @@ class Killed(BaseException):
     pass
 
 
-def test_graph_mode_resume_is_bit_identical(tmp_path):
-    train(cfg(tmp_path / "full", step_mode="graph"))
+def killed_after_first_save_then_resumed(config: TrainConfig) -> Path:
+    """Run `config`, killed just after its first state save, then resumed to the end; its folder."""
     seen = {"n": 0}
 
     def kill_after_first_save(label):
@@ -81,11 +81,17 @@ def test_graph_mode_resume_is_bit_identical(tmp_path):
     fileio.FAULT_HOOK = kill_after_first_save
     try:
         with pytest.raises(Killed):
-            train(cfg(tmp_path / "killed", step_mode="graph"))
+            train(config)
     finally:
         fileio.FAULT_HOOK = None
-    train(TrainConfig(out=str(tmp_path / "killed")), resume=True)
-    a, b = weights(tmp_path / "full"), weights(tmp_path / "killed")
+    train(TrainConfig(out=config.out), resume=True)
+    return Path(config.out)
+
+
+def test_graph_mode_resume_is_bit_identical(tmp_path):
+    train(cfg(tmp_path / "full", step_mode="graph"))
+    killed = killed_after_first_save_then_resumed(cfg(tmp_path / "killed", step_mode="graph"))
+    a, b = weights(tmp_path / "full"), weights(killed)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

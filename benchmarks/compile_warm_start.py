@@ -5,6 +5,8 @@ process (fair ratios on a machine whose speed drifts).
 
 Run: python benchmarks/compile_warm_start.py --pt2 ART/model.pt2 [--device cpu|cuda] [--batch 1]
 (ART from `llm4seg export CKPT --out ART --pt2`). The cache goes to a fresh temporary folder.
+On a device, after gpu_runtime.py --work W: --pt2 W/art/model.pt2 --device cuda --warm-only W/cache
+(the warm start alone, from the package gpu_runtime.py compiled).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ b = load_backend(pt2, "torch", device=device, compile=False if compiler == "none
 size = b.input_spec()["shape"][-1]
 x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
 b.infer(x)
-print(json.dumps({"first_frame_s": time.perf_counter() - t0}))
+print(json.dumps({"first_frame_s": time.perf_counter() - t0,
+                  "cache_hit": (b.compile_info or {}).get("cache_hit")}))
 """
 
 STEADY = r"""
@@ -63,10 +66,17 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--rounds", type=int, default=30, help="timed calls per way in the steady comparison")
+    p.add_argument("--warm-only", metavar="CACHE", default=None,
+                   help="only the AOTInductor warm start from this existing $LLM4SEG_CACHE (e.g. the one "
+                        "gpu_runtime.py --work filled): one fresh process, no compiling")
     args = p.parse_args()
-    env = dict(os.environ, LLM4SEG_CACHE=tempfile.mkdtemp(prefix="llm4seg-cache-"))
+    env = dict(os.environ, LLM4SEG_CACHE=args.warm_only or tempfile.mkdtemp(prefix="llm4seg-cache-"))
     env.pop("TORCHINDUCTOR_CACHE_DIR", None)
     common = [args.pt2, args.device, str(args.batch)]
+    if args.warm_only:
+        row = child(FIRST_FRAME, [*common, "aoti"], env)
+        print(json.dumps({"aoti, warm cache (new process)": row, "device": args.device, "batch": args.batch}))
+        return
     rows = [("uncompiled program", child(FIRST_FRAME, [*common, "none"], env))]
     for compiler in ("inductor", "aoti"):
         rows.append((f"{compiler}, cold cache", child(FIRST_FRAME, [*common, compiler], env)))

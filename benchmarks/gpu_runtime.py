@@ -118,10 +118,12 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--skip-onnx", action="store_true")
+    p.add_argument("--work", default=None, help="folder for the export and the compile cache (kept; default: a temporary one)")
     args = p.parse_args()
     cuda = args.device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    work = Path(tempfile.mkdtemp())
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp())
+    work.mkdir(parents=True, exist_ok=True)
     os.environ["LLM4SEG_CACHE"] = str(work / "cache")  # cold compiles: the first pass reports them
     torch.manual_seed(0)
     ckpt = llm4seg.save_checkpoint(llm4seg.create_model("llm4seg_random", llm="shape:llama-3.2-1b",

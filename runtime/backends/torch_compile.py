@@ -2,8 +2,8 @@
 
 - "aoti" (AOTInductor): the program, with FP16 autocast traced in where the backend runs half,
   compiled ahead of time into a package (a shared library plus weights). A warm start loads that
-  package without tracing or compiling anything: on the 2-core development CPU 3.9 s to the first
-  frame against 9.1 s for Inductor's warm cache (benchmarks/RESULTS.md).
+  package without tracing or compiling anything, or importing Inductor (benchmarks/RESULTS.md
+  has the first-frame times against Inductor's warm cache).
 - "inductor": torch.compile over the program (reduce-overhead, i.e. CUDA graphs, on GPUs); a warm
   start still traces the program and loads kernels from Inductor's on-disk cache.
 
@@ -71,7 +71,7 @@ def aoti_model(torch: Any, program_module: Callable[[], Any], sha256: str, devic
                 t = time.perf_counter()
                 _compile_package(torch, program_module(), device, half, batch, in_shape, package)
                 info["compile_s"] = time.perf_counter() - t
-                return torch._inductor.aoti_load_package(str(package)), info
+                return load_package(torch, package), info
     info["cache_hit"] = True
     return runner, info
 
@@ -80,10 +80,25 @@ def _load_cached(torch: Any, package: Path) -> Any | None:
     if not package.exists():
         return None
     try:
-        return torch._inductor.aoti_load_package(str(package))
+        return load_package(torch, package)
     except Exception:  # a package from a foreign or damaged build: compile a fresh one
         package.unlink(missing_ok=True)
         return None
+
+
+def load_package(torch: Any, package: Path) -> Callable[[Any], Any]:
+    """The package's runner, `image -> probabilities`. Straight through torch's C++ package loader
+    where this torch has the known signature: torch._inductor.aoti_load_package would import
+    Inductor first, about 3 s of a warm start on the development CPU (benchmarks/RESULTS.md)."""
+    try:
+        loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
+    except (AttributeError, TypeError):  # another torch's loader API: the public (slower) entry point
+        return torch._inductor.aoti_load_package(str(package))
+
+    def run(image: Any) -> Any:
+        return loader.boxed_run([image])[0]
+
+    return run
 
 
 @contextmanager

@@ -29,3 +29,20 @@ def test_step_mode_and_epochs_follow_the_measured_speed(tmp_path):
     assert session.epochs_that_fit(path, 250, 300, "graph") == 100  # 250 / (1.25 x 2 s)
     assert session.epochs_that_fit(path, 1000, 300, "graph") == 300  # capped at the protocol's 300
     assert session.epochs_that_fit(path, 250, 300, "eager") == int(250 / (1.25 * (57 / 30 + 1)))
+
+
+def test_stage_results_fold_into_one_file(tmp_path):
+    """The device returns at most 8 files: each stage's JSON joins session.json, later ones too."""
+    session = load_script("gpu_session")
+    (tmp_path / "gpu_train.json").write_text(json.dumps({"results": [1]}))
+    (tmp_path / "busi_run").mkdir()
+    (tmp_path / "busi_run" / "config.json").write_text("{}")  # the packed checkpoint stays as it is
+    session.fold_results(tmp_path)
+    (tmp_path / "gpu_runtime.json").write_text(json.dumps({"complete": False}))
+    (tmp_path / "broken.json").write_text("{not json")
+    session.fold_results(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["session.json"]
+    merged = json.loads((tmp_path / "session.json").read_text())
+    assert merged["gpu_train.json"] == {"results": [1]} and merged["gpu_runtime.json"] == {"complete": False}
+    assert merged["broken.json"] == {"unreadable": "{not json"}
+    assert (tmp_path / "busi_run" / "config.json").is_file()

@@ -375,3 +375,28 @@ def test_torch_backend_refuses_a_bad_overlap_chunk(exported):
     with load_backend(exported[0] / "model.pt2", "torch") as plain, \
             load_backend(exported[0] / "model.pt2", "torch", overlap_chunk=2) as chunked:
         assert np.array_equal(plain.infer(x), chunked.infer(x))  # on the CPU the option changes nothing
+
+
+def test_aoti_package_loader_falls_back_to_the_public_entry_point(tmp_path):
+    """torch's C++ package loader (the fast warm start) where its signature is the known one;
+    another torch's loader API falls back to torch._inductor.aoti_load_package."""
+    from types import SimpleNamespace
+
+    from llm4seg.runtime.backends.torch_compile import load_package
+
+    class Loader:
+        def __init__(self, path, name, single_threaded, runners, device_index):
+            self.args = (path, name, single_threaded, runners, device_index)
+
+        def boxed_run(self, inputs):
+            return [inputs[0] * 2]
+
+    def old_loader(path, name):  # an older signature: TypeError with five arguments
+        raise AssertionError("not reached")
+
+    public = object()
+    fake = lambda loader: SimpleNamespace(_C=SimpleNamespace(_aoti=SimpleNamespace(AOTIModelPackageLoader=loader)),  # noqa: E731
+                                          _inductor=SimpleNamespace(aoti_load_package=lambda path: public))
+    assert load_package(fake(Loader), tmp_path / "p.pt2")(21) == 42
+    assert load_package(fake(old_loader), tmp_path / "p.pt2") is public
+    assert load_package(SimpleNamespace(_C=SimpleNamespace(), _inductor=fake(Loader)._inductor), tmp_path / "p.pt2") is public

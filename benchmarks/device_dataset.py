@@ -80,6 +80,23 @@ def unpack(npz: Path, out: Path) -> None:
     print(f"unpacked {len(data['stems'])} pairs into {out}")
 
 
+def split_arrays(npz: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split straight from the pack, as training arrays: RGB uint8 (N, S, S, 3), bool masks (N, S, S)."""
+    data = np.load(npz, allow_pickle=False)
+    names = [str(n) for n in data["split_names"]]
+    if split not in names:
+        raise SystemExit(f"{npz} has no split {split!r} (it has {', '.join(names) or 'none'})")
+    wanted = str(data["split_members"][names.index(split)]).split("\n")
+    index = {str(stem): i for i, stem in enumerate(data["stems"])}
+    images, masks = [], []
+    for stem in wanted:
+        i = index[stem]
+        image = _decode(data["image_blob"], data["image_offsets"], i, cv2.IMREAD_UNCHANGED)
+        images.append(np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        masks.append(_decode(data["mask_blob"], data["mask_offsets"], i, cv2.IMREAD_UNCHANGED) > 0)
+    return np.stack(images), np.stack(masks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)

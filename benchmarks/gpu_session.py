@@ -18,7 +18,9 @@ Run there (device tool, carry .device_carry; the image has torch but not this pa
 llm4seg.export / llm4seg.runtime live in export/ and runtime/, so assemble one package first):
   mkdir -p /tmp/pkg && cp -r llm4seg /tmp/pkg/ && cp -r export /tmp/pkg/llm4seg/export \
     && cp -r runtime /tmp/pkg/llm4seg/runtime && export PYTHONPATH=/tmp/pkg PYTHONUNBUFFERED=1 \
-    && python3 benchmarks/gpu_session.py --npz .device_carry/busi1_256.npz --out $OUT --budget-s 470
+    && python3 benchmarks/gpu_session.py --npz .device_carry/busi_256.npz --out $OUT --budget-s 470
+(--npz: device_dataset.py's pack of every split, 26 MB, which the comparison slots carry too; or
+prepare_device_data.py's split-1 pack.)
 Smoke here: python benchmarks/gpu_session.py --npz ... --out /tmp/s --device cpu --smoke
 """
 
@@ -76,8 +78,15 @@ def run_stage(name: str, cmd: list[str], timeout_s: float, out: Path | None = No
 
 
 def folder_from_npz(npz: str, root: Path, limit: int) -> None:
-    """BUSI split 1 as a dataset folder (images/, masks/, splits/train1.txt, val1.txt)."""
+    """BUSI split 1 as a dataset folder (images/, masks/, splits/train1.txt, val1.txt); a
+    device_dataset.py pack (every split) is unpacked whole."""
     data = np.load(npz)
+    if "image_blob" in data:
+        sys.path.insert(0, str(HERE))
+        from device_dataset import unpack
+
+        unpack(Path(npz), root)
+        return
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
     (root / "splits").mkdir(exist_ok=True)

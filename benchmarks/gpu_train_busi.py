@@ -32,7 +32,13 @@ EPOCHS, BATCH = 300, 8
 
 
 def load_npz(path: str):
+    """Split 1's train and val arrays, from either pack: prepare_device_data.py's (split 1 only) or
+    device_dataset.py's (every split: one carry serves this script and the comparison slots)."""
     data = np.load(path)
+    if "image_blob" in data:
+        from device_dataset import split_arrays
+
+        return (*split_arrays(Path(path), "train1"), *split_arrays(Path(path), "val1"))
     rgb = lambda a: np.repeat(a[..., None], 3, axis=3)  # noqa: E731
     return rgb(data["train_images"]), data["train_masks"], rgb(data["val_images"]), data["val_masks"]
 

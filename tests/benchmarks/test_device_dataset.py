@@ -37,3 +37,19 @@ def test_jpeg_pack_keeps_masks_exact_and_images_close(synthetic_folder, tmp_path
     error = np.abs(a.images.astype(np.int16) - b.images.astype(np.int16))
     assert 0 < error.mean() < 3  # lossy, but only just
     assert str(np.load(tmp_path / "d.npz")["image_codec"]) == "jpeg q95"
+
+
+def test_split_arrays_read_one_split_as_training_arrays(synthetic_folder, tmp_path):
+    """The GPU scripts read a split straight from the pack: the arrays training builds from the folder."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_folder, data)
+    stems = sorted(p.stem for p in (data / "images").iterdir())
+    (data / "splits").mkdir()
+    (data / "splits" / "train1.txt").write_text("\n".join(stems[:10]) + "\n")
+    (data / "splits" / "val1.txt").write_text("\n".join(stems[10:15]) + "\n")
+    dd = load_script("device_dataset")
+    dd.pack(data, 64, tmp_path / "d.npz")
+    for split in ("train1", "val1"):
+        images, masks = dd.split_arrays(tmp_path / "d.npz", split)
+        expected = load_dataset(str(data), split, 64)
+        assert np.array_equal(images, expected.images) and np.array_equal(masks, expected.masks)

@@ -5,7 +5,9 @@
    paper's 300 epochs as fit the budget (all 300 when the measured speed allows), timed end to
    end; its best checkpoint comes back packed (checkpoint_transfer.py) for CPU export checks.
 3. Runtime latency and throughput (gpu_runtime.py), beside the torch.compile one-liner; then the
-   warm start (a fresh process loading the AOTInductor package that stage compiled).
+   warm start (a fresh process loading the AOTInductor package that stage compiled); then the
+   trained BUSI checkpoint exported and its AOTInductor package's masks on val1 against the FP32
+   ONNX graph's (the issue's Dice agreement >= 0.999).
 4. If time is left: 1, 3 and 6 concurrent training runs (concurrent_runs.py), then the
    torch.compile training case.
 
@@ -124,6 +126,29 @@ def epochs_that_fit(train_json: Path, budget_s: float, cap: int, step_mode: str 
     return int(max(1, min(cap, budget_s / (1.25 * epoch_s))))
 
 
+def busi_agreement(py: str, best: Path, work: Path, out: Path, device: str, smoke: bool) -> None:
+    """The issue's mask check on real data: the trained BUSI checkpoint exported, then its
+    AOTInductor package (FP16 on the GPU) against the FP32 ONNX graph (onnxruntime, CPU) on the
+    val1 images: Dice of the masks against ground truth and agreement with the FP32 masks."""
+    art = work / "busi_art"
+    rc, _ = run_stage("export-busi", [py, "-m", "llm4seg.cli.main", "export", str(best), "--out", str(art), "--pt2"], 150)
+    if rc != 0:
+        return
+    cmd = [py, "-m", "llm4seg.cli.main", "bench", "--engine", str(art / "model.onnx"), "--engine", str(art / "model.pt2"),
+           "--compile", "aoti", "--data", str(work / "busi"), "--split", "val1", "--limit", "16" if smoke else "195",
+           "--batch", "8", "--iterations", "3", "--warmup", "1", "--json"]
+    log("agreement: " + " ".join(cmd))
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        result = json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr[-1000:]}
+    except (subprocess.TimeoutExpired, ValueError) as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    (out / "busi_agreement.json").write_text(json.dumps(result, indent=1))
+    fold_results(out)
+    for row in result.get("results", []):
+        log(f"agreement: {Path(row['artifact']).name} Dice {row.get('dice')} agreement {row.get('dice_agreement_with_first')}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--npz", required=True)
@@ -178,6 +203,9 @@ def main() -> None:
         (out / "warm_start.json").write_text(line + "\n")
         fold_results(out)
         log(f"warm start: {line}")
+    left = args.budget_s - (time.monotonic() - T0)
+    if best.is_dir() and left > 220:
+        busi_agreement(py, best, work, out, args.device, smoke)
     left = args.budget_s - (time.monotonic() - T0)
     if left > 120:
         levels = ["--levels", "1,2", "--epochs", "1", "--image-size", "32", "--synthetic-count", "16"] if smoke else \

@@ -9,13 +9,20 @@ import numpy as np
 from llm4seg.data.datasets import load_dataset
 from tests.benchmarks import load_script
 
-def test_pack_then_unpack_gives_the_same_training_data(synthetic_folder, tmp_path):
+
+def folder_with_splits(synthetic_folder, tmp_path, n_train: int, n_val: int):
+    """A copy of the synthetic folder with train1/val1 split files over its first stems."""
     data = tmp_path / "data"
     shutil.copytree(synthetic_folder, data)
     stems = sorted(p.stem for p in (data / "images").iterdir())
     (data / "splits").mkdir()
-    (data / "splits" / "train1.txt").write_text("\n".join(stems[:14]) + "\n")
-    (data / "splits" / "val1.txt").write_text("\n".join(stems[14:20]) + "\n")  # 4 stems in no split: left out
+    (data / "splits" / "train1.txt").write_text("\n".join(stems[:n_train]) + "\n")
+    (data / "splits" / "val1.txt").write_text("\n".join(stems[n_train:n_train + n_val]) + "\n")
+    return data
+
+
+def test_pack_then_unpack_gives_the_same_training_data(synthetic_folder, tmp_path):
+    data = folder_with_splits(synthetic_folder, tmp_path, 14, 6)  # 4 stems in no split: left out
     dd = load_script("device_dataset")
     dd.pack(data, 64, tmp_path / "d.npz")
     dd.unpack(tmp_path / "d.npz", tmp_path / "unpacked")
@@ -41,12 +48,7 @@ def test_jpeg_pack_keeps_masks_exact_and_images_close(synthetic_folder, tmp_path
 
 def test_split_arrays_read_one_split_as_training_arrays(synthetic_folder, tmp_path):
     """The GPU scripts read a split straight from the pack: the arrays training builds from the folder."""
-    data = tmp_path / "data"
-    shutil.copytree(synthetic_folder, data)
-    stems = sorted(p.stem for p in (data / "images").iterdir())
-    (data / "splits").mkdir()
-    (data / "splits" / "train1.txt").write_text("\n".join(stems[:10]) + "\n")
-    (data / "splits" / "val1.txt").write_text("\n".join(stems[10:15]) + "\n")
+    data = folder_with_splits(synthetic_folder, tmp_path, 10, 5)
     dd = load_script("device_dataset")
     dd.pack(data, 64, tmp_path / "d.npz")
     for split in ("train1", "val1"):

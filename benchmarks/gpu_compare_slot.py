@@ -20,7 +20,6 @@ Smoke here: python benchmarks/gpu_compare_slot.py --npz D.npz --seeds 0 --varian
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -28,6 +27,8 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+
+from llm4seg.fileio import file_sha256, write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,14 +49,6 @@ def restore(state: Path | None, cmp_dir: Path, data: Path, npz_sha256: str) -> i
     spec["matrix"]["data"] = str(data)
     (cmp_dir / "compare.json").write_text(json.dumps(spec))
     return sum(1 for m in members if m.name.endswith("scores.json"))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save(cmp_dir: Path, out: Path, npz_sha256: str) -> list[str]:
@@ -122,7 +115,7 @@ def main() -> None:
     finished = save(cmp_dir, out, npz_sha256)
     summary = {"rc": rc, "restored": restored, "finished": finished, "wall_s": time.monotonic() - t0,
                "start_by_min": start_by, "stderr_tail": tail}
-    (out / "slot.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "slot.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "stderr_tail"}), flush=True)
     if rc:
         print(tail, file=sys.stderr)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import llm4seg
+from llm4seg.fileio import write_json_atomic
 from llm4seg.runtime import load_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -173,11 +174,7 @@ def save(results: list[dict], args, cuda: bool, final: bool = False) -> None:
             r["images_per_s"] = 1000 * r["batch"] / r["ms"]
     info = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"), "image_size": args.image_size, "complete": final, "results": results}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".gpu_runtime.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(out / "gpu_runtime.json")
+    write_json_atomic(Path(args.out) / "gpu_runtime.json", info)
     if not final:
         return
     lines = [f"LLaMA-1B-shaped model, {args.image_size}x{args.image_size}, {info['device']}, torch {info['torch']}",

@@ -38,6 +38,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from llm4seg.fileio import write_json_atomic
+
 HERE = Path(__file__).resolve().parent
 T0 = time.monotonic()
 
@@ -57,9 +59,7 @@ def fold_results(out: Path) -> None:
         except ValueError:
             merged[path.name] = {"unreadable": path.read_text()[-2000:]}
     if loose:
-        tmp = out / ".session.json.tmp"
-        tmp.write_text(json.dumps(merged, indent=1))
-        tmp.replace(bundle)
+        write_json_atomic(bundle, merged)
         for path in loose:
             path.unlink()
 

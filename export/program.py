@@ -7,13 +7,13 @@ on a GPU the backend runs it under FP16 autocast, which keeps norms and softmax 
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import torch
 
 from llm4seg.errors import ExportError
+from llm4seg.fileio import atomic_path
 from llm4seg.export.deploy import DeployNet
 
 
@@ -27,13 +27,8 @@ def program_from_model(model, path: Path, max_batch: int) -> DeployNet:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.export.export(net, (example,), dynamic_shapes={"image": {0: batch}})
-            # torch.export wants a name ending in .pt2; then one rename, as in fileio.atomic_path.
-            tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.pt2")
-            try:
+            with atomic_path(path) as tmp:  # keeps the .pt2 suffix torch.export.save wants
                 torch.export.save(program, str(tmp))
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
     except Exception as exc:  # torch.export raises many types; the message is what matters
         raise ExportError(f"torch.export of the deployment graph failed: {exc}",
                           hint="export without --pt2 (the ONNX artifacts do not need it) and report this") from exc

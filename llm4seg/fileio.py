@@ -22,10 +22,11 @@ def fault_point(label: str) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename. The
+    temporary name keeps the file's suffix, for writers that insist on one (torch's .pt2)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -77,7 +78,7 @@ def swap_folder(tmp: Path, target: Path, label: str = "replaced") -> None:
 
 
 def is_leftover(name: str) -> bool:
-    """Names our atomic writes use while in progress: .NAME.tmpPID, .NAME.tmp, .NAME.old."""
+    """Names our atomic writes use while in progress: .NAME.tmpPIDSUFFIX, .NAME.tmp, .NAME.old."""
     return name.startswith(".") and (".tmp" in name or name.endswith(".old"))
 
 

@@ -16,6 +16,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from llm4seg.fileio import write_json_atomic
+
 
 def compile_key(torch: Any, sha256: str, device: Any, precision: str, batch: dict[str, int], layout: str,
                 compiler: str = "inductor") -> dict[str, Any]:
@@ -45,8 +47,8 @@ def cache_root() -> Path:
 def key_folder(key: dict[str, Any]) -> Path:
     """This key's folder, created, with the key recorded beside the compiled form."""
     folder = cache_root() / key["digest"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "key.json").write_text(json.dumps(key, indent=2) + "\n")
+    if not (folder / "key.json").is_file():  # the digest names the key: written once, not per load
+        write_json_atomic(folder / "key.json", key)
     return folder
 
 

@@ -30,10 +30,11 @@ def check_compile(compile_with: str | None, engines: list[Path]) -> None:
     """--compile names a compiler and some engine is a .pt2 program, or a ConfigError says so."""
     from llm4seg.errors import ConfigError
     from llm4seg.runtime.backends import backend_for
+    from llm4seg.runtime.backends.torch_compile import COMPILERS
 
     if compile_with is None:
         return
-    if compile_with not in ("aoti", "inductor"):
+    if compile_with not in COMPILERS:
         raise ConfigError(f"--compile {compile_with} is not a compiler", hint="use --compile aoti or --compile inductor")
     if not any(backend_for(p) == "torch" for p in engines):
         raise ConfigError(f"--compile {compile_with} applies to .pt2 programs, and no --engine is one",

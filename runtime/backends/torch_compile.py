@@ -12,13 +12,13 @@ Both fuse the elementwise adds, inference BatchNorm, upsampling and GELU the pro
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from llm4seg.errors import BackendUnavailableError
+from llm4seg.fileio import atomic_path
 from llm4seg.runtime.compile_cache import compile_key, use_cache_dir
 
 COMPILERS = ("aoti", "inductor")
@@ -123,17 +123,13 @@ def _compile_package(torch: Any, module: Any, device: Any, half: bool, batch: di
     traced = _under_autocast(torch, module, device.type, half)
     example = torch.randn(2, *in_shape, device=device)  # batch 2 keeps the batch dimension dynamic
     dim = torch.export.Dim("batch", min=1, max=max(2, batch["max"]))
-    # Written under a temporary name, then renamed: a killed compile never leaves a half package.
-    tmp = package.with_name(f".{package.stem}.tmp{os.getpid()}.pt2")
     try:
         program = torch.export.export(traced, (example,), dynamic_shapes={"image": {0: dim}})
-        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
-        os.replace(tmp, package)
+        with atomic_path(package) as tmp:  # a killed compile never leaves a half package
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
     except Exception as exc:  # export and Inductor raise many types; the message is what matters
         raise BackendUnavailableError(f"AOTInductor could not compile {package.parent} ({type(exc).__name__}: {exc})",
                                       hint="use compile='inductor' or compile=False, and report this") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def inductor_model(torch: Any, module: Any, sha256: str, device: Any, half: bool, batch: dict[str, int],

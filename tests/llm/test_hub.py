@@ -107,13 +107,26 @@ def test_offline_without_cache_says_how_to_fix(tmp_path, monkeypatch, layer_cach
     assert "HF_HUB_OFFLINE" in info.value.hint or "network" in info.value.hint
 
 
+def forbidden_response():
+    """A 403 response of the HTTP library this huggingface_hub is built on: its errors module imports
+    `Response` from httpx2 (hub 2.x), httpx (1.x, the GPU image's) or requests (0.x)."""
+    import importlib
+
+    from huggingface_hub import errors
+
+    http = importlib.import_module(errors.Response.__module__.split(".")[0])
+    if http.__name__ == "requests":
+        response = http.Response()
+        response.status_code, response.url = 403, "https://huggingface.co/x"
+        return response
+    return http.Response(403, request=http.Request("GET", "https://huggingface.co/x"))
+
+
 def test_gated_model_without_token(monkeypatch):
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError
 
-    import httpx2
-
-    response = httpx2.Response(403, request=httpx2.Request("GET", "https://huggingface.co/x"))
+    response = forbidden_response()
 
     def gated(*args, **kwargs):
         raise GatedRepoError("403 gated", response=response)

@@ -81,6 +81,7 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=3)
     p.add_argument("--step-mode", default="eager")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--paper-double-scaling", action="store_true", help="the authors' extra /255 (compare's option)")
     p.add_argument("--minutes", type=float, default=9.0, help="the slot's wall budget for the comparison")
     p.add_argument("--start-by", type=float, default=None,
                    help="minutes after which no run starts (default: half of --minutes; set it from the run time seen)")
@@ -103,6 +104,7 @@ def main() -> None:
            "--stop-after", f"{start_by:g}", "--out", str(cmp_dir), "--json"]
     cmd += ["--splits", args.splits] if args.splits else []
     cmd += ["--llm", args.llm] if args.llm else []
+    cmd += ["--paper-double-scaling"] if args.paper_double_scaling else []
     left_s = 60 * args.minutes - (time.monotonic() - t0)
     try:
         proc = subprocess.run(cmd, timeout=max(left_s, 1), capture_output=True, text=True)

@@ -112,3 +112,19 @@ def test_stop_after_leaves_the_rest_missing_and_a_rerun_continues(tmp_path):
     assert kept.exit_code == 0 and json.loads(kept.stdout)["missing"] == []
     negative = CliRunner().invoke(app, [*args, "--stop-after", "-1"])
     assert negative.exit_code == 1 and "--stop-after -1 must be at least 0 minutes" in negative.output
+
+
+@pytest.mark.slow
+def test_paper_double_scaling_reaches_every_run_and_is_part_of_the_matrix(tmp_path):
+    """--paper-double-scaling (the authors' extra /255, for the baseline check against their figures)
+    is in every run's config; the same folder without it is another comparison, not a continuation."""
+    args = ["compare", "--variants", "cmunext_s,cmunext", "--seeds", "5", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "4", "--synthetic-count", "12", "--device", "cpu", "--out", str(tmp_path / "d")]
+    result = CliRunner().invoke(app, [*args, "--paper-double-scaling"])
+    assert result.exit_code == 0, result.output
+    configs = [json.loads(p.read_text())["train"] for p in sorted((tmp_path / "d" / "runs").glob("*/config.json"))]
+    assert len(configs) == 2 and all(c["paper_double_scaling"] is True for c in configs)
+    assert "'paper_double_scaling': True" in (tmp_path / "d" / "report.md").read_text()
+    plain = CliRunner().invoke(app, args)
+    assert plain.exit_code == 1 and "holds another comparison" in plain.output
+    assert "paper_double_scaling" in plain.output

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -77,6 +79,15 @@ def run_stage(name: str, cmd: list[str], timeout_s: float, out: Path | None = No
     if out is not None:
         fold_results(out)
     return rc, wall_s
+
+
+def fresh_work(work: Path) -> None:
+    """Empty what an earlier call left in `work`: a warm device keeps /tmp between calls, and a
+    second call must neither fail on the old run folder nor pack it, report its export, or time
+    warm compile caches as cold ones (Inductor's own cache moves into `work` for the same reason)."""
+    for stale in ("run", "busi_art", "runtime", "inductor"):
+        shutil.rmtree(work / stale, ignore_errors=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor")  # inherited by every stage
 
 
 def folder_from_npz(npz: str, root: Path, limit: int) -> None:
@@ -160,6 +171,7 @@ def main() -> None:
     args = p.parse_args()
     out, work = Path(args.out), Path("/tmp/llm4seg_gpu_session")
     out.mkdir(parents=True, exist_ok=True)
+    fresh_work(work)
     py, smoke = sys.executable, args.smoke
     limit = 16 if smoke else 0
     folder_from_npz(args.npz, work / "busi", limit)

@@ -4,6 +4,7 @@ only when that step ran and was faster, and as many epochs as the measured speed
 from __future__ import annotations
 
 import json
+import os
 
 from tests.benchmarks import load_script
 
@@ -46,3 +47,18 @@ def test_stage_results_fold_into_one_file(tmp_path):
     assert merged["gpu_train.json"] == {"results": [1]} and merged["gpu_runtime.json"] == {"complete": False}
     assert merged["broken.json"] == {"unreadable": "{not json"}
     assert (tmp_path / "busi_run" / "config.json").is_file()
+
+
+def test_a_second_call_starts_from_an_empty_work_folder(tmp_path, monkeypatch):
+    """A warm device keeps /tmp: the old run folder (which `train` refuses to overwrite, and which
+    must never be packed as this call's result), the old export and the compile caches go."""
+    session = load_script("gpu_session")
+    work = tmp_path / "work"
+    for stale in ("run/checkpoints/best", "busi_art", "runtime/cache/compiled", "inductor"):
+        (work / stale).mkdir(parents=True)
+        (work / stale / "x").write_text("old")
+    (work / "busi" / "images").mkdir(parents=True)  # the unpacked dataset is rewritten, not timed: kept
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # restored after the test
+    session.fresh_work(work)
+    assert sorted(p.name for p in work.iterdir()) == ["busi"]
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(work / "inductor")

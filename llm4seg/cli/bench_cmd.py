@@ -93,14 +93,16 @@ def bench(
     print_table(f"llm4seg bench on {payload['machine'].get('cpu')}", headers, rows)
     if masks is not None:
         stdout.print(f"Dice scored on {len(images)} image(s) of {data} (--limit {limit})")
+    compiled: dict[str, dict] = {}  # one line per artifact: its first row's compile
     for r in results:
-        c = r.get("compiled")
-        if c and r is next(x for x in results if x["artifact"] == r["artifact"]):
-            if c["compile_s"] is None:  # Inductor compiles at the first call (within the warm-up runs)
-                how = "compiled at its first call, kernels cached"
-            else:
-                how = "loaded from the cache" if c["cache_hit"] else f"compiled in {c['compile_s']:.1f} s and cached"
-            stdout.print(f"{Path(r['artifact']).name}: {c['compiler']} {how}")
+        if r.get("compiled"):
+            compiled.setdefault(r["artifact"], r["compiled"])
+    for artifact, c in compiled.items():
+        if c["compile_s"] is None:  # Inductor compiles at the first call (within the warm-up runs)
+            how = "compiled at its first call, kernels cached"
+        else:
+            how = "loaded from the cache" if c["cache_hit"] else f"compiled in {c['compile_s']:.1f} s and cached"
+        stdout.print(f"{Path(artifact).name}: {c['compiler']} {how}")
     if not out:
         stdout.print("pass --out DIR to write bench.json and latency/Dice plots")
 

@@ -56,14 +56,23 @@ class GraphedStep:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
             logits = self.model(self.x)
         loss = bce_dice_loss(logits, self.y)
-        grads = torch.autograd.grad(loss, self.params)
-        with torch.no_grad():
-            if self.weight_decay:
-                grads = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
-            torch._foreach_mul_(self.buffers, self.momentum)
-            torch._foreach_add_(self.buffers, grads)
-            torch._foreach_sub_(self.params, torch._foreach_mul(self.buffers, self.lr))
+        self.sgd_update(torch.autograd.grad(loss, self.params))
         return loss.detach()
+
+    @torch.no_grad()
+    def sgd_update(self, grads: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
+        """SGD with momentum and weight decay (torch.optim.SGD's rule), lr read from `self.lr`.
+
+        lr stays a device tensor so a captured graph replays with each step's value; hence
+        `p - buf * lr` in two roundings where torch's vectorised CPU kernel for `p.add_(buf,
+        alpha=-lr)` fuses them into one multiply-add. The two agree to about one float32 ulp per
+        step, and training, being chaotic, then amplifies that last bit (issue 19).
+        """
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
+        torch._foreach_mul_(self.buffers, self.momentum)
+        torch._foreach_add_(self.buffers, grads)
+        torch._foreach_sub_(self.params, torch._foreach_mul(self.buffers, self.lr))
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         self.x.copy_(x)

@@ -21,11 +21,12 @@ class FoldReport:
 class DeployNet(nn.Module):
     """image (B, 3, S, S) float32, normalised -> probability (B, 1, S, S) float32."""
 
-    def __init__(self, model, half: bool = False, native_ops: bool = False) -> None:
+    def __init__(self, model, half: bool = False, native_ops: bool = False, native_attention: bool | None = None) -> None:
         super().__init__()
         self.encoder, self.decoder, folded, kept = folded_copies(model)
         dtype = torch.float16 if half else torch.float32
-        self.block = FoldedLLMBlock(model.block, dtype=dtype, native_ops=native_ops) if model.block is not None else None
+        self.block = FoldedLLMBlock(model.block, dtype=dtype, native_ops=native_ops,
+                                    native_attention=native_attention) if model.block is not None else None
         self.half = half
         if half:
             self.encoder.half()

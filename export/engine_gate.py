@@ -22,14 +22,42 @@ def engine_entries(job: Any) -> dict[str, dict[str, str]]:
     if not sources:
         raise ConfigError("--engine builds from the typed FP16 or the QDQ INT8 graph", hint="add --fp16 or --int8")
     recipes = {f"model.{p}.plan": engine_recipe(n, p, opts.batch, cfg.in_channels, cfg.image_size) for p, n in sources}
+    _describe_rtx_engines(job, sources)
     try:
         import tensorrt  # noqa: F401  (the real one, or a test's stand-in)
     except ImportError:
-        job.log("TensorRT is not installed here: build the engine on the target with the commands below "
+        job.log("TensorRT 10/11 is not installed here: build the engine on the target with the commands below "
                 "(also in manifest.json under engine_recipes)")
         return recipes
     _build(job, sources)
     return recipes
+
+
+def _describe_rtx_engines(job: Any, sources: list[tuple[str, str]]) -> None:
+    """Manifest entries for the TensorRT-RTX engines the real build kept (pipeline.real_build).
+
+    They were built for a compute capability on a machine that may have no GPU, so nothing ran
+    them: the entry says so (`gate`), and `llm4seg adopt-engine` on an RTX GPU checks them."""
+    from llm4seg.export.pipeline import rtx_plan_name
+    from llm4seg.export.tensorrt import profile_shapes
+    from llm4seg.fileio import file_sha256
+    from llm4seg.runtime.engine_key import ANY_GPU, EngineKey, capability_from_target
+
+    opts, cfg = job.opts, job.cfg
+    for precision, name in sources:
+        record = job.manifests[name].get("tensorrt_rtx_build") or {}
+        for target, built in (record.get("targets") or {}).items():
+            plan = rtx_plan_name(precision, target)
+            if not built.get("ok") or not (job.work / plan).is_file():
+                continue
+            key = EngineKey(file_sha256(job.work / name), record["version"], ANY_GPU, capability_from_target(target),
+                            precision, profile_shapes(opts.batch, cfg.in_channels, cfg.image_size), record["product"])
+            gate = {"status": "NOT RUN", "why": "built without a GPU; run `llm4seg adopt-engine` on an RTX GPU of "
+                    f"compute capability {capability_from_target(target)} to check it against {name}"}
+            job.manifests[plan] = job.manifest_entry(plan, precision, {}, {
+                "engine": key.to_dict(), "source_onnx": name, "target": target, "gate": gate,
+                "build_s": built["build_s"]})
+            job.log(f"kept {plan} ({record['product']} {record['version']}, {target}; not run here: no GPU)")
 
 
 def _build(job: Any, sources: list[tuple[str, str]]) -> None:

@@ -38,11 +38,14 @@ class FoldedLLMBlock(nn.Module):
     """
 
     def __init__(self, block: LLMBlock, dtype: torch.dtype = torch.float32, fold: bool | None = None,
-                 native_ops: bool = False) -> None:
+                 native_ops: bool = False, native_attention: bool | None = None) -> None:
         super().__init__()
         # native_ops: attention and the post-attention norm as scaled_dot_product_attention and
         # rms_norm, which the opset-23 exporter writes as ONNX Attention and RMSNormalization.
+        # native_attention=False keeps attention as MatMul-Softmax even then: TensorRT-RTX 1.7 has
+        # no FP32 kernel for ONNX Attention and refused to build the FP32 graph (issue 18).
         self.native_ops, self.causal = native_ops, block.causal
+        self.native_attention = native_ops if native_attention is None else native_attention
         spec, layer = block.spec, block.layer
         f64 = {k: v.detach().double() for k, v in layer.state_dict().items()}
         d, hd = spec.hidden_size, spec.head_dim
@@ -107,7 +110,7 @@ class FoldedLLMBlock(nn.Module):
             qkv = (t @ self.w_qkv + self.b_qkv_scaled) * inv_rms_in + self.b_qkv
         else:
             qkv = self._norm(a) @ self.w_qkv + self.b_qkv
-        attn = self._attention_native(qkv) if self.native_ops else self._attention(qkv)
+        attn = self._attention_native(qkv) if self.native_attention else self._attention(qkv)
         h = a + attn @ self.w_o + self.b_o
         gate, up = (self._norm(h) @ self.w_gu + self.b_gu).chunk(2, dim=-1)
         m = torch.nn.functional.silu(gate) * up

@@ -2,8 +2,11 @@
 
 Graph rules follow TensorRT's explicit quantization: symmetric INT8 (zero point 0) for weights
 and activations, per-channel weights (conv output channels, MatMul columns), QDQ pairs only on
-Conv and weight MatMuls. Attention score/value MatMuls, norms, softmax, residual adds and the
-sigmoid are never quantized.
+the inputs of Conv and weight MatMuls. Biases stay float: onnxruntime's default INT32 bias
+DequantizeLinear is refused by TensorRT's parser (DequantizeLinear takes INT8/FP8/INT4 inputs;
+measured with TensorRT-RTX 1.7, issue 18). Outputs get no Q/DQ of their own (TensorRT fuses
+the scale into the next quantized input), so GELU, norms, softmax, residual adds and the
+sigmoid run in float. Attention score/value MatMuls are never quantized.
 
 Candidates go from most to least INT8. Among those whose mask Dice against the FP32 graph on
 held-out images stays within `max_drop`, the fastest on this CPU is kept (or, without a timer,
@@ -79,18 +82,28 @@ def quantize_nodes(pre_path: Path, out_path: Path, calib_x: np.ndarray, nodes: l
         nodes_to_quantize=nodes, calibrate_method=q.CalibrationMethod.MinMax,
         calibration_cache_path=str(cache),
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                       "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
+                       "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                       "QuantizeBias": False, "OpTypesToExcludeOutputQuantization": ["Conv", "MatMul"]},
     )
+
+
+def _build_verdict(record: dict[str, Any]) -> str:
+    """'built', 'refused' or 'not run' for a candidate's real TensorRT-RTX build record."""
+    if not record.get("ran"):
+        return "not run"
+    return "built" if record["ok"] else "refused"
 
 
 def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout_x: np.ndarray,
                    reference: np.ndarray, threshold: float, max_drop: float = 0.005,
                    masks: np.ndarray | None = None, log: Callable[[str], None] = lambda s: None,
-                   latency: Callable[[Path], float] | None = None) -> dict[str, Any]:
+                   latency: Callable[[Path], float] | None = None,
+                   builder: Callable[[Path], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Try every candidate; keep the fastest (by `latency`, else the most INT8) within the Dice gate.
 
     INT8 is not faster everywhere: on CPUs without fast INT8 kernels the Q/DQ around convolutions
-    can cost more than it saves, so speed is measured, not assumed.
+    can cost more than it saves, so speed is measured, not assumed. `builder`, where given, is the
+    real TensorRT-RTX build (rtx_build.build_record): a candidate it refuses does not pass.
     """
     onnx = require("onnx", "INT8 quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference")
@@ -114,11 +127,15 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
             passed = 1.0 - stats["dice_agreement"] <= max_drop
             row = {"candidate": cand.name, "int8_nodes": len(nodes), "fp32_nodes": len(all_nodes) - len(nodes),
                    "passed": passed, **stats}
+            if builder is not None:
+                row["tensorrt_rtx"] = _build_verdict(builder(trial))
+                passed = row["passed"] = passed and row["tensorrt_rtx"] != "refused"
             if passed and latency is not None:
                 row["cpu_latency_ms"] = latency(trial)
             tried.append(row)
             log(f"INT8 candidate '{cand.name}': {len(nodes)}/{len(all_nodes)} nodes, Dice agreement "
-                f"{stats['dice_agreement']:.4f}" + (f", {row['cpu_latency_ms']:.1f} ms" if "cpu_latency_ms" in row else ""))
+                f"{stats['dice_agreement']:.4f}" + (f", {row['cpu_latency_ms']:.1f} ms" if "cpu_latency_ms" in row else "")
+                + (f", TensorRT-RTX build {row['tensorrt_rtx']}" if "tensorrt_rtx" in row else ""))
             if passed and (best is None or row.get("cpu_latency_ms", 0) < best[0].get("cpu_latency_ms", 0)):
                 best = (row, trial, nodes)
             if passed and latency is None:
@@ -131,8 +148,10 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
                     "kept_in_fp32": [n for n in all_nodes if n not in set(nodes)],
                     "dice_drop_points": 100 * (1.0 - row["dice_agreement"]),
                     "calibration_images": len(calib_x), "heldout_images": len(heldout_x)}
-    table = "; ".join(f"{r['candidate']}: {r['dice_agreement']:.4f}" for r in tried)
-    error = ExportError(f"no INT8 candidate kept mask Dice within {100 * max_drop:.1f} points of FP32 ({table})",
+    table = "; ".join(f"{r['candidate']}: {r['dice_agreement']:.4f}"
+                      + (" (TensorRT-RTX refused it)" if r.get("tensorrt_rtx") == "refused" else "") for r in tried)
+    built = " and was built by TensorRT-RTX" if builder is not None else ""
+    error = ExportError(f"no INT8 candidate kept mask Dice within {100 * max_drop:.1f} points of FP32{built} ({table})",
                         hint="train the model longer, calibrate on more representative images (--calib), "
                         "or ship the FP16/FP32 artifact")
     error.candidates = tried  # the manifest records the refused ladder

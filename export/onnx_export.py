@@ -59,7 +59,9 @@ def onnx_from_model(model, path: Path, opset: int = 17, half: bool = False) -> D
                           "(17: decomposed ops for any TensorRT 10.x and Jetson; 23: native ONNX ops)")
     cfg = model.config
     # Opset 23 has ONNX Attention and RMSNormalization (TensorRT >= 10.15); 17 stays decomposed.
-    net = DeployNet(model, half=half, native_ops=opset >= 23)
+    # ONNX Attention only in the FP16 graph: TensorRT has fused attention kernels for FP16/BF16, none
+    # for FP32 (TensorRT-RTX 1.7 refused to build the FP32 graph with it), so FP32 keeps MatMul-Softmax.
+    net = DeployNet(model, half=half, native_ops=opset >= 23, native_attention=opset >= 23 and half)
     example = torch.randn(2, cfg.in_channels, cfg.image_size, cfg.image_size)  # batch >= 2: see check_graph
     try:
         _export(net, example, path, opset)

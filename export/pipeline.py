@@ -40,6 +40,7 @@ class ExportOptions:
     min_agreement: float = 0.99
     max_int8_drop: float = 0.005
     latency_threads: int = 2
+    rtx_targets: tuple[str, ...] = ("SM89",)  # compute capabilities the real TensorRT-RTX build is made for
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -201,10 +202,42 @@ class _Export:
         stats = self.gate(name, probs, probs_ref)
         latency = cpu_latency_ms(self.work / name, self.held_x[:1], self.opts.latency_threads)
         trt = tensorrt_checks(self.work / name)
-        self.log(f"{name}: TensorRT parser check " + ", ".join(
+        self.log(f"{name}: TensorRT 10.x parser prediction " + ", ".join(
             f"{v} {'ok' if r['ok'] else 'FAILS'}{' (matrix assumed)' if r['assumed'] else ''}" for v, r in trt.items()))
-        self.describe(name, precision, stats, latency, {**(extra or {}), "tensorrt_check": trt}, opset=self.opts.opset)
+        rtx = self.real_build(name, precision)
+        self.describe(name, precision, stats, latency, {**(extra or {}), "tensorrt_check": trt,
+                                                        "tensorrt_rtx_build": rtx}, opset=self.opts.opset)
         return probs
+
+    def real_build(self, name: str, precision: str) -> dict[str, Any]:
+        """Parse and build `name` with the real TensorRT-RTX builder (where installed); a refusal
+        fails the export. With --engine, the FP16/INT8 engines it builds are kept (rtx_build.py)."""
+        from llm4seg.export import rtx_build
+        from llm4seg.export.tensorrt import profile_shapes
+
+        keep = None
+        if self.opts.engine and precision in ("fp16", "int8"):
+            keep = {t: self.work / rtx_plan_name(precision, t) for t in self.opts.rtx_targets}
+        record = rtx_build.build_record(self.work / name, self.opts.rtx_targets,
+                                        profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size), keep)
+        self.log(f"{name}: {rtx_build.summary(record)}")
+        if record["ran"] and not record["ok"]:
+            raise rtx_build.refusal(name, record)
+        return record
+
+
+    def candidate_build(self, path: Path) -> dict[str, Any]:
+        """The real TensorRT-RTX build of one INT8 candidate (no engine kept)."""
+        from llm4seg.export import rtx_build
+        from llm4seg.export.tensorrt import profile_shapes
+
+        return rtx_build.build_record(path, self.opts.rtx_targets,
+                                      profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size))
+
+
+def rtx_plan_name(precision: str, target: str) -> str:
+    """model.fp16.rtx-sm89.plan: a TensorRT-RTX engine for one compute capability."""
+    return f"model.{precision}.rtx-{target.lower()}.plan"
 
 
 def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -228,7 +261,7 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
         write_manifest(work, job.manifests, top or None)
     summary = {"out": str(opts.out), "rows": job.rows, "data": job.data.data_name,
                "manifest": str(opts.out / "manifest.json"), "calibration": job.data.calib_source if opts.int8 else None,
-               "engine_recipes": recipes}
+               "engine_recipes": recipes, "rtx_engines": [n for n in job.manifests if ".rtx-" in n]}
     if int8_refusal is not None:
         raise ExportError(f"{int8_refusal.message}; {', '.join(job.manifests)} were written to {opts.out} with their "
                           "manifest (INT8 marked refused there)", hint=int8_refusal.hint)
@@ -276,7 +309,8 @@ def _write_int8(job: _Export, fp32_probs: np.ndarray) -> ExportError | None:
         target = opts.int8_target or ("tensorrt" if opts.engine else "cpu")
         timer = (lambda p: cpu_latency_ms(p, job.held_x[:1], opts.latency_threads)) if target == "cpu" else None
         report = int8_from_onnx(job.work / "model.onnx", job.work / "model.int8.onnx", calib_x, job.held_x, fp32_probs,
-                                job.cfg.threshold, opts.max_int8_drop, job.data.masks, job.log, latency=timer)
+                                job.cfg.threshold, opts.max_int8_drop, job.data.masks, job.log, latency=timer,
+                                builder=job.candidate_build)
         report["target"] = target
     except ExportError as exc:
         job.int8_refused = {"reason": exc.message, "candidates": getattr(exc, "candidates", []),

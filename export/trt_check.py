@@ -2,7 +2,8 @@
 
 Checks a graph against what the TensorRT ONNX parser of a given version imports (data in
 `data/tensorrt_onnx_support.json`, with the version and source each list was read from): the
-ai.onnx opset range, operator types, Resize modes, Q/DQ zero points (TensorRT requires 0),
+ai.onnx opset range, operator types, each operator's input type against the matrix's type
+column (DequantizeLinear takes INT8/FP8/INT4, not INT32), Resize modes, Q/DQ zero points (TensorRT requires 0),
 Reduce* axes given as initializers, tensor types (UINT8 only as network I/O, DOUBLE cast down),
 and a dynamic batch with static image dimensions for the optimization profile. Each finding
 names the node and the fix. This predicts the parser's refusals; it is not TensorRT.
@@ -100,6 +101,39 @@ def _node_findings(node, ops: set[str], data: dict[str, Any], constants: dict[st
     return found
 
 
+def _tensor_types(graph) -> dict[str, str]:
+    """Tensor name -> ONNX type name, for every tensor whose type is known after shape inference."""
+    onnx = require("onnx", "the TensorRT compatibility check")
+    name_of = onnx.TensorProto.DataType.Name
+    types = {v.name: name_of(v.type.tensor_type.elem_type) for v in (*graph.input, *graph.output, *graph.value_info)
+             if v.type.tensor_type.elem_type}
+    types.update({i.name: name_of(i.data_type) for i in graph.initializer})
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    types[node.output[0]] = name_of(attr.t.data_type)
+    return types
+
+
+def _input_type_findings(graph, data: dict[str, Any], version: str) -> list[Finding]:
+    """Each node's first input against the type column of the parser's matrix (e.g. an INT32
+    DequantizeLinear input, which onnxruntime writes for quantized biases, is refused)."""
+    columns = data.get("input_types", {}).get("by_operator", {})
+    types = _tensor_types(graph)
+    found = []
+    for node in graph.node:
+        allowed = columns.get(node.op_type)
+        kind = types.get(node.input[0]) if node.input and node.input[0] else None
+        if allowed and kind and kind not in allowed:
+            name = node.name or node.output[0]
+            fix = ("keep biases in float (quantize with QuantizeBias off; llm4seg export --int8 does)"
+                   if node.op_type == "DequantizeLinear" else f"cast {node.input[0]} to one of {', '.join(allowed)}")
+            found.append(Finding(name, node.op_type, f"input {node.input[0]} has type {kind}; TensorRT {version}'s "
+                                 f"{node.op_type} takes {', '.join(allowed)}", fix))
+    return found
+
+
 def _type_findings(graph) -> list[Finding]:
     onnx = require("onnx", "the TensorRT compatibility check")
     name_of = onnx.TensorProto.DataType.Name
@@ -147,6 +181,7 @@ def check_graph(path: Path | str, version: str) -> dict[str, Any]:
     ops = set(target["operators"])
     for node in graph.node:
         findings += _node_findings(node, ops, data, constants, resolved)
+    findings += _input_type_findings(graph, data, resolved)
     findings += _type_findings(graph) + _profile_findings(graph)
     return {"version": version, "resolved": resolved, "assumed": bool(target.get("assumed")),
             "ok": not any(f.severity == "error" for f in findings), "findings": [asdict(f) for f in findings],

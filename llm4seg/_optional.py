@@ -20,6 +20,7 @@ _EXTRA_FOR_MODULE = {
     "tensorrt": "tensorrt",
     "cuda": "tensorrt",
     "polygraphy": "tensorrt",
+    "tensorrt_rtx_bindings": "rtx",
     "PIL": "train",
 }
 

@@ -27,8 +27,10 @@ def _recipe_entry(plan: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{manifest_path} cannot be read ({exc})", hint="keep the plan in the export's folder") from exc
+    listed = manifest.get("artifacts", {}).get(plan.name) or {}
     precision = plan.name.split(".")[1] if plan.name.count(".") == 2 else None
-    source = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}.get(precision or "")
+    # A TensorRT-RTX engine the export built for a compute capability names its source itself.
+    source = listed.get("source_onnx") or {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}.get(precision or "")
     if source is None or source not in manifest.get("artifacts", {}):
         raise ConfigError(f"{plan.name} has no source graph in {manifest_path} (expected model.fp16.plan or "
                           "model.int8.plan beside its .onnx)", hint="build the plan from the export's recipe")
@@ -39,21 +41,23 @@ def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99
     """Check `plan` against its source ONNX graph and record it in the manifest; returns its entry."""
     from llm4seg.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from llm4seg.runtime.backends.tensorrt_backend import TensorRTBackend
-    from llm4seg.runtime.engine_key import EngineKey, gpu_identity
+    from llm4seg.runtime.engine_key import ANY_GPU, MODULE_FOR_PRODUCT, EngineKey, gpu_identity
 
     plan = Path(plan)
     if not plan.is_file():
         raise ConfigError(f"{plan} does not exist", hint="build it with the trtexec/polygraphy line the export printed")
     manifest, entry = _recipe_entry(plan)
-    trt = require("tensorrt", "adopting a TensorRT engine")
+    product = ((manifest["artifacts"].get(plan.name) or {}).get("engine") or {}).get("product", "TensorRT")
+    trt = require(MODULE_FOR_PRODUCT.get(product, "tensorrt"), f"adopting a {product} engine")
     source = entry["artifact"]
     gpu, cc = gpu_identity()
     b, shape = entry["batch"], entry["inputs"][0]["shape"]
-    key = EngineKey(artifact_sha256(plan.parent / source), trt.__version__, gpu, cc, entry["precision"],
-                    tuple((n, *shape[1:]) for n in (b["min"], b["opt"], b["max"])))
+    key = EngineKey(artifact_sha256(plan.parent / source), trt.__version__, ANY_GPU if product == "TensorRT-RTX" else gpu,
+                    cc, entry["precision"], tuple((n, *shape[1:]) for n in (b["min"], b["opt"], b["max"])), product)
     entry.update(artifact=plan.name, sha256=artifact_sha256(plan), size_bytes=plan.stat().st_size, source_onnx=source,
                  engine=key.to_dict(), engine_built_now=False, built_by="trtexec/polygraphy on this device")
     entry.pop("tensorrt_check", None)
+    entry.pop("tensorrt_rtx_build", None)
     check_entry(entry, plan)
     n = max(b["min"], min(samples, b["max"]))
     x = np.random.default_rng(seed).standard_normal((n, *shape[1:])).astype(np.float32)

@@ -20,6 +20,9 @@ class EngineKey:
     compute_capability: str
     precision: str
     profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    # "TensorRT" (10/11, built on the GPU it runs on) or "TensorRT-RTX" (built for a compute
+    # capability, on any machine; gpu_name is then ANY_GPU: any GPU of that capability runs it).
+    product: str = "TensorRT"
 
     def digest(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
@@ -36,8 +39,20 @@ def mismatches(recorded: dict[str, Any], current: EngineKey) -> list[str]:
     """What differs between an engine's recorded key and this machine: empty means usable."""
     now = current.to_dict()
     return [f"{k}: engine has {recorded.get(k)!r}, this machine {now[k]!r}"
-            for k in ("onnx_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision", "profile")
-            if recorded.get(k) != now[k]]
+            for k in ("product", "onnx_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision",
+                      "profile")
+            if recorded.get(k, "TensorRT" if k == "product" else None) != now[k]]
+
+
+ANY_GPU = "any GPU of this compute capability"
+# The Python module that builds and runs each product's engines.
+MODULE_FOR_PRODUCT = {"TensorRT": "tensorrt", "TensorRT-RTX": "tensorrt_rtx_bindings"}
+
+
+def capability_from_target(target: str) -> str:
+    """'SM89' -> '8.9', 'SM120' -> '12.0' (the form cudaGetDeviceProperties reports)."""
+    digits = target.upper().removeprefix("SM")
+    return f"{digits[:-1]}.{digits[-1]}"
 
 
 

@@ -23,6 +23,7 @@ def export(
     int8_target: Annotated[Optional[str], typer.Option("--int8-target", help="Pick the INT8 candidate for cpu (fastest passing one, timed here) or tensorrt (most INT8 passing one) [default: tensorrt with --engine, else cpu].", show_default=False)] = None,
     pt2: Annotated[bool, typer.Option("--pt2", help="Also write model.pt2 (torch.export program) for the runtime's torch backend.")] = False,
     engine: Annotated[bool, typer.Option("--engine", help="Build TensorRT engines from the FP16/INT8 graphs.")] = False,
+    rtx_targets: Annotated[str, typer.Option("--rtx-targets", help="Compute capabilities the real TensorRT-RTX parse and build is made for, where TensorRT-RTX is installed (SM75, SM80, SM86, SM89, SM120, SM121); with --engine their engines are kept.")] = "SM89",
     opset: Annotated[int, typer.Option("--opset", help="17 (decomposed ops, any TensorRT 10.x, Jetson) or 23 (ONNX Attention, RMSNormalization; TensorRT >= 10.15).")] = 17,
     batch: Annotated[str, typer.Option("--batch", help="Dynamic batch range MIN:OPT:MAX.")] = "1:1:16",
     parity_images: Annotated[int, typer.Option("--parity-images", help="Held-out images for parity and INT8 gates.")] = 16,
@@ -37,9 +38,11 @@ def export(
       llm4seg export runs/busi1/checkpoints/best --out art --int8 --calib DATA --data DATA --split val1
     """
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint, parse_batch
+    from llm4seg.export.rtx_build import parse_targets
 
     opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2, int8_target=int8_target,
-                         opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images)
+                         opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images,
+                         rtx_targets=parse_targets(rtx_targets))
     summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(f"[dim]{s}[/dim]"))
     if json_out:
         print_json(summary)
@@ -52,6 +55,9 @@ def export(
     if summary.get("calibration"):
         stdout.print(f"INT8 calibrated on {summary['calibration']}; gates scored {summary['data']}", soft_wrap=True)
     stdout.print(f"manifest: {summary['manifest']}", soft_wrap=True)
+    if summary.get("rtx_engines"):
+        stdout.print(f"TensorRT-RTX engines built here (NOT RUN: they need an RTX GPU; check them there with "
+                     f"llm4seg adopt-engine): {', '.join(summary['rtx_engines'])}", soft_wrap=True, markup=False)
     built = {r["artifact"] for r in summary["rows"]}
     for plan, lines in (summary.get("engine_recipes") or {}).items():
         if plan in built:

@@ -19,6 +19,7 @@ import numpy as np
 from llm4seg._optional import require
 from llm4seg.errors import BackendUnavailableError
 from llm4seg.runtime.backends.base import Backend
+from llm4seg.runtime.engine_key import MODULE_FOR_PRODUCT
 
 
 def _check(result: Any) -> Any:
@@ -37,15 +38,18 @@ class TensorRTBackend(Backend):
         self._graphs: dict[int, Any] = {}
 
     def _verify_engine_key(self, trt) -> None:
-        from llm4seg.runtime.engine_key import EngineKey, gpu_identity, mismatches
+        from llm4seg.runtime.engine_key import ANY_GPU, EngineKey, gpu_identity, mismatches
 
         recorded = self.manifest.get("engine")
         if not recorded:
             raise BackendUnavailableError(f"{self.artifact.name} has no engine key in its manifest",
                                           hint="rebuild it with `llm4seg export --engine`")
         gpu, cc = gpu_identity()
+        product = recorded.get("product", "TensorRT")
+        if product == "TensorRT-RTX" and recorded.get("gpu_name") == ANY_GPU:
+            gpu = ANY_GPU  # an RTX engine is built for a compute capability, not for one card
         current = EngineKey(self._source_digest(recorded), trt.__version__, gpu, cc, self.manifest["precision"],
-                            self._profile())
+                            self._profile(), product)
         diffs = mismatches(recorded, current)
         if diffs:
             raise BackendUnavailableError(f"{self.artifact.name} was built for another machine: {'; '.join(diffs)}",
@@ -64,7 +68,10 @@ class TensorRTBackend(Backend):
         return tuple((n, *shape[1:]) for n in (b["min"], b["opt"], b["max"]))
 
     def _load(self) -> None:
-        trt = require("tensorrt", "the TensorRT backend")
+        # TensorRT-RTX engines (built for a compute capability by `export --engine` anywhere) load
+        # with TensorRT-RTX's own runtime; NOT RUN: no RTX GPU on the development machines.
+        product = (self.manifest.get("engine") or {}).get("product", "TensorRT")
+        trt = require(MODULE_FOR_PRODUCT.get(product, "tensorrt"), f"the TensorRT backend ({product} engine)")
         self.cudart = require("cuda.bindings.runtime", "the TensorRT backend (cuda-python)")
         self._verify_engine_key(trt)
         self.logger = trt.Logger(trt.Logger.WARNING)

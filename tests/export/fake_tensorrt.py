@@ -1,31 +1,38 @@
-"""Strict stand-ins for `tensorrt` (TensorRT 10/11 API surface) and `cuda.bindings.runtime`.
+"""Stand-ins for `tensorrt` (TensorRT 10/11 API surface) and `cuda.bindings.runtime`, with a real
+NVIDIA parser and builder inside where TensorRT-RTX is installed (as in CI).
 
-What they refuse, at least as strictly as TensorRT:
+What is real: where `tensorrt_rtx_bindings` imports, `OnnxParser.parse_from_file` is TensorRT-RTX's
+own ONNX parser (its errors verbatim), and `build_serialized_network` runs TensorRT-RTX's builder
+for SM89 with the optimization profile our code set; a refusal of either is returned as TensorRT
+returns it (False / None). Without TensorRT-RTX the parser only checks that the bytes are an ONNX
+model (tests that need real refusals skip). It never calls llm4seg's own static check.
+
+What is simulated (no GPU here): deserialising and running the engine. The "plan" carries the
+profile, the I/O names and the ONNX bytes, and the fake execution context runs that graph in
+onnxruntime on fake device memory (host buffers at real addresses). Strict about our calls:
 - only the names our code may use exist (none of the removed ones: build_engine,
   max_workspace_size, execute_async_v2, bindings, BuilderFlag.FP16/INT8 under TRT 11);
-- the parser refuses bytes that are not an ONNX model, and every graph that llm4seg's static
-  TensorRT check (export/trt_check.py) refuses for the stand-in's version ("In node N (Op): ...");
 - the network's input names come from the parsed graph, and a profile must name one of them;
 - set_tensor_address refuses a name the engine does not have (returns False);
 - set_input_shape refuses another tensor's name or a shape outside the optimization profile
   the engine was built with (returns False);
 - capturing an enqueue before a plain one at that shape, or a copy inside a capture, fails.
-They record what they were asked. The "plan" carries the profile, the I/O names and the ONNX
-bytes, and the fake execution context runs that graph in onnxruntime on the fake device memory
-(host memory at real addresses). It proves our calls, not TensorRT's behaviour (the engine-vs-
-reference check compares onnxruntime with onnxruntime); the real tests run where `tensorrt` imports.
+They record what they were asked. The engine-vs-reference check compares onnxruntime with
+onnxruntime: it proves our calls, not TensorRT's numerics.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import importlib.util
 import json
 import types
 
 import numpy as np
 
 PLAN_MAGIC = b"FAKEPLAN\n"
+REAL_BUILDER = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
 
 
 class _HostMemory(bytes):
@@ -91,6 +98,7 @@ def make_module(version: str = "10.13.0", strongly_typed_flag: bool = True, pars
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.calls = []
+    trt.real_builds = []  # TensorRT-RTX build records, where it is installed
     members = {"STRONGLY_TYPED": 1} if strongly_typed_flag else {"PLACEHOLDER": 0}  # TRT 11 may drop the flag
     trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", members)
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
@@ -121,6 +129,15 @@ def make_module(version: str = "10.13.0", strongly_typed_flag: bool = True, pars
                 return None  # TensorRT needs a profile covering every dynamic input
             header = {"profile": {k: [list(s) for s in v] for k, v in config.profiles[0].shapes.items()},
                       "inputs": sorted(names), "outputs": [t.name for t in network.outputs]}
+            if REAL_BUILDER:  # TensorRT-RTX builds the same graph with the same profile, for real
+                from llm4seg.export import rtx_build
+
+                (shapes,) = config.profiles[0].shapes.values()
+                record = rtx_build.build_record(trt.parsed, ("SM89",), shapes)
+                trt.real_builds.append(record)
+                if not record["ok"]:
+                    return None
+                header["real_engine_bytes"] = record["targets"]["SM89"]["engine_bytes"]
             with open(trt.parsed, "rb") as f:
                 blob = PLAN_MAGIC + json.dumps(header).encode() + b"\n" + f.read()
             return _HostMemory(blob) if build_ok else None
@@ -136,16 +153,17 @@ def make_module(version: str = "10.13.0", strongly_typed_flag: bool = True, pars
         def parse_from_file(self, path: str) -> bool:
             import onnx
 
-            from llm4seg.export.trt_check import check_graph
-
             try:
                 model = onnx.load(path)
             except Exception:  # noqa: BLE001  (any unparsable bytes)
                 self.errors = ["ModelImporter: failed to parse the ONNX protobuf"]
                 return False
-            report = check_graph(path, ".".join(trt.__version__.split(".")[:2]))
-            self.errors = [f"In node {f['node']} ({f['op']}): {f['problem']}" for f in report["findings"]
-                           if f["severity"] == "error"]
+            self.errors = []
+            if REAL_BUILDER:  # NVIDIA's own parser decides, errors verbatim
+                from llm4seg.export import rtx_build
+
+                record = rtx_build.build_record(path, (), ((1,), (1,), (1,)))
+                self.errors = list(record["parse"]["errors"]) or ([] if record["parse"]["ok"] else ["parse failed"])
             if self.errors or not parse_ok:
                 self.errors = self.errors or ["In node 0: forced parse failure"]
                 return False

@@ -117,7 +117,9 @@ def test_opset23_export_has_native_ops_and_dynamic_batch(trained_checkpoint, tmp
         model = onnx.load(str(tmp_path / name))
         assert model.opset_import[0].version == 23
         ops = {n.op_type for n in model.graph.node}
-        assert {"Gelu", "Attention", "RMSNormalization"} <= ops, f"{name}: {sorted(ops)}"
+        assert {"Gelu", "RMSNormalization"} <= ops, f"{name}: {sorted(ops)}"
+        # ONNX Attention in the FP16 graph only: TensorRT has no FP32 kernel for it (the real builder refused it)
+        assert ("Attention" in ops) == (name == "model.fp16.onnx"), f"{name}: {sorted(ops)}"
         for batch in (1, 3):
             assert run(tmp_path / name, batch)[1].shape == (batch, 1, 64, 64)
     assert all(row["dice_agreement"] >= 0.99 for row in summary["rows"])

@@ -10,6 +10,7 @@ from llm4seg.export.tensorrt import profile_shapes
 from llm4seg.runtime.engine_key import EngineKey, mismatches
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+HAS_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
 
 
 def key(**kw):
@@ -53,7 +54,17 @@ def test_engine_without_tensorrt_writes_the_recipe(trained_checkpoint, tmp_path)
                                  "--timingCacheFile=timing.cache")
     assert "--strongly-typed" in recipe["polygraphy"] and "image:[8,3,64,64]" in recipe["polygraphy"]
     assert recipe["trtexec"] in result.output and "llm4seg adopt-engine model.fp16.plan" in result.output
-    assert not list(out.glob("*.plan"))
+    assert not (out / "model.fp16.plan").exists()  # a TensorRT 10/11 engine is built on its target
+    manifest = json.loads((out / "manifest.json").read_text())["artifacts"]
+    rtx = [p.name for p in out.glob("*.rtx-*.plan")]
+    if HAS_RTX:  # TensorRT-RTX builds for a compute capability without a GPU: its engine is kept, marked not run
+        assert rtx == ["model.fp16.rtx-sm89.plan"] and "model.fp16.rtx-sm89.plan" in result.output
+        entry = manifest["model.fp16.rtx-sm89.plan"]
+        assert entry["engine"]["product"] == "TensorRT-RTX" and entry["engine"]["compute_capability"] == "8.9"
+        assert entry["gate"]["status"] == "NOT RUN" and entry["source_onnx"] == "model.fp16.onnx"
+        assert entry["parity"] == {} and entry["sha256"]
+    else:
+        assert rtx == [] and manifest["model.fp16.onnx"]["tensorrt_rtx_build"]["ran"] is False
 
 
 @pytest.mark.tensorrt
@@ -135,12 +146,14 @@ def test_trt11_without_the_strongly_typed_flag(fake_trt, tmp_path):
     assert trt.calls[0]["flags"] == 0  # every network is strongly typed there
 
 
+@pytest.mark.skipif(not HAS_RTX, reason="refusals come from TensorRT-RTX's real parser: pip install 'llm4seg[rtx]'")
 def test_parse_and_build_failures_are_clear_and_leave_no_plan(fake_trt, tmp_path):
     from llm4seg.errors import ExportError
     from llm4seg.export.tensorrt import cached_engine
 
     fake_trt()
-    with pytest.raises(ExportError, match=r"could not parse model.fp16.onnx: In node node0 \(Unique\)") as info:
+    with pytest.raises(ExportError, match=r"could not parse model.fp16.onnx: In node 0 with name: node0 and "
+                       r"operator: Unique") as info:
         cached_engine(onnx_file(tmp_path, op="Unique"), tmp_path, "fp16", (1, 1, 4), 3, 64, tmp_path / "cache")
     assert "--opset 17" in info.value.hint
     fake_trt(build_ok=False)

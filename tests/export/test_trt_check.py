@@ -37,7 +37,8 @@ def test_opset23_fails_on_jetson_tensorrt_and_passes_on_10_15(opset23, name):
     old = check_graph(opset23 / name, "10.3")
     assert not old["ok"]
     problems = {(f["op"], f["fix"]) for f in old["findings"]}
-    assert ("Attention", "export with --opset 17 (decomposed ops) for this TensorRT") in problems
+    if name == "model.fp16.onnx":  # the FP32 graph keeps MatMul-Softmax attention (no FP32 Attention kernel)
+        assert ("Attention", "export with --opset 17 (decomposed ops) for this TensorRT") in problems
     assert ("RMSNormalization", "export with --opset 17 (decomposed ops) for this TensorRT") in problems
     assert any("opset 23 is outside" in f["problem"] for f in old["findings"])
     assert check_graph(opset23 / name, "10.15")["ok"]

@@ -134,13 +134,13 @@ def first_error(record: dict[str, Any]) -> str:
     return lines[-1] if lines else "no error text"
 
 
-def refusal(name: str, record: dict[str, Any]) -> ExportError:
-    """The export's error for a graph the real builder refused, with the builder's own message."""
+def refusal(name: str, record: dict[str, Any], hint: str | None = None) -> ExportError:
+    """The error for a graph the real builder refused, with the builder's own message."""
     stage = "parse" if not record["parse"]["ok"] else "build for " + ", ".join(
         t for t, r in record["targets"].items() if not r["ok"])
     return ExportError(f"{name}: {PRODUCT} {record['version']} refused it ({stage}): {first_error(record)}",
-                       hint="the artifact is not TensorRT-ready and was not kept; report this with manifest.json "
-                       "and the graph (the full error list is in the message above)")
+                       hint=hint or "the artifact is not TensorRT-ready and was not kept; report this with the "
+                       "checkpoint's config.json and the export log")
 
 
 def summary(record: dict[str, Any]) -> str:

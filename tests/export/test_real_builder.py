@@ -193,3 +193,16 @@ def test_unknown_rtx_target_is_refused_naming_the_offered_ones():
     with pytest.raises(ConfigError, match="SM90") as info:
         rtx_build.parse_targets("SM90")
     assert "SM89" in info.value.hint
+
+
+def test_check_cli_reports_the_real_build_beside_the_prediction(exported, corpus):
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    ok = CliRunner().invoke(app, ["check", str(exported[0] / "model.int8.onnx"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.stdout)
+    assert report["ok"] and report["tensorrt_rtx_build"]["ok"] and report["tensorrt_rtx_build"]["targets"]["SM89"]
+    bad = CliRunner().invoke(app, ["check", str(corpus["onnxruntime default INT8 (INT32 biases)"][0])])
+    assert bad.exit_code == 1 and "real build: TensorRT-RTX" in bad.output and "input has type Int32" in bad.output

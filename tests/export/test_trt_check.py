@@ -85,3 +85,11 @@ def test_check_cli(exported, opset23):
     assert ok.exit_code == 0 and "ok: model.fp16.onnx" in ok.output
     bad = CliRunner().invoke(app, ["check", str(opset23 / "model.onnx"), "--trt", "10.3"])
     assert bad.exit_code == 1 and "would not parse on TensorRT 10.3" in bad.output and "hint:" in bad.output
+
+
+@pytest.mark.parametrize("content", [b'{"artifacts": {}}\n', b"PK\x03\x04 not a graph", b""])
+def test_check_cli_on_a_file_that_is_not_onnx_says_so(tmp_path, content):
+    path = tmp_path / "model.pt2"
+    path.write_bytes(content)
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 1 and "is not an ONNX graph" in result.output and "Traceback" not in result.output

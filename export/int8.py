@@ -85,6 +85,20 @@ def quantize_nodes(pre_path: Path, out_path: Path, calib_x: np.ndarray, nodes: l
                        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
                        "QuantizeBias": False, "OpTypesToExcludeOutputQuantization": ["Conv", "MatMul"]},
     )
+    drop_unused_opsets(out_path)
+
+
+def drop_unused_opsets(path: Path) -> None:
+    """Remove the operator-set imports onnxruntime's quantizer declares but no node uses (it adds
+    eight: ai.onnx.ml, com.microsoft, ...), so the graph declares only what it needs."""
+    onnx = require("onnx", "INT8 quantization")
+    model = onnx.load(str(path))
+    used = {n.domain for n in model.graph.node} | {""}
+    kept = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    if len(kept) != len(model.opset_import):
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+        onnx.save(model, str(path))
 
 
 def _build_verdict(record: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def _export(net: torch.nn.Module, example: torch.Tensor, path: Path, opset: int)
                                   input_names=["image"], output_names=["prob"],
                                   dynamic_axes={"image": {0: "batch"}, "prob": {0: "batch"}})
             else:
+                # The dynamo exporter logs a warning per torchvision op it cannot register when
+                # torchvision is absent; llm4seg uses none of them.
+                logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
                 batch = torch.export.Dim("batch", min=1, max=4096)
                 program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset,
                                             input_names=["image"], output_names=["prob"],

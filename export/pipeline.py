@@ -75,13 +75,14 @@ def default_calib_split(opts: ExportOptions) -> str | None:
 def default_splits(opts: ExportOptions) -> ExportOptions:
     """Without --split, a dataset with split files is scored on its val split (val, else val1) and
     calibrated on the matching train split, never on images the gates score."""
+    from llm4seg.data.datasets import held_out_split
+
     pool = opts.data or opts.calib
-    if pool and not opts.split and not opts.calib_split:
-        splits = Path(pool) / "splits"
-        for held, calib in (("val", "train"), ("val1", "train1")):
-            if (splits / f"{held}.txt").is_file():
-                has_train = bool(opts.calib) and (Path(opts.calib) / "splits" / f"{calib}.txt").is_file()
-                return replace(opts, split=held, calib_split=calib if has_train else None)
+    held = held_out_split(pool, None) if pool and not opts.split and not opts.calib_split else None
+    if held:  # the same rule as `llm4seg eval`: val, else val1; calibration from the matching train split
+        calib = "train" + held[len("val"):]
+        has_train = bool(opts.calib) and (Path(opts.calib) / "splits" / f"{calib}.txt").is_file()
+        return replace(opts, split=held, calib_split=calib if has_train else None)
     return replace(opts, calib_split=default_calib_split(opts))
 
 
@@ -263,8 +264,10 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
                "manifest": str(opts.out / "manifest.json"), "calibration": job.data.calib_source if opts.int8 else None,
                "engine_recipes": recipes, "rtx_engines": [n for n in job.manifests if ".rtx-" in n]}
     if int8_refusal is not None:
-        raise ExportError(f"{int8_refusal.message}; {', '.join(job.manifests)} were written to {opts.out} with their "
-                          "manifest (INT8 marked refused there)", hint=int8_refusal.hint)
+        error = ExportError(f"{int8_refusal.message}; {', '.join(job.manifests)} were written to {opts.out} with their "
+                            "manifest (INT8 marked refused there)", hint=int8_refusal.hint)
+        error.summary = summary  # what was written (engine recipes included), for the CLI to print
+        raise error
     return summary
 
 

@@ -13,7 +13,7 @@ _EXTRA_FOR_MODULE = {
     "safetensors": "train",
     "gguf": "train",
     "huggingface_hub": "train",
-    "matplotlib": "train",
+    "matplotlib": "plot",
     "onnx": "export",
     "onnxscript": "export",
     "transformers": "dev",

@@ -75,6 +75,11 @@ def read_checkpoint_config(path: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}", hint="pass a checkpoint folder written by llm4seg") from exc
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{cfg_path} is not valid JSON ({exc})", hint="the checkpoint is corrupt; use another") from exc
+    if isinstance(config, dict) and config.get("format") == "llm4seg-run":
+        best = Path(folder) / "checkpoints" / "best"
+        raise CheckpointError(f"{folder} is a training run folder, not a checkpoint",
+                              hint=f"pass its checkpoint: {best}" + ("" if best.is_dir() else
+                                   " (not written yet: the run has not saved; resume it with llm4seg train --resume)"))
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{folder} is not an llm4seg checkpoint (format={config.get('format') if isinstance(config, dict) else None!r})",
                               hint="pass a folder written by `llm4seg train` or llm4seg.save_checkpoint")

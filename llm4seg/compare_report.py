@@ -37,6 +37,8 @@ def build_report(matrix: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
         "per_variant": {v: _summary(results, v) for v in matrix.variants},
         "paired_vs_baseline": {v: {m: paired(results, base, v, m) for m in ("iou", "dice")} for v in matrix.variants[1:]},
         "missing": missing,
+        "units": "metrics and paired differences here are fractions (0-1); report.md shows them in % and "
+                 "differences in percentage points",
     }
 
 
@@ -48,11 +50,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Comparison on {report['data']} (baseline: {report['baseline']})", "",
              f"Splits {', '.join(report['splits'])}; seeds {', '.join(map(str, report['seeds']))}; "
              f"settings {report['train']}.", "",
-             "| variant | runs | IoU mean | IoU sd | Dice mean | Dice sd |", "|---|---:|---:|---:|---:|---:|"]
+             "| variant | runs | IoU mean (%) | IoU sd (%) | Dice mean (%) | Dice sd (%) |", "|---|---:|---:|---:|---:|---:|"]
     for v, s in report["per_variant"].items():
         lines.append(f"| {v} | {s['runs']} | {_pct(s['iou']['mean'])} | {_pct(s['iou']['sd'])} | "
                      f"{_pct(s['dice']['mean'])} | {_pct(s['dice']['sd'])} |")
-    lines += ["", "Paired differences against the baseline (same split and seed), in points, with a 95 % t interval:", "",
+    lines += ["", "Paired differences against the baseline (same split and seed), in percentage points, with a 95 % t interval:", "",
               "| variant | pairs | IoU delta | 95 % CI | Dice delta | 95 % CI |", "|---|---:|---:|---|---:|---|"]
     for v, p in report["paired_vs_baseline"].items():
         cells = []

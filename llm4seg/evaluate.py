@@ -44,8 +44,12 @@ def evaluate_model(model: torch.nn.Module, data: ArrayDataset, device: torch.dev
     return score(probs, data.masks, data.stems, model.config.threshold), probs
 
 
+TRUTH_BGR, PREDICTION_BGR = (0, 200, 0), (0, 255, 255)  # green and yellow
+
+
 def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray, caption: str = "") -> np.ndarray:
-    """Ground truth contour green, prediction contour red, on the RGB image, with a legend and a
+    """Ground truth contour green, prediction contour yellow (red vanishes on endoscopy tissue), both
+    with a dark halo, on the RGB image, with a legend on a dark box and a
     caption (e.g. the per-image Dice); returns BGR for writing. Small images are upscaled first
     (nearest) so the outlines and text stay readable."""
     scale = max(1, int(np.ceil(256 / max(image_rgb.shape[:2]))))
@@ -55,15 +59,18 @@ def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray, caption
         pred, target = (cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) for m in (pred, target))
     canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR).copy()
     thickness = max(1, round(max(canvas.shape[:2]) / 300))
-    for mask, colour in ((target, (0, 200, 0)), (pred, (0, 0, 255))):
+    for mask, colour in ((target, TRUTH_BGR), (pred, PREDICTION_BGR)):
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(canvas, contours, -1, (0, 0, 0), thickness + 2)  # a dark halo: visible on any tissue
         cv2.drawContours(canvas, contours, -1, colour, thickness)
     font = max(0.4, max(canvas.shape[:2]) / 900)
-    lines = [("truth", (0, 200, 0)), ("prediction", (0, 0, 255))] + ([(caption, (255, 255, 255))] if caption else [])
+    lines = [("truth", TRUTH_BGR), ("prediction", PREDICTION_BGR)] + ([(caption, (255, 255, 255))] if caption else [])
+    step = int(22 * font / 0.5)
+    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, font, thickness)[0][0] for t, _ in lines)
+    box = canvas[: step * len(lines) + step // 2, : width + 16]
+    box[:] = (box * 0.35).astype(canvas.dtype)  # a dark legend background, so the text reads on bright images
     for i, (text, colour) in enumerate(lines):
-        y = int(22 * font / 0.5) * (i + 1)
-        cv2.putText(canvas, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-        cv2.putText(canvas, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness, cv2.LINE_AA)
+        cv2.putText(canvas, text, (8, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness, cv2.LINE_AA)
     return canvas
 
 

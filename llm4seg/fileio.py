@@ -10,6 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+_UMASK = os.umask(0)  # read once (os.umask can only be read by setting it), then restored
+os.umask(_UMASK)
+
 # Tests set this to simulate a kill at a chosen write point (see fault_point); None in real runs.
 FAULT_HOOK: Callable[[str], None] | None = None
 
@@ -31,6 +34,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # Some writers (safetensors) create their file 0600: give it the mode a plain write would
+        # have, so others in a team can read a shared run.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         fault_point(f"wrote {path.name}")
         os.replace(tmp, path)
         fault_point(f"replaced {path.name}")

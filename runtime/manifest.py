@@ -36,8 +36,10 @@ def load_manifest(artifact: Path | str) -> dict[str, Any]:
                           hint="re-run `llm4seg export`") from exc
     if not isinstance(entries, dict) or path.name not in entries:
         listed = sorted(entries) if isinstance(entries, dict) else entries
-        raise ConfigError(f"{manifest_path} has no entry for {path.name} (it lists {listed})",
-                          hint="re-run `llm4seg export` for this artifact")
+        # An engine built on the target (trtexec/polygraphy) is added by adopt-engine; export cannot make it there.
+        fix = (f"check it and add it to the manifest: llm4seg adopt-engine {path}" if path.suffix == ".plan"
+               else "re-run `llm4seg export` for this artifact")
+        raise ConfigError(f"{manifest_path} has no entry for {path.name} (it lists {listed})", hint=fix)
     return check_entry(entries[path.name], manifest_path)
 
 

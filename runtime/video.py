@@ -8,12 +8,15 @@ ends the run cleanly with the reason recorded. Ctrl-C stops all stages and flush
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -71,14 +74,36 @@ def open_source(source: Any) -> tuple[Any, bool]:
     return cap, live
 
 
+@contextlib.contextmanager
+def _stderr_fd_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment: FFmpeg's own av_log lines (e.g.
+    "h264_v4l2m2m ... Could not find a valid device" while OpenCV probes encoders) bypass every
+    Python and OpenCV log setting."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _quiet_writer(path: Path, code: str, fps: float, size_wh: tuple[int, int]) -> cv2.VideoWriter:
-    """Open a writer without OpenCV's error lines when a codec is missing (we fall back and say so)."""
+    """Open a writer without OpenCV's or FFmpeg's error lines when a codec is missing (we fall back and say so)."""
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
     previous = logging.getLogLevel() if logging else None
     if logging:
         logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
-        return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), fps, size_wh)
+        with _stderr_fd_silenced():
+            return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), fps, size_wh)
     finally:
         if logging:
             logging.setLogLevel(previous)

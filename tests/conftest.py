@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 from llm4seg.data.synthetic import write_synthetic_folder
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.run import train
+
+# Real datasets (BUSI, Kvasir-SEG) for the tests that read them: $LLM4SEG_DATA, a folder holding
+# busi/ and kvasir-seg/ as their publishers lay them out, else ../shared/datasets beside the clone.
+DATASETS = Path(os.environ.get("LLM4SEG_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+
+
+def dataset_or_skip(name: str) -> Path:
+    """DATASETS/name, or a skip that says where it was looked for and how to point the tests at it."""
+    folder = DATASETS / name
+    if not folder.is_dir():
+        pytest.skip(f"{name} not found at {folder}: set LLM4SEG_DATA to the folder that holds {name}/ to run this test")
+    return folder
+
+
+def pytest_report_header(config):
+    found = [n for n in ("busi", "kvasir-seg") if (DATASETS / n).is_dir()]
+    return f"llm4seg datasets: {DATASETS} ({', '.join(found) or 'none found'}; set LLM4SEG_DATA to change)"
+
 
 TINY_LLAMA = dict(
     hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,

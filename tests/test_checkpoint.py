@@ -100,3 +100,16 @@ def test_corrupt_safetensors_with_a_matching_digest_is_a_checkpoint_error(saved)
     _edit_config(folder, weights_sha256=file_sha256(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="cannot rebuild the model"):
         llm4seg.load_checkpoint(folder)
+
+
+def test_checkpoint_files_are_readable_by_the_team(tmp_path):
+    """Issue 19, item 13: safetensors created model.safetensors 0600; files get the umask's mode."""
+    import os
+
+    import llm4seg
+
+    umask = os.umask(0)
+    os.umask(umask)
+    llm4seg.save_checkpoint(llm4seg.create_model("cmunext_s", image_size=32), tmp_path / "ckpt")
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "ckpt" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

@@ -31,3 +31,35 @@ def test_overlays_at_native_size_with_legend(trained_checkpoint, tmp_path):
         assert image.shape == (280, 300, 3)  # the image's own size, not the model's 64x64
         green = (image[:, :, 1] > 150) & (image[:, :, 0] < 60) & (image[:, :, 2] < 60)
         assert green.sum() > 100  # the truth outline (and the legend's text)
+
+
+def test_one_epoch_curves_show_the_point_on_a_whole_epoch_axis():
+    """Issue 19, item 11: after one epoch the loss panel was empty and the x ticks ran 0.945-1.050."""
+    import matplotlib.pyplot as plt
+
+    from llm4seg.training.curves import curves_figure
+
+    fig = curves_figure([{"epoch": 1, "train_loss": 1.2, "val_dice": 0.4, "val_iou": 0.3}])
+    ax_loss, ax_val = fig.axes
+    assert ax_loss.lines[0].get_marker() not in (None, "None", "") and list(ax_loss.lines[0].get_xdata()) == [1]
+    for ax in (ax_loss, ax_val):
+        assert ax.get_xlim() == (0.5, 1.5)
+        ticks = [t for t in ax.get_xticks() if 0.5 <= t <= 1.5]
+        assert ticks == [1.0], ticks
+    plt.close(fig)
+
+
+def test_overlay_prediction_stays_visible_on_red_tissue_and_the_legend_has_a_background():
+    """Issue 19, item 11: red contours vanished on red endoscopy tissue; the legend had no background."""
+    import numpy as np
+
+    from llm4seg.evaluate import PREDICTION_BGR, overlay
+
+    red = np.zeros((256, 256, 3), np.uint8)
+    red[..., 0] = 200  # RGB red tissue
+    pred = np.zeros((256, 256), bool)
+    pred[100:200, 100:200] = True
+    canvas = overlay(red, pred, np.zeros_like(pred), caption="Dice 0.5")
+    drawn = canvas[100, 150]  # the prediction's top edge, in BGR
+    assert tuple(int(v) for v in drawn) == PREDICTION_BGR and PREDICTION_BGR != (0, 0, 255)
+    assert int(canvas[2, 2, 2]) < 100  # the legend corner is darkened (red channel 200 before)

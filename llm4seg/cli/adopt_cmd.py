@@ -18,7 +18,7 @@ def adopt_engine(
     """On the device that built PLAN (needs tensorrt and cuda-python, not torch): compare it with its
     ONNX graph on seeded inputs and record it in manifest.json, so bench and video accept it.
 
-    \\b
+    \b
     Example (on a Jetson, in the artifact folder):
       trtexec --onnx=model.fp16.onnx --saveEngine=model.fp16.plan --stronglyTyped ...
       llm4seg adopt-engine model.fp16.plan

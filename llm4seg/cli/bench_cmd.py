@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from llm4seg.cli.options import CompileOpt, DataOpt, JsonOpt, SplitOpt, check_compile
-from llm4seg.cli.render import print_json, print_table, stdout
+from llm4seg.cli.render import print_json, print_table, stderr, stdout
 
 
 def _load_frames(data: str | None, split: str | None, limit: int):
@@ -74,12 +74,20 @@ def bench(
     payload = {"machine": machine_info(), "data": data, "split": split,
                "scored_images": len(images) if masks is not None else 0, "results": results}
     if out:
-        _write_outputs(out, payload)
-        if not json_out:
-            stdout.print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+        _write_json(out, payload)
     if json_out:
         print_json(payload)
-        return
+    else:
+        _render(payload, results, masks is not None, len(images), data, limit)
+    if out:  # results are out (printed, bench.json) before the optional plot is tried
+        plotted = _write_plot(out, payload)
+        if not json_out:
+            stdout.print(f"wrote {out / 'bench.json'}" + (f" and {out / 'bench.png'}" if plotted else ""), soft_wrap=True)
+    elif not json_out:
+        stdout.print("pass --out DIR to write bench.json and latency/Dice plots")
+
+
+def _render(payload: dict, results: list[dict], scored: bool, n_images: int, data, limit) -> None:
     headers = ["artifact", "backend", "prec", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "pre/inf/post ms",
                "RSS MB", "Dice"]
     rows = []
@@ -91,8 +99,8 @@ def bench(
                      f"{br['preprocess']:.1f}/{br['inference']:.1f}/{br['postprocess']:.1f}", f"{r['peak_rss_mb']:.0f}",
                      f"{r['dice']:.4f}" if "dice" in r else "-"])
     print_table(f"llm4seg bench on {payload['machine'].get('cpu')}", headers, rows)
-    if masks is not None:
-        stdout.print(f"Dice scored on {len(images)} image(s) of {data} (--limit {limit})")
+    if scored:
+        stdout.print(f"Dice scored on {n_images} image(s) of {data} (--limit {limit})")
     compiled: dict[str, dict] = {}  # one line per artifact: its first row's compile
     for r in results:
         if r.get("compiled"):
@@ -103,17 +111,25 @@ def bench(
         else:
             how = "loaded from the cache" if c["cache_hit"] else f"compiled in {c['compile_s']:.1f} s and cached"
         stdout.print(f"{Path(artifact).name}: {c['compiler']} {how}")
-    if not out:
-        stdout.print("pass --out DIR to write bench.json and latency/Dice plots")
 
 
-def _write_outputs(out: Path, payload: dict) -> None:
-    from llm4seg._optional import require
+def _write_json(out: Path, payload: dict) -> None:
     from llm4seg.fileio import write_json_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "bench.json", payload)
-    matplotlib = require("matplotlib", "bench plots")
+
+
+def _write_plot(out: Path, payload: dict) -> bool:
+    """bench.png where matplotlib imports (the `plot` extra); a runtime-only install skips it, saying so."""
+    from llm4seg._optional import require
+    from llm4seg.errors import BackendUnavailableError
+
+    try:
+        matplotlib = require("matplotlib", "bench plots")
+    except BackendUnavailableError as exc:
+        stderr.print(f"bench.png not written: matplotlib is not installed ({exc.hint})", soft_wrap=True, markup=False)
+        return False
     matplotlib.use("Agg")
     plt = require("matplotlib.pyplot")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -125,19 +141,21 @@ def _write_outputs(out: Path, payload: dict) -> None:
     ax1.barh(labels, p50, label="p50")
     ax1.barh(labels, [b - a for a, b in zip(p50, p99)], left=p50, alpha=0.5, label="p50..p99")
     ax1.set_xlabel("latency per image (ms)")
-    ax1.legend()
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8)  # below the axes, off the bars
     scored = [r for r in results if "dice" in r]
-    for r in scored:
-        ax2.scatter(r["latency_ms"]["p50"] / r["batch"], r["dice"])
-        ax2.annotate(f"{Path(r['artifact']).name} b{r['batch']}\nDice {r['dice']:.4f}, agreement "
-                     f"{r['dice_agreement_with_first']:.4f}", (r["latency_ms"]["p50"] / r["batch"], r["dice"]), fontsize=7)
+    for r in scored:  # one legend entry per point: labels beside near-equal points would overlap
+        ax2.scatter(r["latency_ms"]["p50"] / r["batch"], r["dice"],
+                    label=f"{Path(r['artifact']).name} b{r['batch']}: Dice {r['dice']:.4f}, "
+                          f"agreement {r['dice_agreement_with_first']:.4f}")
+    if scored:
+        ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=7)
     ax2.set_ylim(0, 1)  # the full scale: differences of 0.0005 must not look like gaps
-    # Room on the right for the labels of the slowest artifact.
-    ax2.set_xlim(0, 1.8 * max([r["latency_ms"]["p50"] / r["batch"] for r in scored], default=1.0))
+    ax2.set_xlim(0, 1.15 * max([r["latency_ms"]["p50"] / r["batch"] for r in scored], default=1.0))
     ax2.set_xlabel("ms per image (p50)")
     ax2.set_ylabel("Dice vs masks")
     if not scored:
         ax2.text(0.5, 0.5, "no --data: Dice not scored", ha="center", va="center", transform=ax2.transAxes)
     fig.tight_layout()
-    fig.savefig(out / "bench.png", dpi=90)
+    fig.savefig(out / "bench.png", dpi=90, bbox_inches="tight")  # the legends sit below the axes
     plt.close(fig)
+    return True

@@ -41,7 +41,7 @@ def compare(
     report.md/.json (per-run metrics, mean and sd per variant, paired deltas against the
     baseline with 95 % intervals), per_image.csv and compare.png.
 
-    \\b
+    \b
     Example (BUSI, the paper's protocol; continue a killed matrix by running it again):
       llm4seg compare --data DATA --splits train1,train2,train3 --seeds 0,1 \\
         --variants cmunext,llm4seg,llm4seg_random --out runs/busi-compare

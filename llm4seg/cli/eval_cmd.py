@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from llm4seg.cli.options import DataOpt, DeviceOpt, JsonOpt, SkipBadOpt, SplitOpt
-from llm4seg.cli.render import print_json, print_table, stdout
+from llm4seg.cli.render import print_json, print_table, stderr, stdout
 
 
 def evaluate(
@@ -28,14 +28,18 @@ def evaluate(
       llm4seg eval runs/busi1/checkpoints/best --data ../shared/datasets/busi --split val1
     """
     from llm4seg.checkpoint import load_checkpoint
-    from llm4seg.data.datasets import load_dataset
+    from llm4seg.data.datasets import held_out_split, load_dataset
     from llm4seg.evaluate import evaluate_model, write_report
     from llm4seg.training.loop import pick_device
 
     dev = pick_device(device)
     model = load_checkpoint(checkpoint, device=dev)
+    chosen = held_out_split(data, split)
+    if data not in (None, "synthetic") and not split:
+        stderr.print(f"scoring split {chosen} of {data} (its held-out split; --split NAME scores another)" if chosen
+                     else f"scoring every image of {data} (it has no splits/val.txt or val1.txt)", soft_wrap=True)
     # The synthetic default evaluates on images the training split never drew (another seed).
-    dataset = load_dataset(data, split, model.config.image_size, skip_bad, synthetic_count, seed=10_000)
+    dataset = load_dataset(data, chosen, model.config.image_size, skip_bad, synthetic_count, seed=10_000)
     rows, probs = evaluate_model(model, dataset, dev)
     # Dataset name and split, so the same split name on two datasets cannot collide.
     tag = dataset.name.replace(":", "-").replace("/", "_")
@@ -48,7 +52,8 @@ def evaluate(
     if json_out:
         print_json({"n": summary["n"], **{k: v["mean"] for k, v in m.items()},
                     "sd": {k: v["sd"] for k, v in m.items()}, "report_dir": str(report_dir),
-                    "skipped": dataset.skipped})
+                    "skipped": dataset.skipped,
+                    "units": "fractions 0-1 (the table shows %); hd95 in pixels at the model's resolution"})
         return
     rows = [[name, f"{v['mean'] * (1 if name == 'hd95' else 100):.2f}", f"{v['sd'] * (1 if name == 'hd95' else 100):.2f}"]
             for name, v in m.items()]

@@ -43,7 +43,14 @@ def export(
     opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2, int8_target=int8_target,
                          opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images,
                          rtx_targets=parse_targets(rtx_targets))
-    summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(f"[dim]{s}[/dim]"))
+    from llm4seg.errors import ExportError
+
+    try:
+        summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(f"[dim]{s}[/dim]"))
+    except ExportError as exc:  # INT8 refused: FP32/FP16 were written, and their engines still need building
+        if getattr(exc, "summary", None) and not json_out:
+            _print_recipes(exc.summary)
+        raise
     if json_out:
         print_json(summary)
         return
@@ -58,6 +65,11 @@ def export(
     if summary.get("rtx_engines"):
         stdout.print(f"TensorRT-RTX engines built here (NOT RUN: they need an RTX GPU; check them there with "
                      f"llm4seg adopt-engine): {', '.join(summary['rtx_engines'])}", soft_wrap=True, markup=False)
+    _print_recipes(summary)
+
+
+def _print_recipes(summary: dict) -> None:
+    """The trtexec/polygraphy lines for every engine that was not built here."""
     built = {r["artifact"] for r in summary["rows"]}
     for plan, lines in (summary.get("engine_recipes") or {}).items():
         if plan in built:

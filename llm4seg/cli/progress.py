@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -32,15 +33,27 @@ class TrainProgress:
 
 
 class LineProgress:
-    """For pipes, logs and narrow terminals: one plain line per epoch, nothing redrawn or cut."""
+    """For pipes, logs and narrow terminals: one plain line per epoch, nothing redrawn or cut, and
+    within a long epoch a step line every `every_s` seconds (a BUSI epoch can take many minutes on
+    a loaded CPU: a log must show the run is alive)."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.total = trainer.cfg.epochs
+    def __init__(self, trainer: Any, every_s: float = 30.0, clock: Any = time.monotonic) -> None:
+        self.total, self.steps_per_epoch = trainer.cfg.epochs, trainer.steps_per_epoch
+        self.epoch, self.step, self.every_s, self.clock = trainer.state["epoch"] + 1, 0, every_s, clock
+        self.started = self.last = clock()
 
     def on_step(self) -> None:
-        pass
+        self.step += 1
+        now = self.clock()
+        if now - self.last >= self.every_s and self.step < self.steps_per_epoch:
+            self.last = now
+            rate = self.step / max(now - self.started, 1e-9)
+            stderr.print(f"epoch {self.epoch}/{self.total}  step {self.step}/{self.steps_per_epoch}  {rate:.2f} it/s",
+                         soft_wrap=True, markup=False, highlight=False)
 
     def on_epoch(self, row: dict[str, Any]) -> None:
+        self.epoch, self.step = row["epoch"] + 1, 0
+        self.started = self.last = self.clock()
         line = f"epoch {row['epoch']}/{self.total}  loss {row['train_loss']:.3f}  {row['it_per_s']:.2f} it/s"
         if "val_dice" in row:
             line += f"  val Dice {row['val_dice']:.3f} IoU {row['val_iou']:.3f}"

@@ -8,8 +8,10 @@ from typing import Any
 
 from rich.console import Console
 
-stdout = Console()
-stderr = Console(stderr=True)
+# soft_wrap: a long line (a path, a command) is never broken at the console width, so piped and
+# logged output can be copied and grepped whole; tables still fit the width (print_table).
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

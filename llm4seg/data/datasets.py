@@ -50,6 +50,17 @@ def load_dataset(data: str | None, split: str | None, size: int, skip_bad: bool 
     return ArrayDataset(f"{root.name}:{split or 'all'}", images, masks, stems, scan.skipped, encoding.to_dict(), files)
 
 
+HELD_OUT_SPLITS = ("val", "val1")
+
+
+def held_out_split(data: str | None, split: str | None) -> str | None:
+    """The split eval and export score when none is given: the folder's `val` split, else `val1`,
+    else None (every image: the folder has no split files). One rule for every command."""
+    if split or data in (None, SYNTHETIC):
+        return split
+    return next((name for name in HELD_OUT_SPLITS if (Path(data) / "splits" / f"{name}.txt").is_file()), None)
+
+
 def default_val_split(root: Path, train_split: str) -> str | None:
     """trainK -> valK when the folder has that split file (BUSI's and Kvasir's layout)."""
     if train_split.startswith("train"):

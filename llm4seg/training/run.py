@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from llm4seg.errors import ConfigError
+from llm4seg.errors import ConfigError, Llm4SegError
 from llm4seg.training import distributed as dist_utils
 from llm4seg.training.config import TrainConfig
 from llm4seg.training.loop import Trainer
@@ -23,10 +23,26 @@ def _file_logging(run_dir: Path) -> logging.Handler:
     return handler
 
 
+def _undo_new_run(root: Path, created: bool, handler: logging.Handler | None) -> None:
+    """A new run refused at setup (missing data folder, no masks/, unknown split, bad pairs) leaves
+    nothing behind: the corrected command then starts normally, without --resume."""
+    import shutil
+
+    if handler is not None:
+        logging.getLogger("llm4seg").removeHandler(handler)
+        handler.close()
+    if created:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for name in ("config.json", "train.log"):
+        (root / name).unlink(missing_ok=True)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Run (or resume) training; returns a summary with the best epoch and final metrics."""
     world = dist_utils.init_world(cfg.device)
     error: BaseException | None = None
+    created = not resume and not Path(cfg.out).exists()
     if world.is_main:  # one process checks and writes the run folder; the others then read it
         try:
             cfg = prepare_run(cfg, resume)
@@ -41,8 +57,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress_factory: Callable[...
         cfg = saved_config(cfg)
     handler = _file_logging(Path(cfg.out)) if world.is_main else None
     try:
-        trainer = Trainer(cfg, world)
-        trainer.setup(resume)
+        try:
+            trainer = Trainer(cfg, world)
+            trainer.setup(resume)
+        except Llm4SegError:
+            if world.is_main and not resume:
+                _undo_new_run(Path(cfg.out), created, handler)
+                handler = None
+            raise
         if world.is_main:
             write_run_config(cfg, trainer)
             logging.getLogger("llm4seg.train").info(

@@ -56,6 +56,40 @@ def test_multiclass_masks(tmp_path):
                  "error: the masks in", "fit no binary encoding", "hint:")
 
 
+def _small_folder(root, masks=True):
+    (root / "images").mkdir(parents=True)
+    if masks:
+        (root / "masks").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(8):
+        cv2.imwrite(str(root / "images" / f"c{i}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        if masks:
+            mask = np.zeros((40, 40), np.uint8)
+            mask[10:30, 8:20] = 255
+            cv2.imwrite(str(root / "masks" / f"c{i}.png"), mask)
+    return root
+
+
+@pytest.mark.parametrize("fault", ["missing folder", "no masks", "unknown split"])
+def test_train_refused_on_its_data_leaves_nothing_and_the_fix_just_runs(tmp_path, fault):
+    """Issue 19, item 2: a train that fails on its data creates no run, so the corrected command needs
+    no --resume (which would repeat the bad setting)."""
+    good = _small_folder(tmp_path / "good")
+    data = {"missing folder": tmp_path / "absent", "no masks": _small_folder(tmp_path / "bare", masks=False),
+            "unknown split": good}[fault]
+    extra = ["--split", "train9"] if fault == "unknown split" else []
+    common = ["--model", "cmunext_s", "--image-size", 32, "--epochs", 1, "--batch-size", 4, "--device", "cpu"]
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        result = invoke("train", *common, "--data", data, *extra, "--out", out)
+        assert_error(result, "error:", "hint:")
+        assert (not out.exists()) if out.name == "new" else list(out.iterdir()) == []
+        fixed = invoke("train", *common, "--data", good, "--out", out)
+        assert fixed.exit_code == 0, fixed.output
+        assert (out / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     run = tmp_path / "run"
     ok = invoke("train", "--model", "cmunext_s", "--image-size", 32, "--epochs", 1, "--batch-size", 4,
@@ -132,3 +166,71 @@ def test_system_errors_at_the_boundary(monkeypatch, exc, fragment):
     monkeypatch.setattr("llm4seg.training.run.train", fail)
     result = invoke("train", "--epochs", 1, "--out", "/nonexistent/should-not-be-created")
     assert_error(result, fragment, code=130 if isinstance(exc, KeyboardInterrupt) else 1)
+
+
+def test_bench_without_matplotlib_prints_results_and_names_the_plot_extra(exported, tmp_path, monkeypatch):
+    """Issue 19, item 4: on a runtime-only box (no matplotlib) bench still prints its table and writes
+    bench.json; the missing plot is named with its own small extra, not `llm4seg[train]`."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    result = invoke("bench", "--engine", exported[0] / "model.onnx", "--iterations", 2, "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "p50 ms" in result.output and (tmp_path / "b" / "bench.json").is_file()
+    assert "bench.png not written" in result.output and "llm4seg[plot]" in result.output
+    assert not (tmp_path / "b" / "bench.png").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "export"])
+def test_a_run_folder_given_as_a_checkpoint_points_at_its_best(trained_checkpoint, tmp_path, command):
+    """Issue 19, item 6: the hint names RUN/checkpoints/best, not a generic 'pass a checkpoint'."""
+    run = trained_checkpoint.parent.parent
+    args = [command, run] + (["--out", tmp_path / "a"] if command == "export" else [])
+    assert_error(invoke(*args), "is a training run folder", f"hint: pass its checkpoint: {run / 'checkpoints' / 'best'}")
+
+
+@pytest.mark.parametrize("command", ["bench", "video"])
+def test_a_plan_not_in_the_manifest_hints_adopt_engine(exported, tmp_path, command):
+    """Issue 19, item 7: a .plan built on the target is adopted, not re-exported."""
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    (art / "model.fp16.plan").write_bytes(b"an engine trtexec wrote")
+    args = ["bench", "--engine", art / "model.fp16.plan"] if command == "bench" else \
+        ["video", "clip.mp4", "--engine", art / "model.fp16.plan", "--out", tmp_path / "o.mp4"]
+    result = invoke(*args)
+    assert_error(result, "has no entry for model.fp16.plan", "llm4seg adopt-engine")
+    assert "re-run" not in result.output
+
+
+def test_refused_int8_with_engine_still_prints_the_fp16_build_commands(trained_checkpoint, synthetic_folder, tmp_path,
+                                                                       monkeypatch):
+    """Issue 19, item 8: FP16 was written, so its engine recipe is printed before the INT8 error."""
+    from llm4seg.errors import ExportError
+    from llm4seg.export import int8
+
+    def refuse(*args, **kwargs):
+        error = ExportError("no INT8 candidate kept mask Dice within 0.5 points of FP32 (forced)", hint="ship FP16")
+        error.candidates = []
+        raise error
+
+    monkeypatch.setattr(int8, "int8_from_onnx", refuse)
+    result = invoke("export", trained_checkpoint, "--out", tmp_path / "a", "--fp16", "--int8", "--calib",
+                    synthetic_folder, "--engine", "--parity-images", 2, "--calib-images", 2)
+    assert_error(result, "no INT8 candidate", "trtexec --onnx=model.fp16.onnx", "llm4seg adopt-engine model.fp16.plan")
+
+
+def test_eval_without_split_scores_the_held_out_split_like_export(trained_checkpoint, tmp_path):
+    """Issue 19, item 5: one default rule (val, else val1) for eval and export, printed."""
+    from llm4seg.data.datasets import held_out_split
+    from llm4seg.export.pipeline import ExportOptions, default_splits
+
+    data = _small_folder(tmp_path / "d")
+    (data / "splits").mkdir()
+    (data / "splits" / "train.txt").write_text("\n".join(f"c{i}" for i in range(5)) + "\n")
+    (data / "splits" / "val.txt").write_text("c5\nc6\nc7\n")
+    result = invoke("eval", trained_checkpoint, "--data", data, "--out", tmp_path / "rep", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 3 and "scoring split val of" in result.stderr
+    assert default_splits(ExportOptions(out=tmp_path, data=str(data))).split == held_out_split(str(data), None) == "val"
+    (data / "splits" / "val.txt").rename(data / "splits" / "val1.txt")
+    assert held_out_split(str(data), None) == "val1" and held_out_split(str(data), "train") == "train"

@@ -11,7 +11,6 @@ import pytest
 from llm4seg.data.datasets import default_val_split, load_dataset, train_val_datasets
 from llm4seg.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 def make_folder(root: Path, n: int = 6, size=(40, 30), mask_ext=".png", grey=False) -> Path:
@@ -106,10 +105,11 @@ def test_synthetic_default_is_reproducible():
     assert np.array_equal(a.images, b.images) and a.masks.any() and len(a) == 4
 
 
-@pytest.mark.skipif(not (SHARED / "busi").is_dir(), reason="../shared/datasets/busi not present")
 def test_busi_published_splits_scan_cleanly():
     from llm4seg.data.folder import scan_folder
+    from tests.conftest import dataset_or_skip
 
+    busi = dataset_or_skip("busi")
     for k in (1, 2, 3):
-        assert len(scan_folder(SHARED / "busi", f"train{k}").pairs) == 452
-        assert len(scan_folder(SHARED / "busi", f"val{k}").pairs) == 195
+        assert len(scan_folder(busi, f"train{k}").pairs) == 452
+        assert len(scan_folder(busi, f"val{k}").pairs) == 195

@@ -110,9 +110,10 @@ def test_option_errors(trained_checkpoint, tmp_path):
         parse_batch("4:2:8")
 
 
-def test_opset23_export_has_native_ops_and_dynamic_batch(trained_checkpoint, tmp_path):
+def test_opset23_export_has_native_ops_and_dynamic_batch(trained_checkpoint, tmp_path, capfd):
     summary = export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path, opset=23, fp16=True, parity_images=4),
                                 log=lambda s: None)
+    assert "torchvision" not in capfd.readouterr().err  # issue 19, item 9: no warning per torchvision op
     for name in ("model.onnx", "model.fp16.onnx"):
         model = onnx.load(str(tmp_path / name))
         assert model.opset_import[0].version == 23
@@ -165,3 +166,11 @@ def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path
     implicit = ExportOptions(out=tmp_path / "art", int8=True, calib=str(folder), data=str(folder), split="val1")
     assert default_calib_split(implicit) == "train1"
     assert default_calib_split(ExportOptions(out=tmp_path, calib=str(folder), data=str(folder), split="val2")) is None
+
+
+def test_every_artifact_declares_only_the_operator_sets_it_uses(exported):
+    """Issue 19, item 13: onnxruntime's quantizer declared eight unused operator sets."""
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx"):
+        model = onnx.load(str(exported[0] / name))
+        used = {n.domain for n in model.graph.node} | {""}
+        assert {o.domain for o in model.opset_import} <= used, (name, [o.domain for o in model.opset_import])

@@ -76,3 +76,16 @@ def test_video_cli_writes_overlaid_file(exported, clip, tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     ok, frame = cap.read()
     assert ok and frame.shape == (96, 120, 3)
+
+
+def test_opening_a_writer_prints_no_ffmpeg_probe_lines(tmp_path):
+    """Issue 19, item 9: every `video` printed FFmpeg's 'h264_v4l2m2m ... Could not find a valid device'
+    while OpenCV probed H.264; the probe runs with file descriptor 2 silenced."""
+    import subprocess
+    import sys
+
+    code = ("from pathlib import Path; from llm4seg.runtime.video import _quiet_writer; "
+            f"w = _quiet_writer(Path({str(tmp_path / 'o.mp4')!r}), 'avc1', 10, (64, 64)); print('done')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr
+    assert "h264" not in result.stderr and "ERROR" not in result.stderr, result.stderr

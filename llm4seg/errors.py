@@ -35,6 +35,10 @@ class DataError(Llm4SegError):
     """A dataset folder or file is missing, unreadable or inconsistent."""
 
 
+class TrainingError(Llm4SegError):
+    """Training cannot go on (a non-finite loss, say); the last saved state is kept."""
+
+
 class ExportError(Llm4SegError):
     """An export step failed or its result did not pass its parity gate."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from llm4seg.fileio import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 REQUIRED = ("artifact", "precision", "inputs", "outputs", "batch", "image_size", "preprocess", "threshold", "sha256")
-_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: hash each file once
+# (path, inode, size, mtime_ns, ctime_ns) -> sha256: hash each file once. ctime is in the key because
+# mtime can be set back after an in-place edit (os.utime) while ctime cannot: any write changes it.
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def load_manifest(artifact: Path | str) -> dict[str, Any]:
@@ -56,13 +59,42 @@ def check_entry(entry: Any, where: Path | str) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"the manifest entry in {where} has a malformed field ({type(exc).__name__}: {exc})",
                           hint="re-run `llm4seg export`") from exc
+    for field, value, expected in _bad_values(entry):
+        raise ConfigError(f"the manifest entry in {where} has {field} = {value!r}; expected {expected}",
+                          hint="re-run `llm4seg export` (a hand-edited or damaged manifest gives NaN or empty masks)")
     return entry
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad_values(entry: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(field, value, what was expected) for every value the runtime would compute nonsense from."""
+    channels = entry["inputs"][0]["shape"][1] if len(entry["inputs"][0]["shape"]) > 1 else None
+    pre, batch = entry["preprocess"], entry["batch"]
+    bad = []
+    if not (_is_number(entry["threshold"]) and 0 < entry["threshold"] < 1):
+        bad.append(("threshold", entry["threshold"], "a number strictly between 0 and 1"))
+    if not (isinstance(entry["image_size"], int) and entry["image_size"] >= 16):
+        bad.append(("image_size", entry["image_size"], "an integer of at least 16"))
+    for name, values, ok in (("preprocess.mean", pre["mean"], _is_number),
+                             ("preprocess.std", pre["std"], lambda v: _is_number(v) and v > 0)):
+        if not (isinstance(values, list) and len(values) == channels and all(ok(v) for v in values)):
+            bad.append((name, values, f"a list of {channels} finite number(s)" + (", each > 0" if "std" in name else "")))
+    if "scale" in pre and not (_is_number(pre["scale"]) and pre["scale"] > 0):
+        bad.append(("preprocess.scale", pre["scale"], "a finite number > 0"))
+    lo, hi = batch.get("min"), batch.get("max")
+    if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
+        bad.append(("batch", batch, "integers with 1 <= min <= max"))
+    return bad
+
+
 def artifact_sha256(path: Path) -> str:
-    """sha256 of a file, computed once per (path, size, mtime)."""
+    """sha256 of a file, computed once per (path, inode, size, mtime, ctime): a file changed in place,
+    even with its size and mtime restored, is hashed again."""
     stat = os.stat(path)
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key not in _DIGESTS:
         _DIGESTS[key] = file_sha256(path)
     return _DIGESTS[key]

@@ -44,14 +44,28 @@ def to_uint8(frame: np.ndarray, bit_depth: int | None) -> np.ndarray:
                          hint="pass uint8 (0-255), uint16 with bit_depth=, or float in [0, 1]")
 
 
+# Frames above this are refused before any resize (a 40000 x 40000 frame took 83 s): 8K video is 33 M.
+MAX_FRAME_PIXELS = 100_000_000
+
+
 def to_rgb(frame: np.ndarray, layout: str, bit_depth: int | None = None) -> np.ndarray:
     """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) frame in `layout` -> uint8 (H, W, 3) RGB."""
     if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3):
         raise InputSpecError(f"a frame must be an (H, W) or (H, W, C) array, got {getattr(frame, 'shape', type(frame))}",
                              hint="pass the array OpenCV returns from VideoCapture.read()")
+    if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+        raise InputSpecError(f"the frame is {frame.shape[1]} x {frame.shape[0]} pixels, above the "
+                             f"{MAX_FRAME_PIXELS:,} the runtime takes", hint="downscale frames at the source (capture "
+                             "resolution); the model runs at its image_size anyway")
     if frame.size == 0 or frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputSpecError(f"the frame is empty (shape {frame.shape})",
                              hint="the source returned no pixels; check the capture before segmenting")
+    if frame.ndim == 3 and frame.shape[0] in (1, 3, 4) and frame.shape[0] < frame.shape[2]:
+        raise InputSpecError(f"the frame's shape {frame.shape} looks channel-first (C, H, W)",
+                             hint="pass (H, W, C) frames: frame.transpose(1, 2, 0)")
+    if layout == "gray" and frame.ndim == 3 and frame.shape[2] != 1:
+        raise InputSpecError(f"layout 'gray' expects (H, W) or (H, W, 1) frames, got {frame.shape[2]} channels",
+                             hint="pass layout='bgr' or 'rgb' for colour frames, or convert them to grey first")
     frame = to_uint8(frame, bit_depth)
     if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
@@ -95,6 +109,10 @@ class Segmenter:
                  bit_depth: int | None = None, **backend_options: Any) -> None:
         if layout not in LAYOUTS:
             raise InputSpecError(f"layout {layout!r} is not known", hint=f"choose one of {', '.join(LAYOUTS)}")
+        if bit_depth is not None and (not isinstance(bit_depth, int) or isinstance(bit_depth, bool)
+                                      or not 8 <= bit_depth <= 16):
+            raise InputSpecError(f"bit_depth {bit_depth!r} is not an integer from 8 to 16",
+                                 hint="e.g. bit_depth=12 for 12-bit ultrasound stored as uint16 (0-4095)")
         self.backend = artifact if isinstance(artifact, Backend) else load_backend(artifact, backend, **backend_options)
         self.layout, self.bit_depth = layout, bit_depth
         m = self.backend.manifest
@@ -141,6 +159,9 @@ class Segmenter:
     def segment(self, frames: np.ndarray | Sequence[np.ndarray], binary: bool = True) -> list[np.ndarray]:
         """Frames of any size and layout -> one mask per frame, at that frame's size."""
         # A single 2-D or 3-D array is one frame; a 4-D array or a list is several.
+        if not isinstance(frames, (np.ndarray, list, tuple)):
+            raise InputSpecError(f"segment() takes a frame (an array) or a list of frames, got {type(frames).__name__}",
+                                 hint="pass the array OpenCV returns from VideoCapture.read(), or a list of them")
         frames = [frames] if isinstance(frames, np.ndarray) and frames.ndim in (2, 3) else list(frames)
         if not frames:
             return []

@@ -24,6 +24,41 @@ def truncation_problem(data: bytes) -> str | None:
     return None
 
 
+# A decoded image above this many pixels is refused from its header, before decoding: a 1 MB PNG can
+# declare 30000 x 30000 and take 5 GB and a minute to decode (a decompression bomb). 100 M pixels
+# is 10000 x 10000, far above any ultrasound or endoscopy frame.
+MAX_IMAGE_PIXELS = 100_000_000
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the file's header declares them (PNG, JPEG, BMP; TIFF and others through
+    Pillow's header-only open where it is installed), or None when the header does not say."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"BM" and len(data) >= 26:
+        return abs(int.from_bytes(data[18:22], "little", signed=True)), abs(int.from_bytes(data[22:26], "little", signed=True))
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data) and data[i] == 0xFF:
+            marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+            if marker in _JPEG_SOF:
+                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            i += 2 + length
+        return None
+    try:
+        import io
+
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            return image.size
+    except Exception:  # noqa: BLE001  (not an image Pillow knows: OpenCV decides)
+        return None
+
+
 def decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
     """(array, '') or (None, reason) for an image file decoded with cv2 `flags`."""
     try:
@@ -35,6 +70,10 @@ def decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
     problem = truncation_problem(data)
     if problem:
         return None, f"{Path(path).name}: {problem}"
+    size = declared_size(data)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        return None, (f"{Path(path).name} declares {size[0]} x {size[1]} pixels, above the {MAX_IMAGE_PIXELS:,} "
+                      "llm4seg decodes (refused from its header, not decoded)")
     array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if array is None or array.size == 0:
         return None, f"{Path(path).name} cannot be decoded as an image"
@@ -52,4 +91,4 @@ def read_mask_raw(path: Path) -> tuple[np.ndarray | None, str]:
     return decode(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
 
 
-__all__ = ["decode", "read_image_rgb", "read_mask_raw", "truncation_problem"]
+__all__ = ["MAX_IMAGE_PIXELS", "declared_size", "decode", "read_image_rgb", "read_mask_raw", "truncation_problem"]

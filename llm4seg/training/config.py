@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from llm4seg.errors import ConfigError
+
+
+def _finite(value: Any) -> bool:
+    """A real, finite number (not NaN or inf, not a bool or a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -38,7 +44,12 @@ class TrainConfig:
     def validate(self) -> None:
         checks = [
             ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", self.batch_size >= 2, "at least 2 (BatchNorm)"),
-            ("lr", self.lr > 0, "positive"), ("val_every", self.val_every >= 1, "at least 1"),
+            ("lr", _finite(self.lr) and self.lr > 0, "a finite positive number"),
+            ("momentum", _finite(self.momentum) and 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight_decay", _finite(self.weight_decay) and self.weight_decay >= 0, "finite and >= 0"),
+            ("poly_power", _finite(self.poly_power) and self.poly_power > 0, "finite and > 0"),
+            ("checkpoint_every_s", _finite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0, "finite and >= 0"),
+            ("val_every", self.val_every >= 1, "at least 1"),
             ("image_size", self.image_size % 16 == 0 and self.image_size >= 32, "a multiple of 16, >= 32"),
         ]
         checks.append(("step_mode", self.step_mode in ("eager", "graph"), "eager or graph"))

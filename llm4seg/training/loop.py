@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from llm4seg.data.augment import augment_batch, normalise
 from llm4seg.data.datasets import train_val_datasets
-from llm4seg.errors import ConfigError
+from llm4seg.errors import ConfigError, TrainingError
 from llm4seg.fileio import atomic_path
 from llm4seg.models.registry import create_model
 from llm4seg.training import distributed as dist_utils
@@ -47,6 +48,13 @@ class RunPaths:
     def state(self) -> Path: return self.root / "state"
     @property
     def checkpoints(self) -> Path: return self.root / "checkpoints"
+
+
+def non_finite_loss(where: str, lr: float) -> TrainingError:
+    """The error for a NaN/inf loss: training stops before it saves NaN weights."""
+    return TrainingError(f"the training loss became non-finite (NaN or inf) {where}; nothing from that epoch was saved",
+                         hint=f"lower --lr (now {lr:g}), check the images and masks for NaN/inf values, "
+                         "then resume from the last saved state (llm4seg train --resume RUN) or start again")
 
 
 def pick_device(name: str) -> torch.device:
@@ -146,11 +154,15 @@ class Trainer:
             else:
                 loss = self._eager_step(model, x, y, lr)
             self.state["step"] += 1
+            if not self.cuda and not bool(torch.isfinite(loss.detach())):  # on the CPU a check costs nothing
+                raise non_finite_loss(f"at step {self.state['step']} (epoch {epoch + 1})", cfg.lr)
             total = total + loss.detach()  # stays on the device: no sync per step
             n += 1
             if on_step:
                 on_step()
         seconds = time.perf_counter() - t0
+        if not math.isfinite(float(total)):  # on a GPU checked once per epoch (one sync), before any save
+            raise non_finite_loss(f"in epoch {epoch + 1} (steps {self.state['step'] - n + 1}-{self.state['step']})", cfg.lr)
         return {"train_loss": float(total) / max(n, 1), "it_per_s": n / seconds, "epoch_s": seconds, "lr": lr}
 
     def _eager_step(self, model, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:

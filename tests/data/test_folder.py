@@ -113,3 +113,39 @@ def test_busi_published_splits_scan_cleanly():
     for k in (1, 2, 3):
         assert len(scan_folder(busi, f"train{k}").pairs) == 452
         assert len(scan_folder(busi, f"val{k}").pairs) == 195
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    """Issue 20, item 12: a small PNG declaring 30000 x 30000 was decoded in full (64 s, 5.2 GB)."""
+    import time
+    import zlib
+
+    from llm4seg.data.decode import MAX_IMAGE_PIXELS, declared_size, read_image_rgb
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    w = h = 30000
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])  # 8-bit grey
+    rows = zlib.compress(b"\x00" * (w + 1) * 64, 9)  # only the first rows: the header is what matters
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    t0 = time.perf_counter()
+    image, reason = read_image_rgb(path)
+    assert image is None and "declares 30000 x 30000" in reason and time.perf_counter() - t0 < 2
+    assert w * h > MAX_IMAGE_PIXELS
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((40, 70, 3), np.uint8))
+    ok2, bmp = cv2.imencode(".bmp", np.zeros((40, 70, 3), np.uint8))
+    assert declared_size(jpeg.tobytes()) == (70, 40) and declared_size(bmp.tobytes()) == (70, 40)
+
+
+def test_a_huge_frame_is_refused_before_any_resize(exported):
+    from llm4seg.errors import InputSpecError
+    from llm4seg.runtime import Segmenter
+
+    frame = np.lib.stride_tricks.as_strided(np.zeros(3, np.uint8), (20000, 20000, 3), (0, 0, 1))  # no memory
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        with pytest.raises(InputSpecError, match="above the"):
+            seg.segment_one(frame)

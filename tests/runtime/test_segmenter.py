@@ -138,3 +138,77 @@ def test_preprocessing_follows_the_manifest(exported, tmp_path):
     assert np.allclose(base * std + mean, 2 * (half * std + mean), atol=1e-5)  # pixels * scale, then normalised
     with pytest.raises(InputSpecError, match="color='YUV'"):
         with_entry(**{"inputs.0.color": "YUV"})
+
+
+def test_an_artifact_changed_in_place_with_size_and_mtime_kept_is_hashed_again(exported, tmp_path):
+    """Issue 20, item 3: the digest cache was keyed on (path, size, mtime) only."""
+    import os
+    import shutil
+
+    from llm4seg.errors import ConfigError
+    from llm4seg.runtime.manifest import artifact_sha256, load_manifest, verify_artifact
+
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    path = art / "model.onnx"
+    entry = load_manifest(path)
+    verify_artifact(path, entry)  # hashed and cached
+    stat = os.stat(path)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size
+    with open(path, "r+b") as f:  # in place: same inode
+        f.write(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime put back
+    assert os.stat(path).st_size == stat.st_size and os.stat(path).st_mtime_ns == stat.st_mtime_ns
+    assert artifact_sha256(path) != entry["sha256"]
+    with pytest.raises(ConfigError, match="does not match the sha256"):
+        verify_artifact(path, entry)
+
+
+@pytest.mark.parametrize("field,value", [("std", [0.0, 0.2, 0.2]), ("threshold", float("nan")), ("threshold", 2.0),
+                                         ("mean", None), ("mean", [0.5]), ("batch_max", 0)])
+def test_manifest_values_that_would_give_nonsense_are_refused(exported, tmp_path, field, value):
+    """Issue 20, item 9: std 0 / threshold NaN or 2.0 ran and gave NaN or empty masks."""
+    import json
+    import shutil
+
+    from llm4seg.errors import ConfigError
+
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    entry = manifest["artifacts"]["model.onnx"]
+    if field in ("std", "mean"):
+        entry["preprocess"][field] = value
+    elif field == "batch_max":
+        entry["batch"]["max"] = value
+    else:
+        entry[field] = value
+    (art / "manifest.json").write_text(json.dumps(manifest))  # NaN is written as NaN: Python's json reads it back
+    name = "batch" if field == "batch_max" else field
+    with pytest.raises(ConfigError, match=name) as info:
+        Segmenter(art / "model.onnx").segment_one(np.zeros((64, 64, 3), np.uint8))
+    assert "re-run `llm4seg export`" in info.value.hint
+
+
+@pytest.mark.parametrize("call,fragment", [
+    (lambda seg: seg.segment(None), "takes a frame"),
+    (lambda seg: seg.segment(5), "takes a frame"),
+    (lambda seg: seg.segment_one(np.zeros((3, 64, 4), np.uint8)), "looks channel-first"),
+    (lambda seg: seg.segment_one(np.zeros((3, 40, 60), np.uint8)), "looks channel-first"),
+])
+def test_segmenter_refuses_calls_that_are_not_frames(exported, call, fragment):
+    """Issue 20, item 16: raw TypeErrors, and a (3, H, 4) CHW frame silently taken as BGRA."""
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        with pytest.raises(InputSpecError, match=fragment):
+            call(seg)
+
+
+def test_segmenter_refuses_a_bad_bit_depth_and_colour_frames_for_gray(exported):
+    for bad in ("12", 12.0, 0, 32, True):
+        with pytest.raises(InputSpecError, match="bit_depth"):
+            Segmenter(exported[0] / "model.onnx", bit_depth=bad)
+    with Segmenter(exported[0] / "model.onnx", layout="gray") as seg:
+        assert seg.segment_one(np.zeros((50, 60), np.uint8)).shape == (50, 60)
+        with pytest.raises(InputSpecError, match="layout 'gray'"):
+            seg.segment_one(np.zeros((50, 60, 3), np.uint8))

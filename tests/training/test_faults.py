@@ -137,3 +137,26 @@ def test_out_folder_that_is_not_a_run_is_refused(tmp_path):
     assert json.loads((other / "config.json").read_text()) == {"format": "llm4seg-checkpoint"}
     with pytest.raises(CheckpointError, match="not an llm4seg run folder"):
         train(TrainConfig(out=str(other)), resume=True)
+
+
+@pytest.mark.parametrize("lr", [1e30, 1e10])
+def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_no_nan(tmp_path, lr):
+    """Issue 20, item 4: --lr 1e30 trained to the end with NaN checkpoints and exit 0."""
+    from llm4seg.errors import TrainingError
+
+    run = tmp_path / "r"
+    with pytest.raises(TrainingError, match=r"non-finite .* at step \d+ \(epoch 1\)") as info:
+        train(cfg(run, epochs=3, lr=lr))
+    assert "--lr" in info.value.hint
+    for weights in run.glob("**/model.safetensors"):
+        from safetensors.torch import load_file
+
+        assert all(bool(torch.isfinite(t).all()) for t in load_file(str(weights)).values()), weights
+
+
+@pytest.mark.parametrize("option,value", [("lr", float("inf")), ("lr", float("nan")), ("lr", -1.0),
+                                          ("momentum", 1.5), ("weight_decay", float("nan")), ("poly_power", 0.0)])
+def test_numeric_options_are_validated(tmp_path, option, value):
+    with pytest.raises(ConfigError, match=option) as info:
+        train(cfg(tmp_path / "r", **{option: value}))
+    assert option in info.value.hint

@@ -249,7 +249,7 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
     opts = replace(default_splits(opts), out=Path(opts.out))
     validate_options(opts)
     int8_refusal: ExportError | None = None
-    with staged_folder(opts.out) as work:
+    with staged_folder(opts.out, log) as work:
         job = _Export(checkpoint, opts, work, log)
         _write_fp(job)
         if opts.pt2:

@@ -32,10 +32,42 @@ def check_out_folder(out: Path) -> None:
                               hint="pass a new or empty folder, or an earlier export's folder (it is replaced whole)")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def recover(out: Path) -> list[str]:
+    """Clear what a killed export left beside `out`; returns what was done, for the log.
+
+    `.OUT.tmp<PID>` of a process that no longer runs is removed (a live one is another export at
+    work). `.OUT.old` without `OUT` means a kill between the swap's two renames: the old folder, a
+    complete export, is put back (the new one cannot be told apart from an unfinished staging)."""
+    done = []
+    for stale in out.parent.glob(f".{out.name}.tmp*"):
+        suffix = stale.name[len(f".{out.name}.tmp"):]
+        if suffix.isdigit() and int(suffix) != os.getpid() and not _alive(int(suffix)):
+            shutil.rmtree(stale, ignore_errors=True)
+            done.append(f"removed {stale.name}, left by a killed export")
+    old = out.parent / f".{out.name}.old"
+    if old.is_dir() and not out.exists():
+        os.rename(old, out)
+        done.append(f"restored {out.name} from {old.name} (an export was killed while replacing it)")
+    return done
+
+
 @contextlib.contextmanager
-def staged_folder(out: Path) -> Iterator[Path]:
+def staged_folder(out: Path, log=lambda s: None) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `out`, on failure it is removed."""
     out = Path(out)
+    if out.parent.is_dir():
+        for line in recover(out):
+            log(line)
     check_out_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = fresh_folder(out.parent, out.name, suffix=str(os.getpid()))  # per process: never another export's

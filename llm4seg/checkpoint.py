@@ -16,13 +16,14 @@ import torch
 from llm4seg import __version__
 from llm4seg._optional import require
 from llm4seg.errors import CheckpointError
-from llm4seg.fileio import atomic_path, file_sha256, write_json_atomic
+from llm4seg.fileio import atomic_path, file_sha256, save_safetensors, write_json_atomic
 from llm4seg.models.config import ModelConfig
 from llm4seg.models.net import LLM4SegNet
 from llm4seg.models.registry import model_from_config
 
 FORMAT_NAME = "llm4seg-checkpoint"
-FORMAT_VERSION = 1
+# 2: config.json carries config_sha256, a digest of everything else in it (model settings included).
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -37,14 +38,20 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def config_sha256(config: dict[str, Any]) -> str:
+    """Digest of a checkpoint config without its own `config_sha256` (canonical JSON), so an edit of
+    any setting (image size, threshold, normalisation, model name) is caught at load."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def save_checkpoint(model: LLM4SegNet, path: Path | str, extra: dict[str, Any] | None = None) -> Path:
     """Write `path/` atomically file by file; weights first, so a config always has its weights."""
-    save_file = require("safetensors.torch").save_file
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp))
+        save_safetensors(state, tmp, folder / WEIGHTS_FILE)
     block = model.config.block
     config = {
         "format": FORMAT_NAME,
@@ -58,6 +65,7 @@ def save_checkpoint(model: LLM4SegNet, path: Path | str, extra: dict[str, Any] |
         "weights_sha256": file_sha256(folder / WEIGHTS_FILE),
         "extra": extra or {},
     }
+    config["config_sha256"] = config_sha256(config)
     write_json_atomic(folder / CONFIG_FILE, config)
     return folder
 
@@ -90,10 +98,18 @@ def read_checkpoint_config(path: Path | str) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{folder} has format version {version}, this llm4seg reads <= {FORMAT_VERSION}",
                               hint="upgrade llm4seg")
-    for key in ("weights_sha256", "frozen_sha256"):  # format 1 always writes both: never skip a check
+    if version < FORMAT_VERSION:
+        raise CheckpointError(f"{folder} has format version {version}, written before config.json carried a digest "
+                              "of its own settings", hint="its settings cannot be checked; re-train (or resume the run: "
+                              "its next save writes format 2) with this llm4seg")
+    for key in ("weights_sha256", "frozen_sha256", "config_sha256"):  # every one always written: never skip a check
         if not isinstance(config.get(key), str) or len(config[key]) != 64:
             raise CheckpointError(f"{cfg_path} has no valid {key} (found {config.get(key)!r})",
                                   hint="integrity digests are required; the config.json was edited or damaged")
+    if config_sha256(config) != config["config_sha256"]:
+        raise CheckpointError(f"{cfg_path} was changed after it was saved (its settings no longer match config_sha256)",
+                              hint="restore the original config.json or use another checkpoint; settings such as "
+                              "image_size, threshold or mean/std must not be edited by hand")
     return config
 
 

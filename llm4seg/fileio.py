@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -101,3 +102,20 @@ def remove_leftovers(root: Path | str) -> list[str]:
                 (Path(dirpath) / name).unlink(missing_ok=True)
                 removed.append(str(Path(dirpath) / name))
     return removed
+
+
+def save_safetensors(tensors: dict[str, Any], tmp: Path | str, final: Path | str) -> None:
+    """safetensors' save_file, whose I/O failures (a full disk, a file-size limit) come as its own
+    exception type: they are raised as OSError naming `final`, so the CLI says what failed where."""
+    from llm4seg._optional import require
+
+    save_file = require("safetensors.torch").save_file
+    try:
+        save_file(tensors, str(tmp))
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (safetensors_rust.SafetensorError and others)
+        text = str(exc)
+        code = (errno.ENOSPC if "code: 28" in text or "No space left" in text
+                else errno.EFBIG if "code: 27" in text or "too large" in text.lower() else errno.EIO)
+        raise OSError(code, f"{os.strerror(code)} ({text})", str(final)) from exc

@@ -27,7 +27,7 @@ def test_round_trip_is_exact_and_needs_no_source(saved, tiny_llama, monkeypatch)
     assert torch.equal(model(x), loaded(x))
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["llm"] == {"source": str(tiny_llama[0]), "layer": 2, "init": "pretrained", "trainable": False}
-    assert len(cfg["frozen_sha256"]) == 64 and cfg["format_version"] == 1
+    assert len(cfg["frozen_sha256"]) == 64 and cfg["format_version"] == 2 and len(cfg["config_sha256"]) == 64
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
 
 
@@ -67,17 +67,43 @@ def test_missing_folder():
         llm4seg.load_checkpoint("/nonexistent/ckpt")
 
 
-def _edit_config(folder, **changes):
+def _edit_config(folder, rehash=True, **changes):
+    """Edit config.json; by default also recompute config_sha256, as someone re-hashing would, so the
+    other checks are tested on their own."""
+    from llm4seg.checkpoint import config_sha256
+
     cfg = json.loads((folder / "config.json").read_text())
     for key, value in changes.items():
         if value is None:
             cfg.pop(key, None)
         else:
             cfg[key] = value
+    if rehash and "config_sha256" not in changes:
+        cfg["config_sha256"] = config_sha256(cfg)
     (folder / "config.json").write_text(json.dumps(cfg))
 
 
-@pytest.mark.parametrize("key", ["weights_sha256", "frozen_sha256"])
+@pytest.mark.parametrize("section,change", [("image_size", 128), ("threshold", 0.9), ("mean", [0.0, 0.0, 0.0]),
+                                            ("name", "cmunext")])
+def test_an_edited_model_setting_is_refused(saved, section, change):
+    """Issue 20, item 7: edits to config.json's model section loaded silently."""
+    _, folder = saved
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"][section] = change
+    _edit_config(folder, rehash=False, model=cfg["model"])
+    with pytest.raises(CheckpointError, match="was changed after it was saved"):
+        llm4seg.load_checkpoint(folder)
+
+
+def test_a_format_1_checkpoint_without_a_config_digest_is_refused(saved):
+    _, folder = saved
+    _edit_config(folder, format_version=1, config_sha256=None)
+    with pytest.raises(CheckpointError, match="format version 1") as info:
+        llm4seg.load_checkpoint(folder)
+    assert "re-train" in info.value.hint
+
+
+@pytest.mark.parametrize("key", ["weights_sha256", "frozen_sha256", "config_sha256"])
 def test_deleting_a_digest_does_not_switch_the_check_off(saved, key):
     _, folder = saved
     _edit_config(folder, **{key: None})

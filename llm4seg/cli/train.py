@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from llm4seg.cli.options import (AttentionOpt, DataOpt, DeviceOpt, JsonOpt, LayerOpt, LlmOpt, ModelOpt,
+from llm4seg.cli.options import (AttentionOpt, DataOpt, DeviceOpt, JsonOpt, LayerOpt, LlmOpt,
                                  PositionsOpt, SplitOpt)
 from llm4seg.cli.render import print_json, stderr, stdout
 
@@ -26,7 +26,7 @@ RESUMABLE = ("model", "data", "split", "val_split", "image_size", "epochs", "bat
 
 
 def train(
-    model: ModelOpt = "llm4seg",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `llm4seg models`) [default: llm4seg].", show_default=False)] = None,
     llm: LlmOpt = None,
     layer: LayerOpt = None,
     attention: AttentionOpt = None,
@@ -38,7 +38,7 @@ def train(
     data: DataOpt = None,
     split: SplitOpt = None,
     val_split: Annotated[Optional[str], typer.Option("--val-split", help="Validation split (default: trainK -> valK, else a seeded 20%).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (new or empty).")] = Path("runs/llm4seg"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (new or empty) [default: runs/llm4seg].", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (all settings come from it).")] = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square training size in pixels, a multiple of 16 [default: 256].", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs [default: 300, the paper's].", show_default=False)] = None,
@@ -59,14 +59,20 @@ def train(
     """Train a model; writes checkpoints (best by val IoU, last), metrics, curves and a log."""
     from llm4seg.training.config import TrainConfig
 
-    given = {k: v for k, v in dict(model=model if model != "llm4seg" else None, data=data, split=split, val_split=val_split,
+    from llm4seg.errors import ConfigError
+
+    if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
+        raise ConfigError(f"--resume {resume} continues that run in its own folder, but --out {out} was given",
+                          hint=f"drop --out to resume, or start a new run in {out} without --resume")
+    given = {k: v for k, v in dict(model=model, data=data, split=split, val_split=val_split,
                                     image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, val_every=val_every,
                                     seed=seed, synthetic_count=synthetic_count, paper_double_scaling=paper_double_scaling,
                                     skip_bad=skip_bad, checkpoint_every_s=checkpoint_every_s, amp=amp,
                                     compile=compile_model, step_mode=step_mode).items() if v is not None}
     overrides = {k: v for k, v in dict(llm=llm, layer=layer, attention=attention, positions=positions, size=size,
                                        init=init, trainable=trainable, in_channels=in_channels).items() if v is not None}
-    cfg = TrainConfig(out=str(resume or out), model=model, model_overrides=overrides, device=device,
+    cfg = TrainConfig(out=str(resume or out or Path("runs/llm4seg")), model=model or "llm4seg",
+                      model_overrides=overrides, device=device,
                       **{k: v for k, v in given.items() if k != "model"})
     if resume is not None:
         _refuse_changed_settings(cfg, given, overrides)

@@ -56,7 +56,12 @@ def read_split(root: Path, split: str) -> list[str]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"split file {path} is not UTF-8 text ({exc})", hint="save it as UTF-8, one stem a line") from exc
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    stems = [line.strip() for line in text.splitlines() if line.strip()]
+    repeated = sorted({s for s in stems if stems.count(s) > 1}) if len(set(stems)) != len(stems) else []
+    if repeated:  # a stem listed twice would be trained (or scored) twice
+        raise DataError(f"split file {path} lists {len(repeated)} stem(s) more than once: {repeated[:5]}",
+                        hint="list each image once (e.g. sort -u the file)")
+    return stems
 
 
 def scan_folder(root: Path | str, split: str | None = None, skip_bad: bool = False) -> Scan:

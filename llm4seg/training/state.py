@@ -28,7 +28,7 @@ import torch
 from llm4seg._optional import require
 from llm4seg.checkpoint import load_checkpoint, save_checkpoint
 from llm4seg.errors import CheckpointError
-from llm4seg.fileio import fault_point, file_sha256, fresh_folder, swap_folder, write_json_atomic
+from llm4seg.fileio import fault_point, file_sha256, fresh_folder, save_safetensors, swap_folder, write_json_atomic
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 COUNTERS_FILE = "counters.json"
@@ -73,7 +73,6 @@ def save_state(state_dir: Path, model, optimizer, counters: dict[str, Any], extr
                best: tuple[dict[str, torch.Tensor], dict[str, Any]] | None) -> dict[str, Any]:
     """Write one complete state and make it current. `best` = (trainable weights, extra) when the
     best checkpoint changed since the last save. Returns the pointer written."""
-    save_file = require("safetensors.torch").save_file
     state_dir.mkdir(parents=True, exist_ok=True)
     counters = dict(counters)
     if best is not None:
@@ -89,7 +88,7 @@ def save_state(state_dir: Path, model, optimizer, counters: dict[str, Any], extr
     name = f"step-{counters['step']:09d}"
     tmp = fresh_folder(state_dir, name)
     save_checkpoint(model, tmp, extra=extra)
-    save_file(optimizer_buffers(model, optimizer), str(tmp / OPTIMIZER_FILE))
+    save_safetensors(optimizer_buffers(model, optimizer), tmp / OPTIMIZER_FILE, state_dir / name / OPTIMIZER_FILE)
     fault_point(f"wrote {OPTIMIZER_FILE}")
     counters["weights_sha256"] = json.loads((tmp / "config.json").read_text())["weights_sha256"]
     counters["optimizer_sha256"] = file_sha256(tmp / OPTIMIZER_FILE)

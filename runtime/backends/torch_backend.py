@@ -1,8 +1,8 @@
 """torch backend: runs `model.pt2`, the export's torch.export program (imported only when chosen).
 
 It needs torch alone: no llm4seg model, checkpoint, training or export code (the runtime's
-one-way door); the program's sha256 is checked against the manifest before it is loaded, since
-torch.export.load may unpickle parts of the archive. On CUDA: FP16 autocast (matmuls and convs
+one-way door); the program's sha256 is checked against the manifest, and its archive is read
+for pickled payloads (pt2_safety.py) before torch.export.load sees it. On CUDA: FP16 autocast (matmuls and convs
 in FP16, norms and softmax in FP32), channels_last, cuDNN autotuning, and an optional CUDA graph
 per batch size. On CPU: the program in FP32. `compile=` adds a cached compiled form
 (torch_compile.py): True or 'aoti' (AOTInductor package), 'inductor' (torch.compile).
@@ -71,7 +71,10 @@ class TorchBackend(Backend):
         """The program as a module on the device, ready for autocast."""
         from llm4seg.runtime.backends.torch_compile import without_dtype_asserts
 
+        from llm4seg.runtime.backends.pt2_safety import check_pt2_archive
+
         torch = self.torch
+        check_pt2_archive(self.artifact)  # no pickled payload that could run code reaches torch.export.load
         try:
             program = torch.export.load(str(self.artifact))
         except Exception as exc:  # torch raises many types for foreign or damaged archives

@@ -70,6 +70,7 @@ def aoti_model(torch: Any, program_module: Callable[[], Any], sha256: str, devic
             if runner is None:
                 t = time.perf_counter()
                 _compile_package(torch, program_module(), device, half, batch, in_shape, package)
+                record_package_digest(package)
                 info["compile_s"] = time.perf_counter() - t
                 return load_package(torch, package), info
     info["cache_hit"] = True
@@ -77,13 +78,63 @@ def aoti_model(torch: Any, program_module: Callable[[], Any], sha256: str, devic
 
 
 def _load_cached(torch: Any, package: Path) -> Any | None:
+    """The cached package's runner, or None (then it is compiled anew). A package is a shared
+    library whose constructors run as it loads, so nothing is loaded from a folder others can write,
+    nor a package whose sha256 differs from the one recorded when it was compiled."""
     if not package.exists():
+        return None
+    refuse_writable_by_others(package.parent)
+    if not package_digest_matches(package):
+        package.unlink(missing_ok=True)
         return None
     try:
         return load_package(torch, package)
     except Exception:  # a package from a foreign or damaged build: compile a fresh one
         package.unlink(missing_ok=True)
         return None
+
+
+def _digest_path(package: Path) -> Path:
+    return package.with_name(package.name + ".sha256.json")
+
+
+def record_package_digest(package: Path) -> None:
+    """Write the freshly compiled package's sha256 beside it (atomically)."""
+    from llm4seg.fileio import file_sha256, write_json_atomic
+
+    write_json_atomic(_digest_path(package), {"sha256": file_sha256(package)})
+
+
+def package_digest_matches(package: Path) -> bool:
+    """True when the package's bytes are those recorded at compile time (no record: False)."""
+    import json
+
+    from llm4seg.fileio import file_sha256
+
+    try:
+        recorded = json.loads(_digest_path(package).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return recorded == file_sha256(package)
+
+
+def refuse_writable_by_others(folder: Path) -> None:
+    """Raise unless `folder` and the cache root above it belong to this user and only it can write them."""
+    import os
+    import stat
+
+    from llm4seg.errors import ConfigError
+    from llm4seg.runtime.compile_cache import cache_root
+
+    root = cache_root()
+    for place in (folder, *[p for p in folder.parents if p == root or root in p.parents]):
+        info = place.stat()
+        others_write = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        foreign = hasattr(os, "getuid") and info.st_uid != os.getuid()
+        if others_write or foreign:
+            raise ConfigError(f"the compile cache folder {place} can be written by others "
+                              f"(mode {stat.filemode(info.st_mode)}, owner uid {info.st_uid}): nothing is loaded from it",
+                              hint=f"chmod go-w {place} (and own it), or point LLM4SEG_CACHE at a folder only you write")
 
 
 def load_package(torch: Any, package: Path) -> Callable[[Any], Any]:

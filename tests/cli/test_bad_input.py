@@ -234,3 +234,32 @@ def test_eval_without_split_scores_the_held_out_split_like_export(trained_checkp
     assert default_splits(ExportOptions(out=tmp_path, data=str(data))).split == held_out_split(str(data), None) == "val"
     (data / "splits" / "val.txt").rename(data / "splits" / "val1.txt")
     assert held_out_split(str(data), None) == "val1" and held_out_split(str(data), "train") == "train"
+
+
+def test_resume_refuses_another_model_or_out_and_a_split_with_duplicates(tmp_path):
+    """Issue 20, item 8: `--resume RUN --model X` and `--out elsewhere` were ignored; duplicate split
+    lines trained an image twice."""
+    common = ["--image-size", 32, "--epochs", 1, "--batch-size", 4, "--device", "cpu", "--synthetic-count", 12]
+    run = tmp_path / "run"
+    assert invoke("train", "--model", "cmunext_s", *common, "--out", run).exit_code == 0
+    assert_error(invoke("train", "--resume", run, "--model", "llm4seg"), "--model 'llm4seg' (the run has 'cmunext_s')")
+    assert_error(invoke("train", "--resume", run, "--out", tmp_path / "elsewhere"), "--out", "drop --out")
+    data = _small_folder(tmp_path / "d")
+    (data / "splits").mkdir()
+    (data / "splits" / "train.txt").write_text("c0\nc1\nc2\nc1\n")
+    assert_error(invoke("train", "--model", "cmunext_s", *common, "--data", data, "--split", "train", "--out",
+                        tmp_path / "r2"), "more than once", "'c1'")
+
+
+@pytest.mark.parametrize("code,fragment", [(28, "the disk is full"), (27, "File too large")])
+def test_a_full_disk_or_size_limit_while_saving_weights_names_the_file(tmp_path, monkeypatch, code, fragment):
+    """Issue 20, item 10: safetensors' own exception type (not OSError) reached the user as a traceback."""
+    import safetensors.torch
+
+    def failing_save(tensors, filename, metadata=None):
+        raise RuntimeError(f'Error while serializing: IoError(Os {{ code: {code}, kind: StorageFull, message: "x" }})')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
+    result = invoke("train", "--model", "cmunext_s", "--image-size", 32, "--epochs", 1, "--batch-size", 4,
+                    "--synthetic-count", 12, "--device", "cpu", "--out", tmp_path / "run")
+    assert_error(result, fragment, "model.safetensors", "hint:")

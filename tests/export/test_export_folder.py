@@ -3,6 +3,8 @@ issue 13: 7)."""
 
 from __future__ import annotations
 
+import os
+
 import json
 
 import numpy as np
@@ -150,3 +152,22 @@ def test_int8_candidate_for_the_target_and_a_degraded_one_is_rejected(trained_ch
     else:  # every candidate tried, the fastest passing one kept
         fastest = min(passing, key=lambda r: r["cpu_latency_ms"])
         assert report["chosen"] == fastest["candidate"] and len(rows) >= len(passing) >= 2
+
+
+def test_a_killed_exports_leftovers_are_cleared_and_old_recovered(tmp_path):
+    """Issue 20, item 14: `.OUT.tmp<PID>` stayed forever; a kill between the two renames left only `.OUT.old`."""
+    import subprocess
+
+    from llm4seg.export.workdir import recover
+
+    out = tmp_path / "art"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f".art.tmp{dead.pid}").mkdir()
+    (tmp_path / f".art.tmp{os.getppid()}").mkdir()  # a live process's staging: left alone
+    old = tmp_path / ".art.old"
+    old.mkdir()
+    (old / "manifest.json").write_text("{}")
+    done = recover(out)
+    assert not (tmp_path / f".art.tmp{dead.pid}").exists() and (tmp_path / f".art.tmp{os.getppid()}").exists()
+    assert (out / "manifest.json").is_file() and not old.exists() and len(done) == 2

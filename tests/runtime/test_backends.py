@@ -304,9 +304,20 @@ def test_torch_backend_aoti_package_cached_and_rebuilt_when_damaged(exported, tm
         assert np.abs(warm.infer(x) - expected).max() < 1e-3
     package = Path(info["package"])
     package.write_bytes(package.read_bytes()[: package.stat().st_size // 2])
+    from llm4seg.runtime.backends import torch_compile
+
+    loaded = []  # issue 20, item 2: a package is loaded only when its bytes match the recorded digest
+    real_load = torch_compile.load_package
+    monkeypatch.setattr(torch_compile, "load_package",
+                        lambda t, pkg: loaded.append(torch_compile.package_digest_matches(pkg)) or real_load(t, pkg))
     with load_backend(pt2, "torch", half=True, compile="aoti") as rebuilt:
         assert not rebuilt.compile_info["cache_hit"]
         assert np.abs(rebuilt.infer(x) - expected).max() < 1e-3
+    assert loaded == [True]  # the damaged package was never loaded; the rebuilt one was, once
+    package.parent.chmod(0o777)  # a folder others can write: whatever sits there is not loaded
+    with pytest.raises(ConfigError, match="can be written by others"):
+        load_backend(pt2, "torch", half=True, compile="aoti").load()
+    package.parent.chmod(0o755)
 
 
 @pytest.mark.skipif(not AVAILABLE["torch"], reason="torch is not installed here")

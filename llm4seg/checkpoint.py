@@ -16,7 +16,7 @@ import torch
 from llm4seg import __version__
 from llm4seg._optional import require
 from llm4seg.errors import CheckpointError
-from llm4seg.fileio import atomic_path, file_sha256, save_safetensors, write_json_atomic
+from llm4seg.fileio import atomic_path, file_sha256, safetensors_problem, save_safetensors, write_json_atomic
 from llm4seg.models.config import ModelConfig
 from llm4seg.models.net import LLM4SegNet
 from llm4seg.models.registry import model_from_config
@@ -121,6 +121,10 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> LLM
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}", hint="the checkpoint is incomplete; use another")
+    problem = safetensors_problem(weights)
+    if problem:
+        raise CheckpointError(f"{weights} is not a valid safetensors file: {problem}",
+                              hint="the checkpoint is corrupt or crafted; use another")
     if file_sha256(weights) != config["weights_sha256"]:
         raise CheckpointError(f"{weights} does not match the sha256 in its config.json",
                               hint="the file is corrupt or was replaced; use another checkpoint")

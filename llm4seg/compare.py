@@ -109,14 +109,29 @@ def score_cell(run: Path, cell: tuple[str, str | None, int]) -> dict[str, Any]:
     return scores
 
 
+def _die_with_parent() -> None:
+    """In the cell's process (Linux): SIGTERM it when the compare process dies, even by SIGKILL, so
+    no orphaned cell goes on writing its run folder. Elsewhere a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _subprocess_cell(matrix: Matrix, out: Path, cell: tuple[str, str | None, int]) -> dict[str, Any]:
     spec = out / "compare.json"
-    code = ("import json, sys; from pathlib import Path; from llm4seg.compare import Matrix, run_cell; "
+    # `python -c` puts the working directory first on sys.path: a folder named llm4seg there (a
+    # clone's parent) would shadow the installed package, so that entry is dropped first.
+    code = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+            "import json; from pathlib import Path; from llm4seg.compare import Matrix, run_cell; "
             "m = Matrix(**json.loads(Path(sys.argv[1]).read_text())['matrix']); "
             "run_cell(m, Path(sys.argv[2]), (sys.argv[3], None if sys.argv[4] == '-' else sys.argv[4], int(sys.argv[5])))")
     variant, split, seed = cell
     proc = subprocess.run([sys.executable, "-c", code, str(spec), str(out), variant, split or "-", str(seed)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, preexec_fn=_die_with_parent)
     if proc.returncode != 0:
         raise Llm4SegError(f"cell {cell_name(*cell)} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
                            hint=f"see {out / 'runs' / cell_name(*cell) / 'train.log'}; rerun `llm4seg compare` to continue")

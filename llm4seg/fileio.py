@@ -119,3 +119,45 @@ def save_safetensors(tensors: dict[str, Any], tmp: Path | str, final: Path | str
         code = (errno.ENOSPC if "code: 28" in text or "No space left" in text
                 else errno.EFBIG if "code: 27" in text or "too large" in text.lower() else errno.EIO)
         raise OSError(code, f"{os.strerror(code)} ({text})", str(final)) from exc
+
+
+# safetensors: an 8-byte little-endian header length, a JSON header, then the data. A crafted file
+# can claim a header of 2^40 bytes or tensors far beyond its end; both are refused before reading.
+MAX_SAFETENSORS_HEADER = 100 << 20
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def safetensors_problem(path: Path | str) -> str | None:
+    """Why the safetensors file at `path` cannot be what it claims (a header length or tensor extents
+    beyond the file, sizes that do not match shapes), or None when its header is consistent."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return "shorter than a safetensors header"
+        n = int.from_bytes(head, "little")
+        if n > MAX_SAFETENSORS_HEADER or 8 + n > size:
+            return f"its header claims {n} bytes in a file of {size}"
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return f"its header is not JSON ({exc})"
+    if not isinstance(header, dict):
+        return "its header is not a JSON object"
+    data = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = (int(v) for v in info["data_offsets"])
+            count = 1
+            for dim in info["shape"]:
+                count *= int(dim)
+            width = _DTYPE_BYTES.get(info["dtype"])
+        except (KeyError, TypeError, ValueError):
+            return f"tensor {name!r} has a malformed entry"
+        if not 0 <= start <= end <= data or (width is not None and (end - start) != count * width):
+            return f"tensor {name!r} claims bytes {start}-{end} of {data} (shape {info.get('shape')}, {info.get('dtype')})"
+    return None

@@ -124,7 +124,25 @@ def test_corrupt_safetensors_with_a_matching_digest_is_a_checkpoint_error(saved)
     _, folder = saved
     (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json header")
     _edit_config(folder, weights_sha256=file_sha256(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="cannot rebuild the model"):
+    with pytest.raises(CheckpointError, match="not a valid safetensors file: its header is not JSON"):
+        llm4seg.load_checkpoint(folder)
+
+
+def test_a_safetensors_header_claiming_2_62_bytes_is_refused_before_reading(saved):
+    """Issue 20: no loader allocates what a crafted header claims."""
+    from llm4seg.fileio import file_sha256
+
+    _, folder = saved
+    path = folder / "model.safetensors"
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    name = next(k for k in header if k != "__metadata__")
+    header[name]["data_offsets"] = [0, 1 << 62]
+    blob = json.dumps(header).encode()
+    path.write_bytes(len(blob).to_bytes(8, "little") + blob + data[8 + n:])
+    _edit_config(folder, weights_sha256=file_sha256(path))
+    with pytest.raises(CheckpointError, match="claims bytes 0-4611686018427387904"):
         llm4seg.load_checkpoint(folder)
 
 

@@ -86,9 +86,28 @@ def read_image_rgb(path: Path) -> tuple[np.ndarray | None, str]:
     return (None, reason) if data is None else (cv2.cvtColor(data, cv2.COLOR_BGR2RGB), "")
 
 
+def palette_indices(data: bytes) -> np.ndarray | None:
+    """The palette indices of a palette (colour type 3) PNG, or None for any other file. OpenCV
+    would return the palette colours' grey values: a palette whose index 0 is white inverts the mask."""
+    if not (data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3):
+        return None
+    import io
+
+    from llm4seg._optional import require
+
+    image = require("PIL.Image", "palette PNG masks")
+    with image.open(io.BytesIO(data)) as png:
+        return np.array(png) if png.mode == "P" else None
+
+
 def read_mask_raw(path: Path) -> tuple[np.ndarray | None, str]:
-    """The mask's stored values, single channel, 8 or 16 bit (palette PNGs become grey)."""
-    return decode(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    """The mask's stored values, single channel, 8 or 16 bit; for palette PNGs, the palette index."""
+    mask, reason = decode(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    if mask is not None:
+        indices = palette_indices(Path(path).read_bytes())
+        if indices is not None:
+            return indices.astype(np.uint8), ""
+    return mask, reason
 
 
 __all__ = ["MAX_IMAGE_PIXELS", "declared_size", "decode", "read_image_rgb", "read_mask_raw", "truncation_problem"]

@@ -19,6 +19,9 @@ from llm4seg.errors import DataError
 MAX_MIDDLE_FRACTION = 0.02
 # A mask whose values all stay in the lowest quarter yet covers this much is a label, not noise.
 LABEL_AREA_FRACTION = 0.01
+# Lossy (JPEG) masks spread over many values near 0 and the top; a few distinct values (0/200/255)
+# are classes, not compression noise.
+MIN_LOSSY_VALUES = 8
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class MaskStats:
         self.hist = np.zeros(65536, np.int64)
         self.bit_depth = 8
         self.pixels = 0
-        self.per_mask_max: list[tuple[str, int, int]] = []  # (stem, max value, non-zero pixels)
+        self.per_mask_max: list[tuple[str, int, int, int]] = []  # (stem, max value, non-zero pixels, distinct values)
 
     def add(self, stem: str, mask: np.ndarray) -> None:
         if mask.dtype == np.uint16:
@@ -62,7 +65,8 @@ class MaskStats:
         counts = np.bincount(mask.ravel(), minlength=256)
         self.hist[: len(counts)] += counts
         nonzero = int(mask.size - counts[0])
-        self.per_mask_max.append((stem, int(np.flatnonzero(counts)[-1]), nonzero))  # highest value present
+        present = np.flatnonzero(counts)
+        self.per_mask_max.append((stem, int(present[-1]), nonzero, int((present > 0).sum())))
         self.pixels += mask.size
 
     def encoding(self, where: str) -> MaskEncoding:
@@ -77,7 +81,7 @@ class MaskStats:
         total = int(self.hist.sum())
         middle = int(self.hist[full // 4 + 1: 3 * full // 4 + 1].sum())
         high = max(nonzero) > full // 2
-        if high and middle <= MAX_MIDDLE_FRACTION * total:
+        if high and middle <= MAX_MIDDLE_FRACTION * total and len(nonzero) >= MIN_LOSSY_VALUES:
             self._refuse_mixed(where, full)
             return MaskEncoding("lossy", self.bit_depth, full // 2, tuple(nonzero[:12]))
         counts = ", ".join(f"{v}: {int(self.hist[v])} px" for v in values[:12])
@@ -88,8 +92,10 @@ class MaskStats:
 
     def _refuse_mixed(self, where: str, full: int) -> None:
         """0/1 masks among 0/255 ones would become empty under the > 127 rule: refuse them."""
-        low = [stem for stem, top, area in self.per_mask_max
-               if 0 < top <= full // 4 and area > LABEL_AREA_FRACTION * self.pixels / len(self.per_mask_max)]
+        # A clean label (one value, e.g. a small 0/1 lesion) is refused whatever its area; several
+        # low values over a small area are compression noise of an empty mask.
+        low = [stem for stem, top, area, distinct in self.per_mask_max
+               if 0 < top <= full // 4 and (distinct == 1 or area > LABEL_AREA_FRACTION * self.pixels / len(self.per_mask_max))]
         if low:
             raise DataError(f"the masks in {where} mix encodings: {len(low)} mask(s) (e.g. {low[:3]}) use only "
                             f"small values while others reach {full}",

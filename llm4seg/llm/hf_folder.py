@@ -35,6 +35,7 @@ def weight_map_from_folder(folder: Path) -> dict[str, str]:
         return read_config(index)["weight_map"]
     single = folder / SINGLE_FILE
     if single.is_file():
+        _check_shard(single)
         safe_open = require("safetensors").safe_open
         with safe_open(str(single), framework="pt") as f:
             return {k: SINGLE_FILE for k in f.keys()}
@@ -54,7 +55,9 @@ def read_tensors(files: dict[str, str], folder: Path, layer: int) -> dict[str, A
     head = f"model.layers.{layer}."
     for fname, keys in by_file.items():
         shard = folder / fname
-        if Path(fname).is_absolute() or not shard.resolve().is_relative_to(folder.resolve()):
+        # Lexically inside the folder: the HF cache's snapshot folders hold shards as symlinks into
+        # ../../blobs, which are fine; a name that climbs out (.., absolute) is not.
+        if Path(fname).is_absolute() or ".." in Path(fname).parts:
             raise LLMSourceError(f"{INDEX_FILE} in {folder} points outside its folder ({fname!r})",
                                  hint="an HF index lists shard file names inside the model folder; use an unaltered download")
         if not shard.is_file():
@@ -62,10 +65,20 @@ def read_tensors(files: dict[str, str], folder: Path, layer: int) -> dict[str, A
                 f"shard {fname} (holding layer {layer}) is missing from {folder}",
                 hint="download the complete model, or at least that shard",
             )
+        _check_shard(shard)
         with safe_open(str(shard), framework="pt") as f:
             for key in keys:
                 out[key[len(head):]] = f.get_tensor(key).float()
     return out
+
+
+def _check_shard(shard: Path) -> None:
+    from llm4seg.fileio import safetensors_problem
+
+    problem = safetensors_problem(shard)
+    if problem:
+        raise LLMSourceError(f"{shard} is not a valid safetensors file: {problem}",
+                             hint="download that shard again (a damaged or crafted file is never read)")
 
 
 class HFFolderSource:

@@ -69,7 +69,13 @@ class LayerSpec:
 
     @classmethod
     def from_hf_config(cls, cfg: dict[str, Any]) -> "LayerSpec":
+        """The spec from an HF config.json; a missing or non-numeric field is named, not a traceback."""
         arch = _arch_from_hf(cfg)
+        for key in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers"):
+            value = cfg.get(key) if isinstance(cfg, dict) else None
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise LLMSourceError(f"the model's config.json has {key} = {value!r}; expected a positive integer",
+                                     hint="use the config.json of the downloaded model, unaltered")
         if cfg.get("hidden_act", "silu") != "silu":
             raise LLMSourceError(
                 f"hidden_act {cfg.get('hidden_act')!r} is not supported",

@@ -33,6 +33,11 @@ class World:
         return bool(flag[0])
 
 
+def is_rank_zero_process() -> bool:
+    """True in a single process or torchrun's rank 0 (read from the environment, before any init)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_world(device: str = "auto") -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:

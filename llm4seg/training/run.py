@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from llm4seg.errors import ConfigError, Llm4SegError
 from llm4seg.training import distributed as dist_utils
@@ -38,8 +39,38 @@ def _undo_new_run(root: Path, created: bool, handler: logging.Handler | None) ->
         (root / name).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on the run folder for the whole run (`.NAME.lock` beside it, so the folder
+    itself stays empty until config.json): a second writer is refused, not interleaved. The OS
+    releases it when the holder dies. No lock where fcntl is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out} is in use by another llm4seg process (training or resuming it)",
+                              hint="wait for it to finish, or pass another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Run (or resume) training; returns a summary with the best epoch and final metrics."""
+    if dist_utils.is_rank_zero_process():
+        with run_folder_lock(Path(cfg.out).absolute()):
+            return _train(cfg, resume, progress_factory)
+    return _train(cfg, resume, progress_factory)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress_factory: Callable[..., Any] | None) -> dict[str, Any]:
     world = dist_utils.init_world(cfg.device)
     error: BaseException | None = None
     created = not resume and not Path(cfg.out).exists()

@@ -6,35 +6,57 @@ Construct cheaply, `load()` (or enter the context), `infer(image)` any number of
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from llm4seg.errors import InputSpecError
+from llm4seg.errors import BackendUnavailableError, InputSpecError
 from llm4seg.runtime.manifest import check_entry, load_manifest, verify_artifact
 
 
 class Backend:
+    """One artifact behind the common lifecycle: construct (cheap), `load()` or enter, `infer()` any
+    number of times, from any number of threads, `close()`.
+
+    Thread contract: the first `infer()` loads lazily, once, however many threads call it at once;
+    `close()` waits for the calls in flight, and a call after `close()` raises instead of silently
+    loading again (call `load()` to reopen). Backends whose state is shared between calls (the
+    torch backend's buffers and CUDA graphs) set `serialize_infer` and run one call at a time.
+    Output arrays belong to the caller (never reused by a later call).
+    """
+
     name = "base"
+    serialize_infer = False
 
     def __init__(self, artifact: Path | str, manifest: dict[str, Any] | None = None) -> None:
         self.artifact = Path(artifact)
         self.manifest = check_entry(manifest, self.artifact) if manifest else load_manifest(self.artifact)
         self.loaded = False
+        self.closed = False
+        self._state = threading.Condition(threading.RLock())
+        self._in_flight = 0
+        self._infer_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def load(self) -> "Backend":
-        if not self.loaded:
-            verify_artifact(self.artifact, self.manifest)  # flipped bytes must never run silently
-            self._load()
-            self.loaded = True
+        """Load the artifact (its sha256 checked first); a no-op when loaded; reopens after close()."""
+        with self._state:
+            if not self.loaded:
+                verify_artifact(self.artifact, self.manifest)  # flipped bytes must never run silently
+                self._load()
+                self.loaded, self.closed = True, False
         return self
 
     def close(self) -> None:
-        if self.loaded:
-            self._close()
-            self.loaded = False
+        """Wait for the calls in flight, then release the artifact; later calls raise until load()."""
+        with self._state:
+            self.closed = True
+            self._state.wait_for(lambda: self._in_flight == 0)
+            if self.loaded:
+                self._close()
+                self.loaded = False
 
     def __enter__(self) -> "Backend":
         return self.load()
@@ -70,9 +92,23 @@ class Backend:
 
     def infer(self, image: np.ndarray) -> np.ndarray:
         """image float32 (N, C, S, S), normalised -> probabilities float32 (N, 1, S, S)."""
-        if not self.loaded:
-            self.load()
-        return self._infer(self.validate(image))
+        image = self.validate(image)
+        with self._state:
+            if self.closed:
+                raise BackendUnavailableError(f"the {self.name} backend of {self.artifact.name} was closed",
+                                              hint="call load() (or enter it again) before more inference")
+            if not self.loaded:
+                self.load()
+            self._in_flight += 1
+        try:
+            if self.serialize_infer:
+                with self._infer_lock:
+                    return self._infer(image)
+            return self._infer(image)
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                self._state.notify_all()
 
     # -- for subclasses ----------------------------------------------------------------------
     def _load(self) -> None:

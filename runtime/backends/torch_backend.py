@@ -21,6 +21,7 @@ from llm4seg.runtime.backends.base import Backend
 
 class TorchBackend(Backend):
     name = "torch"
+    serialize_infer = True  # pinned buffers, CUDA graphs and the compiled runner are shared
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, device: str = "auto",
                  half: bool | None = None, cuda_graph: bool = False, channels_last: bool | None = None,

@@ -60,8 +60,8 @@ def test_lossy_16_bit_masks_use_their_midpoint(tmp_path):
     root = folder_with_masks(tmp_path / "d", [65535], np.uint16)
     for i in range(4):  # near-0 and near-65535 noise, as a lossy 16-bit encoder would leave
         mask = cv2.imread(str(root / "masks" / f"c{i}.png"), cv2.IMREAD_UNCHANGED)
-        mask[0, : 3 + i] = 40
-        mask[BOX][0, : 2 + i] = 65000
+        mask[0, : 10 + i] = np.arange(30, 40 + i)  # many distinct values, as lossy coding leaves
+        mask[BOX][0, : 10 + i] = np.arange(65000, 65010 + i)
         cv2.imwrite(str(root / "masks" / f"c{i}.png"), mask)
     ds = load_dataset(str(root), None, 40)
     assert ds.mask_encoding["kind"] == "lossy" and ds.mask_encoding["threshold"] == 32767
@@ -78,7 +78,7 @@ def test_multiclass_labels_are_refused_with_their_values(tmp_path):
 def test_mixed_encodings_are_refused(tmp_path):
     root = folder_with_masks(tmp_path / "d", [1, 255], ext=".png")
     jpeg_noise = cv2.imread(str(root / "masks" / "c1.png"), cv2.IMREAD_GRAYSCALE)
-    jpeg_noise[0, 0] = 3  # one noisy pixel so the set looks lossy
+    jpeg_noise[0, :8] = [2, 3, 4, 5, 6, 250, 251, 252]  # JPEG-like noise so the set looks lossy
     cv2.imwrite(str(root / "masks" / "c1.png"), jpeg_noise)
     with pytest.raises(DataError, match="mix encodings"):
         load_dataset(str(root), None, 40)
@@ -121,3 +121,38 @@ def test_split_file_with_a_bom(tmp_path):
     (root / "splits").mkdir()
     (root / "splits" / "train.txt").write_text("c0\nc2\n", encoding="utf-8-sig")
     assert load_dataset(str(root), "train", 40).stems == ["c0", "c2"]
+
+
+def test_palette_masks_are_read_by_index_even_when_index_0_is_white(tmp_path):
+    """Issue 20, item 5: binarised by the palette colour's grey value, a white index 0 inverted every mask."""
+    root = folder_with_masks(tmp_path / "d", [0])
+    for i in range(4):
+        index = np.zeros((30, 40), np.uint8)
+        index[BOX] = 1
+        img = Image.fromarray(index, mode="P")
+        img.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 0 white, index 1 black
+        img.save(root / "masks" / f"c{i}.png")
+    ds = load_dataset(str(root), None, 40)
+    assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.01) and ds.mask_encoding["values"] == [1]
+
+
+def test_a_small_0_1_lesion_among_lossy_0_255_masks_is_refused(tmp_path):
+    """Issue 20, item 6: masks under 1 % of the mean size escaped the mixed-encoding check."""
+    root = folder_with_masks(tmp_path / "d", [255], n=6)
+    for i in range(5):
+        mask = cv2.imread(str(root / "masks" / f"c{i}.png"), cv2.IMREAD_GRAYSCALE)
+        mask[0, :8] = [2, 3, 4, 5, 6, 250, 251, 252]  # lossy-looking values
+        cv2.imwrite(str(root / "masks" / f"c{i}.png"), mask)
+    lesion = np.zeros((30, 40), np.uint8)
+    lesion[10:12, 10:12] = 1  # 4 pixels, a 0/1 label
+    cv2.imwrite(str(root / "masks" / "c5.png"), lesion)
+    with pytest.raises(DataError, match="mix encodings") as info:
+        load_dataset(str(root), None, 40)
+    assert "c5" in info.value.message
+
+
+def test_two_class_masks_with_high_values_are_not_taken_as_lossy(tmp_path):
+    """Issue 20, item 6: 0/200/255 was merged as 'lossy'."""
+    with pytest.raises(DataError, match="fit no binary encoding") as info:
+        load_dataset(str(folder_with_masks(tmp_path / "d", [200, 255])), None, 40)
+    assert "200: " in info.value.message and "255: " in info.value.message

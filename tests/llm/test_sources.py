@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,4 +121,61 @@ def test_index_pointing_outside_its_folder_is_refused(tiny_llama_sharded, tmp_pa
     index["weight_map"] = {k: ("../outside.safetensors" if v == shard else v) for k, v in index["weight_map"].items()}
     path.write_text(json.dumps(index))
     with pytest.raises(LLMSourceError, match="points outside its folder"):
+        load_layer(str(copy), 0)
+
+
+def test_an_hf_cache_snapshot_with_symlinked_shards_loads(tiny_llama_sharded, tmp_path):
+    """Issue 20, item 15: the HF cache holds shards as symlinks into ../../blobs; they were refused
+    with a message naming a file that does not exist."""
+    import shutil
+
+    import torch
+
+    folder, _ = tiny_llama_sharded
+    blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshots" / "abc123"
+    blobs.mkdir()
+    snapshot.mkdir(parents=True)
+    for i, f in enumerate(sorted(folder.iterdir())):
+        blob = blobs / f"blob{i}"
+        shutil.copy(f, blob)
+        (snapshot / f.name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    a, b = load_layer(str(folder), 1).tensors, load_layer(str(snapshot), 1).tensors
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("damage", ["header length 2^40", "tensor beyond the file"])
+def test_a_crafted_safetensors_shard_is_refused_before_reading(tiny_llama, tmp_path, damage):
+    """Issue 20, item 15: a header length of 2^40, or a tensor claiming 2^62 bytes, gave tracebacks."""
+    import shutil
+
+    folder, _ = tiny_llama
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    shard = copy / "model.safetensors"
+    data = bytearray(shard.read_bytes())
+    if damage == "header length 2^40":
+        data[:8] = (1 << 40).to_bytes(8, "little")
+    else:
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n])
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["data_offsets"] = [0, 1 << 62]
+        blob = json.dumps(header).encode()
+        data = bytearray(len(blob).to_bytes(8, "little") + blob + data[8 + n:])
+    shard.write_bytes(bytes(data))
+    with pytest.raises(LLMSourceError, match="not a valid safetensors file") as info:
+        load_layer(str(copy), 0)
+    assert "download" in info.value.hint
+
+
+def test_an_hf_config_without_hidden_size_is_named(tiny_llama, tmp_path):
+    import shutil
+
+    folder, _ = tiny_llama
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["hidden_size"]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LLMSourceError, match="hidden_size = None"):
         load_layer(str(copy), 0)

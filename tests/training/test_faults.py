@@ -160,3 +160,37 @@ def test_numeric_options_are_validated(tmp_path, option, value):
     with pytest.raises(ConfigError, match=option) as info:
         train(cfg(tmp_path / "r", **{option: value}))
     assert option in info.value.hint
+
+
+def test_a_second_writer_on_a_run_folder_is_refused(tmp_path):
+    """Issue 20, item 13: without a run-folder lock two processes could write one cell."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "r"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(60)"), str(tmp_path / ".r.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match="in use by another llm4seg process"):
+            train(cfg(run, epochs=1))
+        assert not run.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    train(cfg(run, epochs=1))  # the lock died with its holder
+    assert (run / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
+def test_compare_cells_ignore_a_folder_named_llm4seg_in_the_working_directory(tmp_path, monkeypatch):
+    """Issue 20, item 13: `python -c` put the cwd first on sys.path, so ./llm4seg shadowed the package."""
+    from llm4seg.compare import Matrix, run_matrix
+
+    (tmp_path / "llm4seg").mkdir()
+    (tmp_path / "llm4seg" / "__init__.py").write_text("raise ImportError('the wrong llm4seg')\n")
+    monkeypatch.chdir(tmp_path)
+    matrix = Matrix(variants=["cmunext_s", "cmunext"], splits=[None], seeds=[0], data=None,
+                    train={"image_size": 32, "epochs": 1, "batch_size": 4, "synthetic_count": 12, "device": "cpu"})
+    report = run_matrix(matrix, tmp_path / "cmp", parallel=2)
+    assert len(report["runs"]) == 2

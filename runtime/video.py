@@ -69,9 +69,29 @@ def open_source(source: Any) -> tuple[Any, bool]:
         if camera:
             raise ConfigError(f"camera {source} cannot be opened",
                               hint="check that the camera is connected and not in use, and the index (0 is the first)")
+        if not live and mp4_without_frames(Path(str(source))):
+            raise ConfigError(f"the video {source!r} is a valid MP4 file with no frames in it",
+                              hint="check the recording (it stopped before its first frame) or pass another file")
         raise ConfigError(f"OpenCV cannot open the video source {source!r}",
                           hint="check the path/URL and that OpenCV was built with the needed codec (FFmpeg)")
     return cap, live
+
+
+def mp4_without_frames(path: Path) -> bool:
+    """True for an MP4/MOV file whose top-level boxes hold a movie header (moov) but no media data
+    (every mdat empty): a recording stopped before its first frame, which OpenCV cannot open."""
+    try:
+        data = path.read_bytes()[: 1 << 20]
+    except OSError:
+        return False
+    boxes, i = {}, 0
+    while i + 8 <= len(data):
+        size, kind = int.from_bytes(data[i:i + 4], "big"), data[i + 4:i + 8]
+        if size < 8:
+            break
+        boxes[kind] = max(boxes.get(kind, 0), size - 8)
+        i += size
+    return b"ftyp" in boxes and b"moov" in boxes and boxes.get(b"mdat", 0) == 0
 
 
 @contextlib.contextmanager

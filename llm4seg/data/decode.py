@@ -59,6 +59,31 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+def _imdecode_noting_libjpeg(data: bytes, flags: int) -> tuple[np.ndarray | None, str]:
+    """cv2.imdecode of a JPEG, with what libjpeg writes to file descriptor 2 caught: a JPEG corrupted
+    in the middle (its end marker intact) decodes to garbage, and libjpeg's "Corrupt JPEG data" line
+    is the only sign. Other text it writes is passed on to stderr."""
+    import os
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode(errors="replace")
+    corrupt = [line for line in text.splitlines() if "Corrupt JPEG data" in line or "Premature end" in line]
+    if text and not corrupt:
+        sys.stderr.write(text)
+    return array, "; ".join(corrupt)
+
+
 def decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
     """(array, '') or (None, reason) for an image file decoded with cv2 `flags`."""
     try:
@@ -74,14 +99,36 @@ def decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
         return None, (f"{Path(path).name} declares {size[0]} x {size[1]} pixels, above the {MAX_IMAGE_PIXELS:,} "
                       "llm4seg decodes (refused from its header, not decoded)")
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if data[:2] == b"\xff\xd8":
+        array, warning = _imdecode_noting_libjpeg(data, flags)
+        if warning:  # garbage pixels in the middle of the image, reported only on stderr by libjpeg
+            return None, f"{Path(path).name}: corrupt JPEG data (libjpeg: {warning})"
+    else:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if array is None or array.size == 0:
         return None, f"{Path(path).name} cannot be decoded as an image"
     return array, ""
 
 
+def high_bit_depth(path: Path) -> bool:
+    """True for an image stored with more than 8 bits per sample (16-bit PNG or TIFF)."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24:
+        return head[24] == 16
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return array is not None and array.dtype != np.uint8
+    return False
+
+
 def read_image_rgb(path: Path) -> tuple[np.ndarray | None, str]:
-    """uint8 (H, W, 3) RGB (grey replicated to three channels), or (None, reason)."""
+    """uint8 (H, W, 3) RGB (grey replicated to three channels), or (None, reason). Images of more than
+    8 bits are refused: 12-bit data in a 16-bit file would be scaled as 16-bit (nearly black), and
+    the right scale cannot be read from the file."""
+    if Path(path).is_file() and high_bit_depth(Path(path)):
+        return None, (f"{Path(path).name} stores 16-bit samples; llm4seg trains on 8-bit images and does not "
+                      "guess the device's bit depth (convert them: e.g. 12-bit data, value // 16)")
     data, reason = decode(path, cv2.IMREAD_COLOR)
     return (None, reason) if data is None else (cv2.cvtColor(data, cv2.COLOR_BGR2RGB), "")
 

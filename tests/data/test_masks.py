@@ -156,3 +156,25 @@ def test_two_class_masks_with_high_values_are_not_taken_as_lossy(tmp_path):
     with pytest.raises(DataError, match="fit no binary encoding") as info:
         load_dataset(str(folder_with_masks(tmp_path / "d", [200, 255])), None, 40)
     assert "200: " in info.value.message and "255: " in info.value.message
+
+
+def test_a_jpeg_corrupted_in_the_middle_is_named(tmp_path):
+    """Issue 20, item 8: with its end marker intact it decoded to garbage, libjpeg's stderr line naming no file."""
+    root = folder_with_masks(tmp_path / "d", [255], n=4)
+    ok, buf = cv2.imencode(".jpg", (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8))
+    data = bytearray(buf.tobytes())
+    sos = data.find(b"\xff\xda")
+    for i in range(sos + 200, sos + 260):
+        data[i] = 0xFF if i % 7 == 0 else data[i] ^ 0x5A
+    (root / "images" / "c2.png").unlink()
+    (root / "images" / "c2.jpg").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"c2\.jpg: corrupt JPEG data"):
+        load_dataset(str(root), None, 40)
+
+
+def test_16_bit_training_images_are_refused_not_scaled_by_a_guess(tmp_path):
+    """Issue 20, item 8: 16-bit images holding 12-bit data were scaled as full range."""
+    root = folder_with_masks(tmp_path / "d", [255], n=4)
+    cv2.imwrite(str(root / "images" / "c1.png"), np.full((30, 40), 3000, np.uint16))  # 12-bit data
+    with pytest.raises(DataError, match="c1.png stores 16-bit samples"):
+        load_dataset(str(root), None, 40)

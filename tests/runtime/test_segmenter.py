@@ -212,3 +212,33 @@ def test_segmenter_refuses_a_bad_bit_depth_and_colour_frames_for_gray(exported):
         assert seg.segment_one(np.zeros((50, 60), np.uint8)).shape == (50, 60)
         with pytest.raises(InputSpecError, match="layout 'gray'"):
             seg.segment_one(np.zeros((50, 60, 3), np.uint8))
+
+
+def test_an_onnx_artifact_reaching_outside_its_folder_is_refused(exported, tmp_path):
+    """Issue 20: no public loader reads what a crafted file points at (external data outside the folder)."""
+    import json
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from llm4seg.errors import Llm4SegError
+    from llm4seg.runtime.manifest import artifact_sha256
+
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    weight = numpy_helper.from_array(np.zeros((1, 1, 64, 64), np.float32), "w")
+    weight.data_location = TensorProto.EXTERNAL
+    weight.ClearField("raw_data")
+    for key, value in (("location", "../../../../etc/passwd"), ("offset", "0"), ("length", str(64 * 64 * 4))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Add", ["image", "w"], ["prob"])], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1, 64, 64])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(art / "model.onnx"))
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["artifacts"]["model.onnx"]["sha256"] = artifact_sha256(art / "model.onnx")
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Llm4SegError, match="onnxruntime cannot load"):
+        Segmenter(art / "model.onnx").segment_one(np.zeros((64, 64, 3), np.uint8))

@@ -89,3 +89,18 @@ def test_opening_a_writer_prints_no_ffmpeg_probe_lines(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "done" in result.stdout, result.stderr
     assert "h264" not in result.stderr and "ERROR" not in result.stderr, result.stderr
+
+
+def test_a_valid_mp4_with_zero_frames_is_named_as_such(tmp_path):
+    """Issue 20, item 16: it was reported as a codec problem."""
+    import cv2
+
+    from llm4seg.errors import ConfigError
+    from llm4seg.runtime.video import open_source
+
+    path = tmp_path / "zero.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    writer.release()  # no frame written: ftyp, an empty mdat, moov
+    with pytest.raises(ConfigError, match="valid MP4 file with no frames") as info:
+        open_source(str(path))
+    assert "codec" not in info.value.hint

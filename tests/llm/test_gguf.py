@@ -48,3 +48,30 @@ def test_unpermute_inverts_llama_cpp_permutation():
     permuted = w.reshape(n_head, 2, head_dim // 2, d_in).swapaxes(1, 2).reshape(w.shape)
     assert (unpermute_qk(permuted, n_head) == w).all()
     assert not (permuted == w).all()
+
+
+def test_a_gguf_whose_tensor_claims_more_than_the_file_is_refused(tmp_path):
+    """Issue 20: a crafted GGUF (a tensor declaring far more data than the file holds) is an error,
+    not an allocation or a traceback."""
+    import gguf
+    import numpy as np
+
+    from llm4seg.errors import LLMSourceError
+    from llm4seg.llm.gguf_source import GGUFSource
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("blk.0.ffn_down.weight", np.zeros((4, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    data = bytearray(path.read_bytes())
+    name = b"blk.0.ffn_down.weight"
+    at = data.find(name) + len(name)
+    n_dims = int.from_bytes(data[at:at + 4], "little")
+    assert n_dims == 2
+    data[at + 4:at + 12] = (1 << 40).to_bytes(8, "little")  # the first dimension: 2^40 elements
+    path.write_bytes(bytes(data))
+    with pytest.raises(LLMSourceError):
+        GGUFSource(path).read_layer(0)

@@ -38,14 +38,20 @@ def test_binary_encodings_keep_the_foreground(tmp_path, value, dtype):
     assert "value > 0" in ds.mask_encoding["rule"]
 
 
-def test_palette_png_masks(tmp_path):
-    root = folder_with_masks(tmp_path / "d", [0])
+def palette_folder(root: Path, palette: list[int]) -> Path:
+    """4 pairs whose masks are palette PNGs: index 1 inside the box, 0 elsewhere."""
+    root = folder_with_masks(root, [0])
     for i in range(4):
         index = np.zeros((30, 40), np.uint8)
         index[BOX] = 1
         img = Image.fromarray(index, mode="P")
-        img.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)  # index 1 = dark red: grey value < 127
+        img.putpalette(palette + [0] * (768 - len(palette)))
         img.save(root / "masks" / f"c{i}.png")
+    return root
+
+
+def test_palette_png_masks(tmp_path):
+    root = palette_folder(tmp_path / "d", [0, 0, 0, 200, 30, 30])  # index 1 = dark red: grey value < 127
     ds = load_dataset(str(root), None, 40)
     assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.01)
 
@@ -125,13 +131,7 @@ def test_split_file_with_a_bom(tmp_path):
 
 def test_palette_masks_are_read_by_index_even_when_index_0_is_white(tmp_path):
     """Issue 20, item 5: binarised by the palette colour's grey value, a white index 0 inverted every mask."""
-    root = folder_with_masks(tmp_path / "d", [0])
-    for i in range(4):
-        index = np.zeros((30, 40), np.uint8)
-        index[BOX] = 1
-        img = Image.fromarray(index, mode="P")
-        img.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 0 white, index 1 black
-        img.save(root / "masks" / f"c{i}.png")
+    root = palette_folder(tmp_path / "d", [255, 255, 255, 0, 0, 0])  # index 0 white, index 1 black
     ds = load_dataset(str(root), None, 40)
     assert ds.masks.mean() == pytest.approx(BOX_FRACTION, abs=0.01) and ds.mask_encoding["values"] == [1]
 

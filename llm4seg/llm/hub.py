@@ -93,9 +93,21 @@ class HuggingFaceClient:
 
 
 def read_safetensors_header(stream: BinaryIO) -> tuple[dict[str, Any], int]:
+    """(header, offset of the data) of a safetensors stream; a header length beyond what any real
+    file has (a crafted or damaged shard) is refused before anything that large is read."""
+    from llm4seg.fileio import MAX_SAFETENSORS_HEADER
+
     stream.seek(0)
     (length,) = struct.unpack("<Q", stream.read(8))
-    return json.loads(stream.read(length)), 8 + length
+    if length > MAX_SAFETENSORS_HEADER:
+        raise LLMSourceError(f"a safetensors shard claims a {length}-byte header (at most {MAX_SAFETENSORS_HEADER})",
+                             hint="the shard is damaged or not a safetensors file; use an unaltered model")
+    try:
+        header = json.loads(stream.read(length))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LLMSourceError(f"a safetensors shard's header is not JSON ({exc})",
+                             hint="the shard is damaged or not a safetensors file; use an unaltered model") from None
+    return header, 8 + length
 
 
 def tensors_from_ranges(stream: BinaryIO, keys: list[str], head: str) -> dict[str, Any]:
@@ -108,6 +120,12 @@ def tensors_from_ranges(stream: BinaryIO, keys: list[str], head: str) -> dict[st
         if meta["dtype"] not in _ST_DTYPES:
             raise LLMSourceError(f"tensor {key} has dtype {meta['dtype']}", hint="only float weights can be read")
         begin, end = meta["data_offsets"]
+        count = 1
+        for dim in meta["shape"]:
+            count *= int(dim)
+        if not 0 <= begin <= end or end - begin != count * getattr(torch, _ST_DTYPES[meta["dtype"]]).itemsize:
+            raise LLMSourceError(f"tensor {key} claims bytes {begin}-{end} for shape {meta['shape']} ({meta['dtype']})",
+                                 hint="the shard is damaged or crafted; use an unaltered model")
         stream.seek(data_start + begin)
         raw = bytearray(stream.read(end - begin))
         dtype = getattr(torch, _ST_DTYPES[meta["dtype"]])

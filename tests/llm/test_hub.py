@@ -135,3 +135,21 @@ def test_gated_model_without_token(monkeypatch):
     with pytest.raises(LLMSourceError, match="gated model") as info:
         HubSource("meta-llama/Llama-3.2-1B", client=HuggingFaceClient("meta-llama/Llama-3.2-1B")).spec()
     assert "HF_TOKEN" in info.value.hint and "huggingface.co/meta-llama/Llama-3.2-1B" in info.value.hint
+
+
+def test_a_remote_shard_claiming_a_huge_header_or_tensor_is_refused_before_reading():
+    """Issue 20: ranged reads of a hub shard never request what a crafted header claims."""
+    import io
+    import json
+
+    import pytest
+
+    from llm4seg.errors import LLMSourceError
+    from llm4seg.llm.hub import read_safetensors_header, tensors_from_ranges
+
+    with pytest.raises(LLMSourceError, match="claims a 1099511627776-byte header"):
+        read_safetensors_header(io.BytesIO((1 << 40).to_bytes(8, "little") + b"{}"))
+    header = json.dumps({"model.layers.0.w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 1 << 62]}}).encode()
+    stream = io.BytesIO(len(header).to_bytes(8, "little") + header + b"\0" * 16)
+    with pytest.raises(LLMSourceError, match="claims bytes 0-4611686018427387904"):
+        tensors_from_ranges(stream, ["model.layers.0.w"], "model.layers.0.")

@@ -16,6 +16,9 @@ from llm4seg.errors import BackendUnavailableError, InputSpecError
 from llm4seg.runtime.manifest import check_entry, load_manifest, verify_artifact
 
 
+CLOSE_WAIT_S = 60.0  # how long close() waits for calls in flight
+
+
 class Backend:
     """One artifact behind the common lifecycle: construct (cheap), `load()` or enter, `infer()` any
     number of times, from any number of threads, `close()`.
@@ -53,7 +56,8 @@ class Backend:
         """Wait for the calls in flight, then release the artifact; later calls raise until load()."""
         with self._state:
             self.closed = True
-            self._state.wait_for(lambda: self._in_flight == 0)
+            # Bounded: a call stuck in a driver must not hang shutdown (the release then goes ahead).
+            self._state.wait_for(lambda: self._in_flight == 0, timeout=CLOSE_WAIT_S)
             if self.loaded:
                 self._close()
                 self.loaded = False

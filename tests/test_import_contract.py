@@ -14,19 +14,49 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_MAY_USE = ("llm4seg.errors", "llm4seg.fileio", "llm4seg._optional", "llm4seg.metrics", "llm4seg.runtime")
-HEAVY = ("torch", "transformers")
+# Nothing of these at the runtime's module level: an embedded box installs numpy, OpenCV and onnxruntime only.
+HEAVY = ("torch", "transformers", "onnx", "onnxscript", "tensorrt", "tensorrt_rtx_bindings", "cuda", "polygraphy",
+         "matplotlib", "safetensors", "gguf", "huggingface_hub", "PIL", "triton")
+# Where each source folder is installed (setup.py maps export/ and runtime/ into the package).
+PACKAGE_OF = {"llm4seg": "llm4seg", "export": "llm4seg.export", "runtime": "llm4seg.runtime"}
+
+
+def module_name(path: Path) -> str:
+    """The dotted name `path` is installed as (runtime/backends/base.py -> llm4seg.runtime.backends.base)."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    dotted = [*PACKAGE_OF[parts[0]].split("."), *parts[1:]]
+    return ".".join(dotted[:-1] if dotted[-1] == "__init__" else dotted)
+
+
+def _absolute(path: Path, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:
-    """(module, at_module_level) for every import statement in a file."""
+    """(module, at_module_level) for every import in a file: absolute and relative statements,
+    `from pkg import sub` as pkg.sub too, and importlib.import_module / __import__ of a constant."""
     tree = ast.parse(path.read_text())
     top = {id(n) for n in tree.body}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(a.name, id(node) in top) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.module, id(node) in top))
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(path, node)
+            found.append((module, id(node) in top))
+            found += [(f"{module}.{a.name}", id(node) in top) for a in node.names if a.name != "*"]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("import_module", "__import__"):
+                found.append((node.args[0].value, False))
     return found
 
 
@@ -48,7 +78,26 @@ def test_core_never_imports_export_or_runtime():
     assert not bad, bad
 
 
-def test_the_checker_sees_imports_inside_functions(tmp_path):
-    probe = tmp_path / "probe.py"
-    probe.write_text("import numpy\n\ndef f():\n    from llm4seg.export.deploy import DeployNet\n")
-    assert ("llm4seg.export.deploy", False) in imports(probe) and ("numpy", True) in imports(probe)
+def _probe(source: str, where: str = "runtime/backends/probe.py") -> list[tuple[str, bool]]:
+    path = ROOT / where
+    path.write_text(source)
+    try:
+        return imports(path)
+    finally:
+        path.unlink()
+
+
+def test_the_checker_sees_imports_inside_functions():
+    found = _probe("import numpy\n\ndef f():\n    from llm4seg.export.deploy import DeployNet\n")
+    assert ("llm4seg.export.deploy", False) in found and ("numpy", True) in found
+
+
+def test_the_checker_sees_every_escape():
+    """Issue 23: relative imports, `from llm4seg import export` and importlib escaped it."""
+    assert ("llm4seg.export.deploy", False) in _probe("def f():\n    from ...export.deploy import DeployNet\n")
+    assert ("llm4seg.runtime.backends.base", True) in _probe("from .base import Backend\n")
+    assert ("llm4seg.export", True) in _probe("from llm4seg import export\n")
+    assert ("llm4seg.training.loop", False) in _probe(
+        "import importlib\n\ndef f():\n    importlib.import_module('llm4seg.training.loop')\n")
+    assert ("onnx", True) in _probe("import onnx\n") and "onnx" in HEAVY and "tensorrt" in HEAVY
+    assert module_name(ROOT / "runtime" / "backends" / "__init__.py") == "llm4seg.runtime.backends"

@@ -11,7 +11,6 @@ can run at once as separate processes (`parallel`), which is how one GPU serves 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -21,15 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from llm4seg.errors import ConfigError, Llm4SegError
 from llm4seg.fileio import write_json_atomic
-
-# Two-sided 95 % Student t quantiles by degrees of freedom (1..30); beyond, the normal 1.96.
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
+from llm4seg.paired import cell_name, paired, t975  # noqa: F401  (re-exported)
 
 @dataclass
 class Matrix:
@@ -44,14 +37,6 @@ class Matrix:
 
     def cells(self) -> list[tuple[str, str | None, int]]:
         return [(v, s, seed) for s in self.splits for seed in self.seeds for v in self.variants]
-
-
-def cell_name(variant: str, split: str | None, seed: int) -> str:
-    return f"{variant}-{split or 'all'}-s{seed}"
-
-
-def t975(df: int) -> float:
-    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
 
 
 def _check(matrix: Matrix) -> None:
@@ -181,18 +166,3 @@ def run_matrix(matrix: Matrix, out: Path, parallel: int = 1,
     from llm4seg.compare_report import write_report
 
     return write_report(matrix, results, out)
-
-
-def paired(results: list[dict[str, Any]], baseline: str, variant: str, metric: str = "iou") -> dict[str, Any]:
-    """Paired differences variant - baseline over the (split, seed) cells both have, with a 95 % t interval."""
-    by = {(r["variant"], r["split"], r["seed"]): r["metrics"][metric] for r in results}
-    keys = sorted({(s, seed) for v, s, seed in by if v == variant} & {(s, seed) for v, s, seed in by if v == baseline})
-    d = np.array([by[(variant, *k)] - by[(baseline, *k)] for k in keys], dtype=float)
-    if len(d) == 0:
-        return {"n": 0}
-    mean = float(d.mean())
-    if len(d) < 2:
-        return {"n": 1, "mean": mean, "pairs": [list(k) for k in keys]}
-    sd = float(d.std(ddof=1))
-    half = t975(len(d) - 1) * sd / math.sqrt(len(d))
-    return {"n": len(d), "mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "pairs": [list(k) for k in keys]}

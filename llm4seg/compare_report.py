@@ -12,6 +12,7 @@ import numpy as np
 from llm4seg._optional import require
 from llm4seg.fileio import atomic_path, write_json_atomic
 from llm4seg.metrics import METRIC_NAMES
+from llm4seg.paired import cell_name, paired
 
 
 def _summary(results: list[dict[str, Any]], variant: str) -> dict[str, Any]:
@@ -25,7 +26,6 @@ def _summary(results: list[dict[str, Any]], variant: str) -> dict[str, Any]:
 
 
 def build_report(matrix: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
-    from llm4seg.compare import cell_name, paired
 
     base = matrix.variants[0]
     done = {cell_name(r["variant"], None if r["split"] == "all" else r["split"], r["seed"]) for r in results}

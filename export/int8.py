@@ -160,7 +160,8 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
                 final.write_bytes(trial.read_bytes())
             return {"chosen": row["candidate"], "candidates": tried,
                     "kept_in_fp32": [n for n in all_nodes if n not in set(nodes)],
-                    "dice_drop_points": 100 * (1.0 - row["dice_agreement"]),
+                    # 100 x (1 - mask Dice agreement with FP32): disagreement, not a loss of Dice vs the truth
+                    "dice_disagreement_points": 100 * (1.0 - row["dice_agreement"]),
                     "calibration_images": len(calib_x), "heldout_images": len(heldout_x)}
     table = "; ".join(f"{r['candidate']}: {r['dice_agreement']:.4f}"
                       + (" (TensorRT-RTX refused it)" if r.get("tensorrt_rtx") == "refused" else "") for r in tried)

@@ -69,7 +69,7 @@ def test_int8_is_qdq_and_reports_kept_nodes(exported):
     assert zero_points and all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)  # symmetric
     manifest = json.loads((out / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]
     report = manifest["int8"]
-    assert report["chosen"] and report["dice_drop_points"] <= 5.0
+    assert report["chosen"] and report["dice_disagreement_points"] <= 5.0
     assert isinstance(report["kept_in_fp32"], list) and report["candidates"]
 
 

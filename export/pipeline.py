@@ -214,26 +214,25 @@ class _Export:
         """Parse and build `name` with the real TensorRT-RTX builder (where installed); a refusal
         fails the export. With --engine, the FP16/INT8 engines it builds are kept (rtx_build.py)."""
         from llm4seg.export import rtx_build
-        from llm4seg.export.tensorrt import profile_shapes
 
         keep = None
         if self.opts.engine and precision in ("fp16", "int8"):
             keep = {t: self.work / rtx_plan_name(precision, t) for t in self.opts.rtx_targets}
-        record = rtx_build.build_record(self.work / name, self.opts.rtx_targets,
-                                        profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size), keep)
+        record = self.candidate_build(self.work / name, keep)
         self.log(f"{name}: {rtx_build.summary(record)}")
         if record["ran"] and not record["ok"]:
             raise rtx_build.refusal(name, record)
         return record
 
 
-    def candidate_build(self, path: Path) -> dict[str, Any]:
-        """The real TensorRT-RTX build of one INT8 candidate (no engine kept)."""
+    def candidate_build(self, path: Path, keep: dict[str, Path] | None = None) -> dict[str, Any]:
+        """The real TensorRT-RTX build of a graph for the export's targets and profile (`keep`:
+        target -> where to write its engine; none kept for INT8 candidates)."""
         from llm4seg.export import rtx_build
         from llm4seg.export.tensorrt import profile_shapes
 
         return rtx_build.build_record(path, self.opts.rtx_targets,
-                                      profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size))
+                                      profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size), keep)
 
 
 def rtx_plan_name(precision: str, target: str) -> str:

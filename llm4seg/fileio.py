@@ -146,18 +146,51 @@ def safetensors_problem(path: Path | str) -> str | None:
             return f"its header is not JSON ({exc})"
     if not isinstance(header, dict):
         return "its header is not a JSON object"
-    data = size - 8 - n
     for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            start, end = (int(v) for v in info["data_offsets"])
-            count = 1
-            for dim in info["shape"]:
-                count *= int(dim)
-            width = _DTYPE_BYTES.get(info["dtype"])
-        except (KeyError, TypeError, ValueError):
-            return f"tensor {name!r} has a malformed entry"
-        if not 0 <= start <= end <= data or (width is not None and (end - start) != count * width):
-            return f"tensor {name!r} claims bytes {start}-{end} of {data} (shape {info.get('shape')}, {info.get('dtype')})"
+        problem = None if name == "__metadata__" else tensor_extent_problem(name, info, size - 8 - n)
+        if problem:
+            return problem
     return None
+
+
+def tensor_extent_problem(name: str, info: Any, data_bytes: int | None = None) -> str | None:
+    """Why one safetensors header entry cannot be right (offsets reversed or beyond `data_bytes`, a
+    byte count that is not shape x dtype size, a malformed entry), or None."""
+    try:
+        start, end = (int(v) for v in info["data_offsets"])
+        count = 1
+        for dim in info["shape"]:
+            count *= int(dim)
+        width = _DTYPE_BYTES.get(info["dtype"])
+    except (KeyError, TypeError, ValueError):
+        return f"tensor {name!r} has a malformed entry"
+    beyond = data_bytes is not None and end > data_bytes
+    if not 0 <= start <= end or beyond or (width is not None and end - start != count * width):
+        return (f"tensor {name!r} claims bytes {start}-{end}" + (f" of {data_bytes}" if data_bytes is not None else "")
+                + f" (shape {info.get('shape')}, {info.get('dtype')})")
+    return None
+
+
+@contextlib.contextmanager
+def stderr_fd_captured() -> Iterator[list[str]]:
+    """Catch what C libraries write to file descriptor 2 meanwhile (FFmpeg's av_log, libjpeg's
+    warnings bypass every Python log setting); the yielded list holds the text once the block ends."""
+    import sys
+    import tempfile
+
+    caught: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to catch
+        yield caught
+        return
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield caught
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            caught.append(sink.read().decode(errors="replace"))

@@ -8,20 +8,18 @@ ends the run cleanly with the reason recorded. Ctrl-C stops all stages and flush
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from llm4seg.errors import ConfigError
+from llm4seg.fileio import stderr_fd_captured
 from llm4seg.runtime.segmenter import Segmenter, overlay
 from llm4seg.runtime.stats import percentiles_ms
 
@@ -94,27 +92,6 @@ def mp4_without_frames(path: Path) -> bool:
     return b"ftyp" in boxes and b"moov" in boxes and boxes.get(b"mdat", 0) == 0
 
 
-@contextlib.contextmanager
-def _stderr_fd_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for a moment: FFmpeg's own av_log lines (e.g.
-    "h264_v4l2m2m ... Could not find a valid device" while OpenCV probes encoders) bypass every
-    Python and OpenCV log setting."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _quiet_writer(path: Path, code: str, fps: float, size_wh: tuple[int, int]) -> cv2.VideoWriter:
     """Open a writer without OpenCV's or FFmpeg's error lines when a codec is missing (we fall back and say so)."""
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
@@ -122,7 +99,8 @@ def _quiet_writer(path: Path, code: str, fps: float, size_wh: tuple[int, int]) -
     if logging:
         logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
-        with _stderr_fd_silenced():
+        # FFmpeg's own lines ("h264_v4l2m2m ... Could not find a valid device") go to fd 2 directly.
+        with stderr_fd_captured():
             return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), fps, size_wh)
     finally:
         if logging:

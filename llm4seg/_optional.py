@@ -22,7 +22,26 @@ _EXTRA_FOR_MODULE = {
     "polygraphy": "tensorrt",
     "tensorrt_rtx_bindings": "rtx",
     "PIL": "train",
+    "av": "video",
+    "gi": "gstreamer",
+    "holoscan": "holoscan",
+    "tritonclient": "triton",
 }
+
+# What pip cannot install: the system packages a module needs, named in its error's hint.
+_SYSTEM_PACKAGES = {
+    "gi": "apt-get install python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 "
+          "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav "
+          "libgirepository1.0-dev libcairo2-dev pkg-config",
+}
+
+
+def system_hint(module: str) -> str:
+    """The install hint for `module`: its system packages (if any), then its pip extra."""
+    top = module.split(".")[0]
+    pip = f"pip install 'llm4seg[{extra_for(top, default='dev')}]'"
+    system = _SYSTEM_PACKAGES.get(top)
+    return f"{system}, then {pip}" if system else pip
 
 
 def extra_for(module: str, default: str = "train") -> str:
@@ -36,9 +55,8 @@ def require(module: str, purpose: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        extra = extra_for(top, default="dev")
         what = f" for {purpose}" if purpose else ""
         raise BackendUnavailableError(
             f"the package '{top}' is needed{what} but cannot be imported ({exc})",
-            hint=f"pip install 'llm4seg[{extra}]'",
+            hint=system_hint(top),
         ) from exc

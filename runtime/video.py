@@ -12,32 +12,39 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
-from llm4seg.errors import ConfigError
-from llm4seg.fileio import stderr_fd_captured
-from llm4seg.runtime.segmenter import Segmenter, overlay
+from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
+from llm4seg.runtime.video_sinks import PyAVSink, VideoWriterSink, open_sink
+from llm4seg.runtime.video_sources import mp4_without_frames, open_source
+
+__all__ = ["Frame", "PyAVSink", "RunReport", "VideoPipeline", "VideoWriterSink", "mp4_without_frames", "open_sink",
+           "open_source"]
 
 _END = object()
 
 
 @dataclass
 class Frame:
+    """One frame through the pipeline: its index, BGR image, the source's timestamp (`pts_s`, None
+    when the reader has none), decode time, and after inference its mask (0/1, frame size)."""
+
     index: int
     image: np.ndarray
     t_decoded: float
     decode_ms: float
     mask: np.ndarray | None = None
     infer_ms: float = 0.0
+    pts_s: float | None = None
 
 
 @dataclass
 class RunReport:
+    """What a run did: frames read/written/dropped/corrupt, events, wall time and per-stage latency."""
+
     frames_in: int = 0
     frames_out: int = 0
     dropped: int = 0
@@ -47,120 +54,38 @@ class RunReport:
     stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"decode": [], "infer": [], "encode": [], "end_to_end": []})
 
     def summary(self) -> dict[str, Any]:
+        """The report as JSON-ready values, with fps and p50/p90/p99 per stage."""
         return {"frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
                 "skipped_corrupt": self.skipped_corrupt, "events": self.events, "wall_s": self.wall_s,
                 "fps": self.frames_out / self.wall_s if self.wall_s else 0.0,
                 "latency_ms": {k: percentiles_ms(v) for k, v in self.stage_ms.items()}}
 
 
-def open_source(source: Any) -> tuple[Any, bool]:
-    """(capture, is_live). An int or digit string is a camera; '://' a stream; else a file. An object
-    with read() and release() (like cv2.VideoCapture) is used as it is, as a file-like source."""
-    if hasattr(source, "read") and hasattr(source, "release"):
-        return source, False
-    camera = isinstance(source, int) or str(source).isdigit()
-    live = camera or "://" in str(source)
-    if not live and not Path(str(source)).is_file():
-        raise ConfigError(f"video source {source!r} does not exist", hint="pass a video file, a camera index or a stream URL")
-    cap = cv2.VideoCapture(int(source) if camera else str(source))
-    if not cap.isOpened():
-        if camera:
-            raise ConfigError(f"camera {source} cannot be opened",
-                              hint="check that the camera is connected and not in use, and the index (0 is the first)")
-        if not live and mp4_without_frames(Path(str(source))):
-            raise ConfigError(f"the video {source!r} is a valid MP4 file with no frames in it",
-                              hint="check the recording (it stopped before its first frame) or pass another file")
-        raise ConfigError(f"OpenCV cannot open the video source {source!r}",
-                          hint="check the path/URL and that OpenCV was built with the needed codec (FFmpeg)")
-    return cap, live
-
-
-def mp4_without_frames(path: Path) -> bool:
-    """True for an MP4/MOV file whose top-level boxes hold a movie header (moov) but no media data
-    (every mdat empty): a recording stopped before its first frame, which OpenCV cannot open."""
-    try:
-        data = path.read_bytes()[: 1 << 20]
-    except OSError:
-        return False
-    boxes, i = {}, 0
-    while i + 8 <= len(data):
-        size, kind = int.from_bytes(data[i:i + 4], "big"), data[i + 4:i + 8]
-        if size < 8:
-            break
-        boxes[kind] = max(boxes.get(kind, 0), size - 8)
-        i += size
-    return b"ftyp" in boxes and b"moov" in boxes and boxes.get(b"mdat", 0) == 0
-
-
-def _quiet_writer(path: Path, code: str, fps: float, size_wh: tuple[int, int]) -> cv2.VideoWriter:
-    """Open a writer without OpenCV's or FFmpeg's error lines when a codec is missing (we fall back and say so)."""
-    logging = getattr(getattr(cv2, "utils", None), "logging", None)
-    previous = logging.getLogLevel() if logging else None
-    if logging:
-        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    try:
-        # FFmpeg's own lines ("h264_v4l2m2m ... Could not find a valid device") go to fd 2 directly.
-        with stderr_fd_captured():
-            return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), fps, size_wh)
-    finally:
-        if logging:
-            logging.setLogLevel(previous)
-
-
-class VideoWriterSink:
-    """Writes overlaid frames to a video file (mp4v by default).
-
-    A video file has one frame size: frames of another size (a source that changes resolution
-    mid-stream) are resized to the first frame's size and counted in `resized`, because OpenCV's
-    writer would otherwise drop them without a word."""
-
-    def __init__(self, path: Path | str, fps: float, mode: str = "contour", fourcc: str | None = None) -> None:
-        # H.264 (avc1) where this OpenCV/FFmpeg build can write it, else MPEG-4 Part 2 (mp4v);
-        # `codec` says which one was used.
-        self.path, self.fps, self.mode = Path(path), fps, mode
-        self.fourccs = [fourcc] if fourcc else ["avc1", "mp4v"]
-        self.codec: str | None = None
-        self.writer: cv2.VideoWriter | None = None
-        self.size_wh: tuple[int, int] | None = None
-        self.written = 0
-        self.resized = 0
-
-    def __call__(self, frame: Frame) -> None:
-        image = overlay(frame.image, frame.mask, self.mode)
-        if self.writer is None:
-            h, w = image.shape[:2]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = self._open(w, h)
-            self.size_wh = (w, h)
-        if (image.shape[1], image.shape[0]) != self.size_wh:
-            image = cv2.resize(image, self.size_wh, interpolation=cv2.INTER_AREA)
-            self.resized += 1
-        self.writer.write(image)
-        self.written += 1
-
-    def _open(self, w: int, h: int) -> cv2.VideoWriter:
-        for code in self.fourccs:
-            writer = _quiet_writer(self.path, code, self.fps, (w, h))
-            if writer.isOpened():
-                self.codec = code
-                return writer
-            writer.release()
-        raise ConfigError(f"cannot write video {self.path} with {' or '.join(self.fourccs)}",
-                          hint="use a .mp4 or .avi path in a writable folder")
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-
-
 class VideoPipeline:
-    def __init__(self, segmenter: Segmenter, source: str | int, sink: Callable[[Frame], None],
-                 queue_size: int = 8, batch: int = 1, live: bool | None = None) -> None:
+    """source -> segmenter -> sink on three threads joined by bounded queues.
+
+    Args:
+        segmenter: anything with `segment(list of BGR frames) -> list of masks` (a Segmenter).
+        source: see `open_source`: a file, camera index, stream URL, 'gst:<pipeline>' or a
+            cv2.VideoCapture-like object.
+        sink: a callable taking each Frame in order (e.g. `open_sink(...)`); its close(), if any,
+            is called once at the end, also after an error or Ctrl-C.
+        queue_size: frames held between stages.
+        batch: frames per inference call (at most; fewer when the queue holds fewer).
+        live: drop the oldest queued frame instead of waiting (default: detected from the source).
+        reader: 'auto', 'pyav' or 'opencv' for files and URLs.
+
+    `run()` blocks until the source ends, a stage fails (the error is raised within about a
+    second) or Ctrl-C, and returns the RunReport. A pipeline runs once.
+    """
+
+    def __init__(self, segmenter: Segmenter, source: Any, sink: Callable[[Frame], None],
+                 queue_size: int = 8, batch: int = 1, live: bool | None = None, reader: str = "auto") -> None:
         self.segmenter, self.source, self.sink, self.batch = segmenter, source, sink, max(1, batch)
-        self.cap, detected_live = open_source(source)
+        self.cap, detected_live = open_source(source, reader)
         self.live = detected_live if live is None else live
-        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
-        self.expected_frames = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.fps = self.cap.fps or 25.0
+        self.expected_frames = self.cap.frame_count
         self.decoded: queue.Queue = queue.Queue(queue_size)
         self.segmented: queue.Queue = queue.Queue(queue_size)
         self.stop = threading.Event()
@@ -170,9 +95,13 @@ class VideoPipeline:
 
     # -- stages ----------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item: Any, may_drop: bool) -> None:
+        """Queue `item`; a live source (`may_drop`) never waits: the oldest queued frame makes room."""
         while not self.stop.is_set():
             try:
-                q.put(item, timeout=0.1)
+                if may_drop:
+                    q.put_nowait(item)
+                else:
+                    q.put(item, timeout=0.1)
                 return
             except queue.Full:
                 if may_drop:
@@ -201,7 +130,8 @@ class VideoPipeline:
                 index += 1
                 continue
             self.report.frames_in += 1
-            self._put(self.decoded, Frame(index, image, time.perf_counter(), (time.perf_counter() - t0) * 1000), self.live)
+            frame = Frame(index, image, time.perf_counter(), (time.perf_counter() - t0) * 1000, pts_s=self.cap.last_pts_s)
+            self._put(self.decoded, frame, self.live)
             index += 1
         self._put(self.decoded, _END, False)
 
@@ -264,6 +194,7 @@ class VideoPipeline:
         return run
 
     def run(self) -> RunReport:
+        """Run to the end of the source; returns the report, raises the first stage error."""
         start = time.perf_counter()
         threads = [threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
                    for f in (self._decode, self._infer, self._encode)]

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_MAY_USE = ("llm4seg.errors", "llm4seg.fileio", "llm4seg._optional", "llm4seg.metrics", "llm4seg.runtime")
 # Nothing of these at the runtime's module level: an embedded box installs numpy, OpenCV and onnxruntime only.
 HEAVY = ("torch", "transformers", "onnx", "onnxscript", "tensorrt", "tensorrt_rtx_bindings", "cuda", "polygraphy",
-         "matplotlib", "safetensors", "gguf", "huggingface_hub", "PIL", "triton")
+         "matplotlib", "safetensors", "gguf", "huggingface_hub", "PIL", "triton", "av", "gi", "holoscan", "cupy",
+         "tritonclient", "yaml")
 # Where each source folder is installed (setup.py maps export/ and runtime/ into the package).
 PACKAGE_OF = {"llm4seg": "llm4seg", "export": "llm4seg.export", "runtime": "llm4seg.runtime"}
 

@@ -12,9 +12,13 @@ from llm4seg.cli.render import print_json, stdout
 
 
 def video(
-    source: Annotated[str, typer.Argument(help="Video file, camera index (0) or stream URL.")],
+    source: Annotated[str, typer.Argument(help="Video file, camera index (0), stream URL (rtsp://...) or "
+                                          "'gst:<GStreamer pipeline>' (its appsink is added or converted to BGR).")],
     engine: Annotated[Path, typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output video (.mp4 or .avi).")] = Path("segmented.mp4"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Output video (.mp4, .mkv, .mov: H.264; .webm: VP9) or "
+                                     "'gst:appsrc ! ... ' (a GStreamer pipeline fed BGR frames).")] = "segmented.mp4",
+    reader: Annotated[str, typer.Option("--reader", help="auto (PyAV for files and URLs, else OpenCV), pyav or opencv.")] = "auto",
+    writer: Annotated[str, typer.Option("--writer", help="auto (H.264 with PyAV, else OpenCV), pyav or opencv.")] = "auto",
     overlay_mode: Annotated[str, typer.Option("--overlay", help="contour or fill.")] = "contour",
     batch: Annotated[int, typer.Option("--batch", help="Frames per inference call.")] = 1,
     compile_with: CompileOpt = None,
@@ -26,18 +30,20 @@ def video(
     Examples:
       llm4seg video clip.mp4 --engine art/model.onnx --out segmented.mp4
       llm4seg video 0 --engine art/model.onnx --out live.mp4      # camera 0
+      llm4seg video 'gst:videotestsrc num-buffers=100' --engine art/model.onnx \\
+          --out 'gst:appsrc ! videoconvert ! x264enc ! mp4mux ! filesink location=seg.mp4'
       llm4seg video clip.mp4 --engine art/model.pt2 --compile aoti  # GPU: compiled once, then cached
     """
-    from llm4seg.runtime import Segmenter, VideoPipeline, VideoWriterSink
+    from llm4seg.runtime import Segmenter, VideoPipeline
     from llm4seg.runtime.bench import backend_options
+    from llm4seg.runtime.video import open_sink
 
     check_compile(compile_with, [engine])
     with Segmenter(engine, **backend_options(engine, compile_with)) as seg:
-        pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch)
-        pipeline.sink = VideoWriterSink(out, pipeline.fps, overlay_mode)
+        pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch, reader=reader)
+        pipeline.sink = open_sink(out, pipeline.fps, overlay_mode, writer)
         report = pipeline.run().summary()
-    report["out"] = str(out)
-    report["codec"] = pipeline.sink.codec
+    report.update(out=out, reader=pipeline.cap.reader, codec=pipeline.sink.codec, container=pipeline.sink.container)
     if json_out:
         print_json(report)
         if pipeline.interrupted:
@@ -45,7 +51,7 @@ def video(
         return
     stdout.print(f"{report['frames_out']} frames ({report['frames_in']} read, {report['dropped']} dropped, "
                  f"{report['skipped_corrupt']} corrupt) in {report['wall_s']:.1f} s = {report['fps']:.1f} fps -> {out} "
-                 f"({report['codec'] or 'nothing written'})", soft_wrap=True)
+                 f"({_written(report)}; read with {report['reader']})", soft_wrap=True)
     for stage, lat in report["latency_ms"].items():
         if lat.get("n"):
             label = "decode->written (incl. queueing)" if stage == "end_to_end" else stage
@@ -54,3 +60,10 @@ def video(
         stdout.print(f"  note: {event}")
     if pipeline.interrupted:
         raise typer.Exit(130)
+
+
+def _written(report: dict) -> str:
+    """'h264 in mp4', or 'nothing written' when no frame reached the sink."""
+    if not report["codec"]:
+        return "nothing written"
+    return f"{report['codec']} in {report['container']}" if report["container"] else report["codec"]

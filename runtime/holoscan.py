@@ -1,0 +1,294 @@
+"""NVIDIA Holoscan operators and an example application around the Segmenter.
+
+    from llm4seg.runtime.holoscan import SegmentOp      # frames in, {"frame", "mask", "overlay"} out
+
+`SegmentOp` runs any artifact the Segmenter runs (ONNX on the CPU, TensorRT plans and .pt2 on a
+GPU) inside a Holoscan graph. `SegmentApp` wires video source -> SegmentOp -> video sink from a
+YAML file, the way Holoscan applications are configured (`app.config(path)`; `segment_app.yaml`
+beside this module is the example), and `run_app` returns the run's report: frames, per-operator
+compute time (measured in each operator) and end-to-end latency from Holoscan's data-flow tracking.
+
+    python -m llm4seg.runtime.holoscan app.yaml [--json]
+
+Holoscan is optional (`pip install 'llm4seg[holoscan]'`): the classes are made on first use, so
+importing this module does not import Holoscan. Holoscan's CUDA operators (InferenceOp,
+FormatConverterOp, HolovizOp) need a GPU; `inference_op_config` writes their configuration from
+the manifest for GPU deployments (NOT RUN here: no GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm4seg.errors import ConfigError
+from llm4seg.runtime.stats import percentiles_ms
+
+EXAMPLE_CONFIG = Path(__file__).with_name("segment_app.yaml")
+_CLASSES: dict[str, type] = {}
+
+
+def _holoscan() -> Any:
+    from llm4seg._optional import require
+
+    with warnings.catch_warnings():
+        # "Current stack size (8.0 MB) is below the recommended minimum": for its CUDA operators.
+        warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
+        holoscan = require("holoscan", "Holoscan operators")
+    if "HOLOSCAN_LOG_LEVEL" not in os.environ:  # its per-run [info] lines; the user's setting wins
+        from holoscan.logger import LogLevel, set_log_level
+
+        set_log_level(LogLevel.WARN)
+    return holoscan
+
+
+def _make_classes() -> dict[str, type]:
+    """Define the operator and application classes (they subclass Holoscan's, imported here)."""
+    _holoscan()
+    from holoscan.core import Application, Operator
+
+    from llm4seg.runtime.segmenter import Segmenter, overlay
+    from llm4seg.runtime.video_sinks import open_sink
+    from llm4seg.runtime.video_sources import open_source
+
+    class FrameSourceOp(Operator):
+        """Emits {"frame": BGR uint8, "index", "pts_s"} per frame of a video source (see
+        `open_source`), then stops the graph at the end of the source."""
+
+        def __init__(self, fragment: Any, *args: Any, source: Any = None, reader: str = "auto", **kwargs: Any) -> None:
+            self.cap, self.live = open_source(source, reader)
+            self.index, self.compute_ms = 0, []
+            super().__init__(fragment, *args, **kwargs)
+
+        def setup(self, spec: Any) -> None:
+            spec.output("out")
+
+        def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+            t0 = time.perf_counter()
+            ok, image = self.cap.read()
+            while ok and (image is None or image.size == 0):  # corrupt frame: skipped, as in VideoPipeline
+                ok, image = self.cap.read()
+            if not ok:
+                self.stop_execution()
+                return
+            op_output.emit({"frame": image, "index": self.index, "pts_s": self.cap.last_pts_s}, "out")
+            self.index += 1
+            self.compute_ms.append((time.perf_counter() - t0) * 1000)
+
+        def stop(self) -> None:
+            self.cap.release()
+
+    class SegmentOp(Operator):
+        """Segments each received frame.
+
+        Input port `in`: a BGR uint8 frame (H, W, 3), or a dict holding it under "frame" (other
+        keys are passed on). Output port `out`: the dict with "mask" (uint8 0/1, the frame's size)
+        and "overlay" (the frame with the mask drawn) added.
+
+        Args:
+            artifact: an exported artifact (.onnx, .plan, .pt2) with its manifest; or
+            segmenter: a Segmenter made by the caller (then it is not closed by this operator).
+            overlay_mode: 'contour', 'fill', or None for no overlay.
+        """
+
+        def __init__(self, fragment: Any, *args: Any, artifact: str | Path | None = None, segmenter: Any = None,
+                     overlay_mode: str | None = "contour", **kwargs: Any) -> None:
+            if (artifact is None) == (segmenter is None):
+                raise ConfigError("SegmentOp needs one of artifact= or segmenter=",
+                                  hint="pass artifact='ART/model.onnx' (or a Segmenter)")
+            self.owns = segmenter is None
+            self.segmenter = Segmenter(artifact) if self.owns else segmenter
+            self.overlay_mode, self.compute_ms = overlay_mode, []
+            super().__init__(fragment, *args, **kwargs)
+
+        def setup(self, spec: Any) -> None:
+            spec.input("in")
+            spec.output("out")
+
+        def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+            message = op_input.receive("in")
+            item = dict(message) if isinstance(message, dict) else {"frame": np.asarray(message)}
+            t0 = time.perf_counter()
+            item["mask"] = self.segmenter.segment_one(item["frame"])
+            if self.overlay_mode:
+                item["overlay"] = overlay(item["frame"], item["mask"], self.overlay_mode)
+            self.compute_ms.append((time.perf_counter() - t0) * 1000)
+            op_output.emit(item, "out")
+
+        def stop(self) -> None:
+            if self.owns:
+                self.segmenter.close()
+
+    class VideoSinkOp(Operator):
+        """Writes each received {"frame", "mask", ...} to a video file or GStreamer pipeline (see
+        `open_sink`); keeps the masks in `masks` when `keep_masks` (for tests and small clips)."""
+
+        def __init__(self, fragment: Any, *args: Any, out: str | None = None, fps: float = 25.0,
+                     overlay_mode: str = "contour", keep_masks: bool = False, **kwargs: Any) -> None:
+            self.sink = open_sink(out, fps, overlay_mode) if out else None
+            self.keep_masks, self.masks, self.compute_ms = keep_masks, [], []
+            super().__init__(fragment, *args, **kwargs)
+
+        def setup(self, spec: Any) -> None:
+            spec.input("in")
+
+        def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+            item = op_input.receive("in")
+            t0 = time.perf_counter()
+            if self.sink is not None:
+                self.sink(_SinkFrame(item))
+            if self.keep_masks:
+                self.masks.append(item["mask"])
+            self.compute_ms.append((time.perf_counter() - t0) * 1000)
+
+        def stop(self) -> None:
+            if self.sink is not None:
+                self.sink.close()
+
+    class SegmentApp(Application):
+        """source -> segment -> sink, each operator's arguments from the YAML sections of the same
+        names (`source`, `segment`, `sink`; `scheduler` picks greedy or multi_thread)."""
+
+        def compose(self) -> None:
+            source_args = dict(self.kwargs("source"))
+            self.source_op = FrameSourceOp(self, name="source", **source_args)
+            self.segment_op = SegmentOp(self, name="segment", **dict(self.kwargs("segment")))
+            sink_args = dict(self.kwargs("sink"))
+            sink_args.setdefault("fps", self.source_op.cap.fps or 25.0)
+            self.sink_op = VideoSinkOp(self, name="sink", **sink_args)
+            self.add_flow(self.source_op, self.segment_op)
+            self.add_flow(self.segment_op, self.sink_op)
+
+    return {"FrameSourceOp": FrameSourceOp, "SegmentOp": SegmentOp, "VideoSinkOp": VideoSinkOp,
+            "SegmentApp": SegmentApp}
+
+
+class _SinkFrame:
+    """The attributes a video sink reads (image, mask, index, pts_s) from a SegmentOp message."""
+
+    def __init__(self, item: dict) -> None:
+        self.image, self.mask = item["frame"], item["mask"]
+        self.index, self.pts_s = item.get("index", 0), item.get("pts_s")
+
+
+def __getattr__(name: str) -> type:
+    """SegmentOp, FrameSourceOp, VideoSinkOp and SegmentApp, made (and Holoscan imported) on first use."""
+    if name in ("SegmentOp", "FrameSourceOp", "VideoSinkOp", "SegmentApp"):
+        if not _CLASSES:
+            _CLASSES.update(_make_classes())
+        return _CLASSES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _scheduler(app: Any, kind: str) -> Any:
+    from holoscan.schedulers import GreedyScheduler, MultiThreadScheduler
+
+    if kind == "greedy":
+        return GreedyScheduler(app, name="greedy")
+    if kind == "multi_thread":
+        return MultiThreadScheduler(app, name="multi_thread", worker_thread_number=3, stop_on_deadlock=True)
+    raise ConfigError(f"scheduler {kind!r} is not known", hint="use greedy or multi_thread")
+
+
+def run_app(config: str | Path, overrides: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Run SegmentApp from a YAML file; returns the report (frames, per-operator compute latency,
+    end-to-end latency per data-flow path from Holoscan's tracker, wall time, fps).
+
+    Args:
+        config: the application's YAML (sections source, segment, sink, scheduler).
+        overrides: per-section values that replace the YAML's (e.g. {"sink": {"keep_masks": True}}).
+    """
+    config = Path(config)
+    if not config.is_file():
+        raise ConfigError(f"Holoscan app config {config} does not exist", hint=f"start from {EXAMPLE_CONFIG}")
+    _holoscan()
+    from holoscan.core import DataFlowMetric, Tracker
+
+    app = __getattr__("SegmentApp")()
+    app.config(str(config))
+    if overrides:
+        app.kwargs = _with_overrides(app.kwargs, overrides)
+    app.scheduler(_scheduler(app, str(dict(app.kwargs("scheduler")).get("kind", "greedy"))))
+    start = time.perf_counter()
+    # Skip nothing: a short clip would otherwise report no latency at all.
+    with Tracker(app, num_start_messages_to_skip=0, num_last_messages_to_discard=0) as tracker:
+        app.run()
+        paths = {p: tracker.get_metric(p, DataFlowMetric.AVG_E2E_LATENCY) for p in tracker.get_path_strings()}
+        max_ms = {p: tracker.get_metric(p, DataFlowMetric.MAX_E2E_LATENCY) for p in paths}
+    wall_s = time.perf_counter() - start
+    frames = len(app.sink_op.compute_ms)
+    report = {"frames_out": frames, "wall_s": wall_s, "fps": frames / wall_s if wall_s else 0.0,
+              "operator_compute_ms": {op.name: percentiles_ms(op.compute_ms)
+                                      for op in (app.source_op, app.segment_op, app.sink_op)},
+              "e2e_latency_ms": {p: {"avg": paths[p], "max": max_ms[p]} for p in paths},
+              "codec": getattr(app.sink_op.sink, "codec", None), "container": getattr(app.sink_op.sink, "container", None)}
+    report["masks"] = app.sink_op.masks
+    return report
+
+
+def _with_overrides(kwargs: Any, overrides: dict[str, dict]) -> Any:
+    def merged(section: str) -> dict:
+        return {**dict(kwargs(section)), **overrides.get(section, {})}
+    return merged
+
+
+def inference_op_config(manifest_path: str | Path, artifact: str) -> dict[str, Any]:
+    """The configuration of Holoscan's FormatConverterOp + InferenceOp for one manifest artifact,
+    for a GPU Holoscan app (NOT RUN here: those operators need CUDA).
+
+    InferenceOp runs ONNX (backend onnxrt, or trt: Holoscan builds the engine) and TensorRT plans.
+    FormatConverterOp resizes and converts to float32 in [0, 1]; it has no per-channel mean/std,
+    so the manifest's normalisation is written under `llm4seg_normalise` for the graph's author
+    to apply (a custom operator, or a model exported with it inside)."""
+    manifest_path = Path(manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest.get("artifacts", {}).get(artifact)
+    if entry is None:
+        raise ConfigError(f"{artifact!r} is not in {manifest_path}",
+                          hint=f"choose one of {', '.join(manifest.get('artifacts', {})) or '(none)'}")
+    spec, out, pre = entry["inputs"][0], entry["outputs"][0], entry["preprocess"]
+    height, width = spec["shape"][2:4] if spec.get("layout", "NCHW") == "NCHW" else spec["shape"][1:3]
+    backend = "trt" if artifact.endswith(".plan") or entry.get("precision") == "fp16" else "onnxrt"
+    return {
+        "format_converter": {"in_dtype": "rgb888", "out_dtype": "float32", "resize_width": width,
+                             "resize_height": height, "scale_min": 0.0, "scale_max": 1.0,
+                             "out_tensor_name": spec["name"]},
+        "llm4seg_normalise": {"mean": pre["mean"], "std": pre["std"], "color": spec.get("color", "RGB")},
+        "inference": {"backend": backend, "model_path_map": {"llm4seg": str(manifest_path.parent / artifact)},
+                      "pre_processor_map": {"llm4seg": [spec["name"]]}, "inference_map": {"llm4seg": [out["name"]]},
+                      "enable_fp16": entry.get("precision") == "fp16", "input_on_cuda": True,
+                      "output_on_cuda": True, "transmit_on_cuda": True, "is_engine_path": artifact.endswith(".plan")},
+        "status": "NOT RUN: generated from the manifest; InferenceOp needs a CUDA GPU",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m llm4seg.runtime.holoscan APP.yaml [--json]`: run the app, print its report."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(f"usage: python -m llm4seg.runtime.holoscan APP.yaml [--json]\nexample config: {EXAMPLE_CONFIG}")
+        return 0 if args else 2
+    report = run_app(args[0])
+    report.pop("masks", None)
+    if "--json" in args:
+        print(json.dumps(report, indent=1, default=float))
+        return 0
+    print(f"{report['frames_out']} frames in {report['wall_s']:.1f} s = {report['fps']:.1f} fps "
+          f"({report['codec']} in {report['container']})")
+    for name, lat in report["operator_compute_ms"].items():
+        if lat.get("n"):
+            print(f"  {name:>8}: p50 {lat['p50']:.1f} ms  p99 {lat['p99']:.1f} ms")
+    for path, lat in report["e2e_latency_ms"].items():
+        print(f"  {path}: end-to-end avg {lat['avg']:.1f} ms, max {lat['max']:.1f} ms (Holoscan data-flow tracking)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

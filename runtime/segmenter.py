@@ -145,6 +145,10 @@ class Segmenter:
         x = ((x - self.mean) / self.std) * self.extra_scale
         return x if self.spec["layout"] == "NHWC" else x.transpose(2, 0, 1)
 
+    def to_bgr(self, frame: np.ndarray) -> np.ndarray:
+        """One frame in this Segmenter's layout and dtype -> BGR uint8 (what a server's `segment` takes)."""
+        return np.ascontiguousarray(to_rgb(frame, self.layout, self.bit_depth)[:, :, ::-1])
+
     def postprocess(self, prob: np.ndarray, shape_hw: tuple[int, int], binary: bool) -> np.ndarray:
         """prob (S, S) -> (H, W): uint8 {0, 1} mask, or float32 probabilities."""
         h, w = shape_hw
@@ -165,11 +169,14 @@ class Segmenter:
         frames = [frames] if isinstance(frames, np.ndarray) and frames.ndim in (2, 3) else list(frames)
         if not frames:
             return []
+        if getattr(self.backend, "takes_frames", False):  # a server's `segment` model: it pre/post-processes
+            return self.backend.segment_frames([self.to_bgr(f) for f in frames], binary)
         x = np.stack([self.preprocess(f) for f in frames])
         probs = self.infer_batch(x)
         return [self.postprocess(p, f.shape[:2], binary) for p, f in zip(probs, frames)]
 
     def segment_one(self, frame: np.ndarray, binary: bool = True) -> np.ndarray:
+        """One frame -> its mask (or probabilities) at its size."""
         return self.segment([frame], binary)[0]
 
 

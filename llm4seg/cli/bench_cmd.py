@@ -37,14 +37,19 @@ def bench(
     interleave: Annotated[bool, typer.Option("--interleave", help="Load all artifacts and time them in turns "
                                              "(fair ratios on machines whose speed drifts; RSS is then the process's).")] = False,
     compile_with: CompileOpt = None,
+    streams: Annotated[list[int], typer.Option("--streams", help="Concurrent ordered frame streams per engine "
+                                               "(repeatable); reports aggregate frames/s and per-stream latency.")] = [],
+    stream_frames: Annotated[int, typer.Option("--stream-frames", help="Frames each stream sends.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
-    """Benchmark one or more artifacts on this machine; frames are RGB at their native size.
+    """Benchmark one or more artifacts (or models on a Triton server) on this machine; frames are
+    RGB at their native size.
 
     \b
     Examples:
       llm4seg bench --engine art/model.onnx --engine art/model.int8.onnx --batch 1 --batch 8 --interleave
       llm4seg bench --engine art/model.pt2 --compile aoti --batch 1 --batch 64
+      llm4seg bench --engine grpc://127.0.0.1:8001/segment --engine art/model.onnx --streams 1 --streams 4
     """
     from llm4seg.errors import ConfigError
     from llm4seg.runtime.bench import agreement_dice, bench_artifact, bench_interleaved, machine_info, score
@@ -56,6 +61,11 @@ def bench(
             raise ConfigError(f"{name} {bad[0]} must be at least {low}", hint=f"e.g. {name} {max(low, 1) * 8 if name == '--batch' else 20}")
     check_compile(compile_with, list(engine))
     images, masks = _load_frames(data, split, limit)
+    if streams:
+        from llm4seg.cli.bench_streams_render import run_streams
+
+        run_streams(list(engine), images, list(streams), stream_frames, out, json_out)
+        return
     if interleave:
         runs = bench_interleaved(list(engine), list(batch), iterations, warmup, images, compile=compile_with)
     else:

@@ -28,6 +28,8 @@ def export(
     batch: Annotated[str, typer.Option("--batch", help="Dynamic batch range MIN:OPT:MAX.")] = "1:1:16",
     parity_images: Annotated[int, typer.Option("--parity-images", help="Held-out images for parity and INT8 gates.")] = 16,
     calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images for INT8 (memory grows with it).")] = 16,
+    triton: Annotated[Optional[Path], typer.Option("--triton", help="Also write a Triton model repository here "
+                                                   "(same as `llm4seg triton OUT --out REPO`).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export CHECKPOINT for deployment; fails loudly when an artifact disagrees with the checkpoint.
@@ -43,14 +45,22 @@ def export(
     opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2, int8_target=int8_target,
                          opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images,
                          rtx_targets=parse_targets(rtx_targets))
-    from llm4seg.errors import ExportError
+    from llm4seg.errors import ConfigError, ExportError
 
+    if triton is not None and triton.exists() and any(triton.iterdir()):  # before a long export, not after
+        raise ConfigError(f"the repository folder {triton} exists and is not empty",
+                          hint="pass a new folder to --triton (a repository is written whole, never merged)")
     try:
         summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(f"[dim]{s}[/dim]"))
     except ExportError as exc:  # INT8 refused: FP32/FP16 were written, and their engines still need building
         if getattr(exc, "summary", None) and not json_out:
             _print_recipes(exc.summary)
         raise
+    if triton is not None:
+        from llm4seg.runtime.triton.repository import write_repository
+
+        repo = write_repository(out, triton)
+        summary["triton_repository"] = {"folder": str(repo.folder), "models": repo.models, "skipped": repo.skipped}
     if json_out:
         print_json(summary)
         return
@@ -65,6 +75,9 @@ def export(
     if summary.get("rtx_engines"):
         stdout.print(f"TensorRT-RTX engines built here (NOT RUN: they need an RTX GPU; check them there with "
                      f"llm4seg adopt-engine): {', '.join(summary['rtx_engines'])}", soft_wrap=True, markup=False)
+    if triton is not None:
+        stdout.print(f"Triton model repository: {triton} ({', '.join(summary['triton_repository']['models'])}); "
+                     f"serve it with llm4seg serve {triton}", soft_wrap=True, markup=False)
     _print_recipes(summary)
 
 

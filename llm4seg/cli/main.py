@@ -78,11 +78,14 @@ def _register() -> None:
     from llm4seg.cli.export_cmd import export
     from llm4seg.cli.info import info
     from llm4seg.cli.models_cmd import models
+    from llm4seg.cli.serve_cmd import serve
     from llm4seg.cli.train import train
+    from llm4seg.cli.triton_cmd import triton
     from llm4seg.cli.video_cmd import video
 
     for name, func in (("train", train), ("eval", evaluate), ("export", export), ("bench", bench), ("video", video), ("check", check),
-                       ("compare", compare), ("adopt-engine", adopt_engine), ("info", info), ("models", models)):
+                       ("compare", compare), ("adopt-engine", adopt_engine), ("triton", triton), ("serve", serve), ("info", info),
+                       ("models", models)):
         app.command(name)(boundary(func))
 
 

@@ -9,10 +9,15 @@ from llm4seg.errors import ConfigError
 from llm4seg.runtime.backends.base import Backend
 from llm4seg.runtime.manifest import load_manifest
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "tensorrt", "torch", "triton")
 
 
 def backend_for(artifact: Path | str) -> str:
+    """The backend key for an artifact path (by suffix) or a server address (triton)."""
+    from llm4seg.runtime.backends.triton_backend import is_server_url
+
+    if is_server_url(artifact):
+        return "triton"
     path = Path(artifact)
     if path.is_dir():
         load_manifest(path)  # raises: the runtime runs exported artifacts, and says how to make one
@@ -23,11 +28,13 @@ def backend_for(artifact: Path | str) -> str:
     if path.suffix == ".onnx":
         return "onnxruntime"
     raise ConfigError(f"cannot tell the backend for {str(path)!r}",
-                      hint="pass a .onnx, .plan or .pt2 written by `llm4seg export` (a checkpoint folder must be exported first)")
+                      hint="pass a .onnx, .plan or .pt2 written by `llm4seg export` (a checkpoint folder must be exported "
+                           "first), or a server address grpc://HOST:8001/MODEL")
 
 
 def load_backend(artifact: Path | str, backend: str | None = None, **options: Any) -> Backend:
-    """Construct (not yet load) the backend for an artifact: onnxruntime, tensorrt or torch."""
+    """Construct (not yet load) the backend for an artifact: onnxruntime, tensorrt, torch, or triton
+    for a server address (grpc://HOST:8001/MODEL, http://HOST:8000/MODEL)."""
     key = backend or backend_for(artifact)
     if key == "onnxruntime":
         from llm4seg.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend as cls
@@ -35,6 +42,8 @@ def load_backend(artifact: Path | str, backend: str | None = None, **options: An
         from llm4seg.runtime.backends.tensorrt_backend import TensorRTBackend as cls
     elif key == "torch":
         from llm4seg.runtime.backends.torch_backend import TorchBackend as cls
+    elif key == "triton":
+        from llm4seg.runtime.backends.triton_backend import TritonBackend as cls
     else:
         raise ConfigError(f"unknown backend {key!r}", hint=f"choose one of {', '.join(BACKENDS)}")
     _check_options(cls, key, options)

@@ -47,7 +47,7 @@ class Backend:
         """Load the artifact (its sha256 checked first); a no-op when loaded; reopens after close()."""
         with self._state:
             if not self.loaded:
-                verify_artifact(self.artifact, self.manifest)  # flipped bytes must never run silently
+                self._verify()
                 self._load()
                 self.loaded, self.closed = True, False
         return self
@@ -115,6 +115,9 @@ class Backend:
                 self._state.notify_all()
 
     # -- for subclasses ----------------------------------------------------------------------
+    def _verify(self) -> None:
+        verify_artifact(self.artifact, self.manifest)  # flipped bytes must never run silently
+
     def _load(self) -> None:
         raise NotImplementedError
 

@@ -67,3 +67,26 @@ def box_masks(frames):
         m[8:40, 10:50] = 1
         masks.append(m)
     return masks
+
+
+def needs_triton() -> None:
+    def probe():
+        from llm4seg.runtime.triton.server import find_tritonserver
+
+        __import__("tritonclient.grpc")
+        __import__("tritonclient.http")
+        find_tritonserver()
+    installed_or_skip(probe, "Triton Inference Server", "pip install 'llm4seg[triton]' and pip install --no-deps nvidia-pytriton")
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory, exported):
+    """A real tritonserver on the repository written from the test export (segment + model_pt2)."""
+    needs_triton()
+    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.triton.server import TritonServer, free_port
+
+    repo = write_repository(exported[0], tmp_path_factory.mktemp("triton") / "repo")
+    server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    with server:
+        yield server

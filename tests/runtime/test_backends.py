@@ -28,6 +28,11 @@ def test_backend_contract(backend, exported, trained_checkpoint, request, tmp_pa
         out = _real_engine(trained_checkpoint, tmp_path) if AVAILABLE["tensorrt"] else request.getfixturevalue("fake_trt_export")[0]
         check_contract(load_backend(out / "model.fp16.plan", backend))
         return
+    if backend == "triton":  # a client of a real tritonserver serving the export's .pt2 (python backend)
+        server = request.getfixturevalue("triton_server")
+        for scheme in ("grpc", "http"):
+            check_contract(load_backend(f"{server.urls[scheme]}/model_pt2", backend))
+        return
     if not AVAILABLE[backend]:
         pytest.skip(f"{backend} is not installed here")
     check_contract(load_backend(artifact_for(backend, exported, trained_checkpoint), backend))

@@ -1,0 +1,83 @@
+"""Many streams on Triton vs in-process, dynamic batching on and off, in one run (issue 21, item 4).
+
+    python benchmarks/triton_streams.py --artifact ART/model.onnx [--streams 1,4,16] [--frames 30]
+
+Two tritonservers serve the export folder of ART (its `segment` model; one repository with
+dynamic batching, one without) on free local ports, started together; then for each stream
+count the three targets run in turns (server with batching, server without, the in-process
+Segmenter the streams share), `--rounds` times, so the VM's drifting speed hits them alike.
+Frames: BUSI images at their native size ($LLM4SEG_DATA or ../shared/datasets), else synthetic.
+Prints frames/s (all streams), the median stream's p50 and the worst stream's p99, and errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from llm4seg.runtime.bench_streams import bench_streams
+from llm4seg.runtime.triton.repository import RepositoryOptions, write_repository
+from llm4seg.runtime.triton.server import TritonServer, free_port
+
+DATASETS = Path(os.environ.get("LLM4SEG_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+
+
+def frames(n: int = 32) -> list[np.ndarray]:
+    paths = sorted((DATASETS / "busi" / "images").glob("*.png"))[:n]
+    if paths:
+        return [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for p in paths]
+    from llm4seg.data.synthetic import synthetic_dataset
+
+    return list(synthetic_dataset(n, 320, seed=3)[0])
+
+
+def server(art: Path, work: Path, name: str, batching: bool) -> TritonServer:
+    repo = write_repository(art, work / name, RepositoryOptions(segment_artifact=None, dynamic_batching=batching))
+    return TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                        models=["segment"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact", required=True, type=Path)
+    parser.add_argument("--streams", default="1,4,16")
+    parser.add_argument("--frames", type=int, default=30, help="frames per stream")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="triton_streams_"))
+    images = frames()
+    servers = {"triton, dynamic batching": server(args.artifact.parent, work, "on", True),
+               "triton, no batching": server(args.artifact.parent, work, "off", False)}
+    for s in servers.values():
+        s.start()
+    try:
+        for s in servers.values():
+            s.wait_ready()
+        targets = {name: f"{s.urls['grpc']}/segment" for name, s in servers.items()}
+        targets["in-process Segmenter"] = str(args.artifact)
+        print(f"artifact {args.artifact}; {len(images)} frames at native size; {args.frames} frames per stream; "
+              f"{args.rounds} interleaved rounds, medians; gRPC")
+        print(f"{'target':>26} {'streams':>7} {'frames/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+        for n in [int(x) for x in args.streams.split(",")]:
+            runs = {name: [] for name in targets}
+            for _ in range(args.rounds):
+                for name, engine in targets.items():
+                    runs[name].append(bench_streams(engine, images, n, args.frames))
+            for name, rs in runs.items():
+                fps = statistics.median(r["fps"] for r in rs)
+                p50 = statistics.median(statistics.median(s["p50"] for s in r["per_stream"]) for r in rs)
+                p99 = statistics.median(max(s["p99"] for s in r["per_stream"]) for r in rs)
+                print(f"{name:>26} {n:>7} {fps:>9.1f} {p50:>8.1f} {p99:>8.1f} {sum(r['errors'] for r in rs):>6}")
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""`llm4seg triton`: a Triton Inference Server model repository from an export folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llm4seg.cli.options import JsonOpt
+from llm4seg.cli.render import print_json, stdout
+
+DynamicOpt = Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching",
+                                          help="Let Triton gather concurrent requests into batches.")]
+SegmentOpt = Annotated[Optional[str], typer.Option("--segment-artifact", help="Artifact the `segment` model runs "
+                                                   "(default model.onnx).")]
+
+
+def repository_options(dynamic_batching: bool, segment_artifact: str | None, instances: int, gpu: bool):
+    """RepositoryOptions from the CLI's values (shared by `triton` and `serve`)."""
+    from llm4seg.errors import ConfigError
+    from llm4seg.runtime.triton.repository import RepositoryOptions
+
+    if instances < 1:
+        raise ConfigError(f"--instances {instances} must be at least 1", hint="e.g. --instances 2")
+    return RepositoryOptions(segment_artifact=segment_artifact, dynamic_batching=dynamic_batching,
+                             instances=instances, gpu=gpu)
+
+
+def triton(
+    art: Annotated[Path, typer.Argument(help="Export folder (holds manifest.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the model repository.")],
+    dynamic_batching: DynamicOpt = True,
+    segment_artifact: SegmentOpt = None,
+    instances: Annotated[int, typer.Option("--instances", help="Instances per model.")] = 1,
+    gpu: Annotated[bool, typer.Option("--gpu", help="Place every model on the GPU (KIND_GPU).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a model repository: `segment` (frames in, masks out) and one model per artifact.
+
+    \b
+    Examples:
+      llm4seg triton art --out repo && llm4seg serve repo
+      docker run --gpus all -v $PWD/repo:/models nvcr.io/nvidia/tritonserver:24.10-py3 \\\\
+          tritonserver --model-repository=/models      # a GPU Triton (NOT RUN here)
+    """
+    from llm4seg.runtime.triton.repository import write_repository
+
+    repo = write_repository(art, out, repository_options(dynamic_batching, segment_artifact, instances, gpu))
+    payload = {"repository": str(repo.folder), "models": repo.models, "skipped": repo.skipped}
+    if json_out:
+        print_json(payload)
+        return
+    stdout.print(f"wrote {repo.folder}: " + ", ".join(f"{n} ({b})" for n, b in repo.models.items()), soft_wrap=True)
+    for artifact, why in repo.skipped.items():
+        stdout.print(f"  left out {artifact}: {why}", soft_wrap=True)
+    stdout.print(f"serve it: llm4seg serve {repo.folder}", soft_wrap=True)

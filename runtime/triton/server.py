@@ -1,0 +1,209 @@
+"""Start and stop a real `tritonserver` on a model repository, with its known quirks handled.
+
+The server is the one on PATH (an NGC container's, with its onnxruntime/TensorRT backends), else
+the one inside PyTriton's wheel (`pip install 'llm4seg[triton]'`: Triton 2.51 with only the python
+backend). For the latter, a backend folder is made with the python backend and the stub matching
+this interpreter; the stub embeds a libpython, so LD_LIBRARY_PATH starts with this interpreter's
+lib folder (another build of the same version fails with "'_thread.RLock' object has no attribute
+'_recursion_count'"), and LLM4SEG_SITE hands the stub this interpreter's site folders.
+
+Models are loaded explicitly, only those whose backend the server has (the others are named in
+`skipped`). Stopping sends SIGINT, waits `--exit-timeout-secs` plus a margin, then kills; the
+python backend's shared-memory regions this server made are removed even after a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from llm4seg.errors import BackendUnavailableError, ConfigError
+from llm4seg.runtime.triton.repository import repository_models
+
+SHM_GLOB = "triton_python_backend_shm_region_*"
+EXIT_TIMEOUT_S = 5
+
+
+def _kill_with_parent() -> None:
+    """In the child: die when the parent does (PR_SET_PDEATHSIG), so no server outlives its owner."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for tests and parallel servers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_tritonserver() -> tuple[Path, Path | None]:
+    """(tritonserver binary, PyTriton's package folder or None for a server on PATH)."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return Path(on_path), None
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailableError("no tritonserver on PATH and PyTriton is not installed",
+                                      hint="pip install --no-deps nvidia-pytriton (its wheel ships tritonserver; "
+                                      "`make setup` installs it), or run inside NVIDIA's tritonserver container")
+    package = Path(list(spec.submodule_search_locations)[0])
+    binary = package / "tritonserver" / "bin" / "tritonserver"
+    if not binary.is_file():
+        raise BackendUnavailableError(f"PyTriton at {package} has no tritonserver binary", hint="reinstall nvidia-pytriton")
+    return binary, package
+
+
+def pytriton_backends(package: Path, folder: Path) -> Path:
+    """A backend folder holding PyTriton's python backend with the stub of this interpreter's version."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = package / "tritonserver" / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise BackendUnavailableError(f"PyTriton has no python-backend stub for Python {version}",
+                                      hint="use a Python version PyTriton ships a stub for (3.8-3.13)")
+    python = folder / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    source = package / "tritonserver" / "backends" / "python"
+    for f in (source / "libtriton_python.so", source / "triton_python_backend_utils.py", stub):
+        target = python / f.name
+        if not target.exists():
+            target.symlink_to(f)
+    return folder
+
+
+def _stub_environment(package: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    libdirs = [sysconfig.get_config_var("LIBDIR") or ""]
+    if package is not None:
+        libdirs.append(str(package.parent / "nvidia_pytriton.libs"))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([d for d in libdirs if d] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    sites = [p for p in sys.path if p and Path(p).is_dir() and "site-packages" in p or p.endswith("dist-packages")]
+    env["LLM4SEG_SITE"] = os.pathsep.join(dict.fromkeys(sites))
+    return env
+
+
+class TritonServer:
+    """A tritonserver process on `repository`, bound to `host` (127.0.0.1 by default).
+
+    Use as a context manager, or start() / wait_ready() / stop(). `skipped` names the models the
+    server has no backend for; `log_path` holds the server's log.
+    """
+
+    def __init__(self, repository: str | Path, host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001,
+                 metrics_port: int = 8002, log_path: str | Path | None = None, models: list[str] | None = None) -> None:
+        self.repository = Path(repository)
+        if not any(self.repository.glob("*/config.pbtxt")):
+            raise ConfigError(f"{self.repository} is not a Triton model repository (no */config.pbtxt)",
+                              hint="write one with `llm4seg triton ART --out REPO`, or pass the export folder to `serve`")
+        self.host, self.ports = host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        self.wanted = models
+        self.workdir = Path(tempfile.mkdtemp(prefix="llm4seg-triton-"))
+        self.log_path = Path(log_path) if log_path else self.workdir / "tritonserver.log"
+        self.process: subprocess.Popen | None = None
+        self.skipped: dict[str, str] = {}
+        self.loaded: list[str] = []
+        self._shm_before: set[str] = set()
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """The endpoints: http, grpc (host:port, for `load_backend` prefix with grpc://) and metrics."""
+        return {"http": f"http://{self.host}:{self.ports['http']}", "grpc": f"grpc://{self.host}:{self.ports['grpc']}",
+                "metrics": f"http://{self.host}:{self.ports['metrics']}/metrics"}
+
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        binary, package = find_tritonserver()
+        backend_dir = pytriton_backends(package, self.workdir / "backends") if package else Path("/opt/tritonserver/backends")
+        have = {p.name for p in backend_dir.iterdir()} if backend_dir.is_dir() else set()
+        models = repository_models(self.repository)
+        for name in list(models):
+            if self.wanted is not None and name not in self.wanted:
+                models.pop(name)
+            elif models[name] not in have:
+                self.skipped[name] = f"this server has no {models[name]} backend (it has: {', '.join(sorted(have)) or 'none'})"
+                models.pop(name)
+        if not models:
+            raise ConfigError(f"no model of {self.repository} can run on {binary}",
+                              hint="; ".join(f"{k}: {v}" for k, v in self.skipped.items()) or "check --models")
+        self.loaded = sorted(models)
+        args = [str(binary), f"--model-repository={self.repository.resolve()}", f"--backend-directory={backend_dir}",
+                "--model-control-mode=explicit", *[f"--load-model={m}" for m in self.loaded],
+                f"--http-address={self.host}", f"--grpc-address={self.host}", f"--metrics-address={self.host}",
+                f"--http-port={self.ports['http']}", f"--grpc-port={self.ports['grpc']}",
+                f"--metrics-port={self.ports['metrics']}", f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+                f"--log-file={self.log_path}"]
+        return args, _stub_environment(package)
+
+    def start(self) -> "TritonServer":
+        """Start the process (returns at once; wait_ready() waits for the models)."""
+        args, env = self._command()
+        self._shm_before = {p.name for p in Path("/dev/shm").glob(SHM_GLOB)}
+        self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        preexec_fn=_kill_with_parent, start_new_session=True)
+        return self
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        errors = [line for line in text if line.startswith("E")] or text
+        return "\n".join(errors[-lines:])
+
+    def wait_ready(self, timeout_s: float = 180.0) -> "TritonServer":
+        """Block until every loaded model is ready; a server that exits or fails a model is an error
+        with its log's error lines, and so is one not ready within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        url = f"{self.urls['http']}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                self._cleanup()
+                raise ConfigError(f"tritonserver exited (code {code}) before its models were ready:\n{self.log_tail()}",
+                                  hint=f"full log: {self.log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as reply:
+                    if reply.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise ConfigError(f"tritonserver was not ready within {timeout_s:.0f} s:\n{self.log_tail()}",
+                          hint=f"full log: {self.log_path}; a large artifact may need a longer --ready-timeout")
+
+    def stop(self, timeout_s: float = EXIT_TIMEOUT_S + 10.0) -> None:
+        """SIGINT, then SIGKILL after `timeout_s`; removes this server's shared-memory regions."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for region in Path("/dev/shm").glob(SHM_GLOB):
+            if region.name not in self._shm_before:
+                region.unlink(missing_ok=True)
+
+    def __enter__(self) -> "TritonServer":
+        return self.start().wait_ready()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir / "backends", ignore_errors=True)

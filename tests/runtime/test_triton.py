@@ -1,0 +1,196 @@
+"""Serving on Triton Inference Server (issue 21): a repository from the manifest whose configs
+Triton's own protobuf schema parses, a real tritonserver answering HTTP and gRPC with the local
+Segmenter's masks, the client backend's errors within its timeout, `llm4seg serve` + `llm4seg
+video` end to end, and many streams measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from llm4seg.cli.main import app
+from llm4seg.errors import BackendUnavailableError, ConfigError, InputSpecError
+from llm4seg.runtime import Segmenter, load_backend
+from tests.conftest import DATASETS
+from tests.runtime.conftest import needs_triton, write_h264_clip
+
+
+def frames_for_serving(n=6):
+    """BUSI images at their native sizes (BGR) where the data is here, else synthetic frames of
+    several sizes: either way frames of different sizes, and some of the same size."""
+    images = sorted((DATASETS / "busi" / "images").glob("*.png"))[:n]
+    if len(images) == n:
+        return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in images]
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (90 + 7 * (i % 3), 120, 3), dtype=np.uint8) for i in range(n)]
+
+
+def parse_config(path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(Path(path).read_text(), model_config_pb2.ModelConfig())
+
+
+def test_every_config_parses_with_tritons_schema_and_follows_the_manifest(exported, tmp_path):
+    needs_triton()
+    from llm4seg.runtime.triton.repository import RepositoryOptions, write_repository
+
+    art = exported[0]
+    manifest = json.loads((art / "manifest.json").read_text())["artifacts"]
+    repo = write_repository(art, tmp_path / "repo")
+    assert set(repo.models) == {"segment", "model_onnx", "model_fp16_onnx", "model_int8_onnx", "model_pt2"}
+    for name, backend in repo.models.items():
+        config = parse_config(tmp_path / "repo" / name / "config.pbtxt")
+        params = {k: v.string_value for k, v in config.parameters.items()}
+        entry = json.loads(params["llm4seg_manifest"])
+        assert config.name == name and config.backend == backend
+        assert config.max_batch_size == entry["batch"]["max"]
+        assert list(config.dynamic_batching.preferred_batch_size) and \
+            max(config.dynamic_batching.preferred_batch_size) <= entry["batch"]["max"]
+        assert len(config.model_warmup) == 1
+        assert (tmp_path / "repo" / name / "1" / params["llm4seg_artifact"]).is_file()
+        if name == "segment":
+            assert params["llm4seg_kind"] == "frames" and config.input[0].name == "FRAME"
+            continue
+        artifact = params["llm4seg_artifact"]
+        assert entry == {k: v for k, v in manifest[artifact].items()} | {"artifact": entry["artifact"]}
+        spec, out = entry["inputs"][0], entry["outputs"][0]
+        assert (config.input[0].name, list(config.input[0].dims)) == (spec["name"], spec["shape"][1:])
+        assert (config.output[0].name, list(config.output[0].dims)) == (out["name"], out["shape"][1:])
+        kind = config.instance_group[0].kind
+        assert kind == (1 if entry["precision"] == "fp16" else 2)  # KIND_GPU = 1, KIND_CPU = 2
+    plain = write_repository(art, tmp_path / "plain", RepositoryOptions(dynamic_batching=False, instances=2))
+    config = parse_config(plain.folder / "segment" / "config.pbtxt")
+    assert not config.HasField("dynamic_batching") and config.instance_group[0].count == 2
+    with pytest.raises(ConfigError, match="exists and is not empty"):
+        write_repository(art, tmp_path / "repo")
+
+
+def test_tensorrt_rtx_engines_are_left_out_with_the_reason():
+    from llm4seg.runtime.triton.repository import _skip_reason
+
+    assert "TensorRT-RTX" in _skip_reason("model.fp16.rtx-sm89.plan")
+    assert _skip_reason("model.fp16.plan") is None and _skip_reason("model.onnx") is None
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_served_masks_equal_the_local_segmenters(triton_server, exported, scheme):
+    frames = frames_for_serving()
+    with Segmenter(exported[0] / "model.onnx") as local, Segmenter(f"{triton_server.urls[scheme]}/segment") as remote:
+        assert remote.backend.takes_frames
+        expected, got = local.segment(frames), remote.segment(frames)
+        for a, b in zip(expected, got):
+            assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+            np.testing.assert_array_equal(a, b)  # Dice agreement 1.0: the same artifact, the same code
+        probs_local, probs_remote = local.segment(frames[:2], binary=False), remote.segment(frames[:2], binary=False)
+        for a, b in zip(probs_local, probs_remote):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_that_is_not_loaded_and_a_wrong_address_fail_at_once(triton_server):
+    t0 = time.perf_counter()
+    with pytest.raises(InputSpecError, match="refused to read the model's config"):
+        load_backend(f"{triton_server.urls['grpc']}/no_such_model")
+    with pytest.raises(ConfigError, match="is not a model address"):
+        load_backend("grpc://127.0.0.1:8001")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_a_server_that_dies_mid_stream_is_a_clear_error_within_the_timeout(exported, tmp_path):
+    needs_triton()
+    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.triton.server import SHM_GLOB, TritonServer, free_port
+
+    repo = write_repository(exported[0], tmp_path / "repo")
+    server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          models=["segment"])
+    frames = frames_for_serving(2)
+    with server:
+        assert server.loaded == ["segment"] and "model_pt2" not in server.loaded
+        seg = Segmenter(f"{server.urls['grpc']}/segment", timeout_s=3.0, retries=2)
+        seg.segment(frames)
+        server.process.send_signal(signal.SIGKILL)  # dies without cleaning up
+        server.process.wait()
+        t0 = time.perf_counter()
+        with pytest.raises(BackendUnavailableError, match=r"could not run inference at grpc://.*after 3 tries"):
+            seg.segment(frames)
+        assert time.perf_counter() - t0 < 3.5
+    leftovers = [p for p in Path("/dev/shm").glob(SHM_GLOB) if p.name not in server._shm_before]
+    assert not leftovers and server.process.poll() is not None
+
+
+def test_nothing_answering_at_an_address_fails_within_the_timeout():
+    needs_triton()
+    from llm4seg.runtime.triton.server import free_port
+
+    t0 = time.perf_counter()
+    with pytest.raises(BackendUnavailableError, match="could not read the model's config"):
+        load_backend(f"grpc://127.0.0.1:{free_port()}/segment", timeout_s=1.5)
+    assert time.perf_counter() - t0 < 2.5
+
+
+def test_serve_then_video_against_it_then_ctrl_c_leaves_nothing(exported, tmp_path):
+    needs_triton()
+    from llm4seg.runtime.triton.server import SHM_GLOB, free_port
+
+    before = {p.name for p in Path("/dev/shm").glob(SHM_GLOB)}
+    ports = [free_port(), free_port(), free_port()]
+    serve = subprocess.Popen([sys.executable, "-m", "llm4seg.cli.main", "serve", str(exported[0]), "--http-port",
+                              str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not any("Ctrl-C stops" in line for line in lines):
+            line = serve.stdout.readline()
+            assert line or serve.poll() is None, "".join(lines)
+            lines.append(line)
+        text = "".join(lines)
+        assert f"grpc://127.0.0.1:{ports[1]}" in text and "segment" in text
+        clip = tmp_path / "clip.mp4"
+        write_h264_clip(clip, n=8)
+        out = tmp_path / "seg.mp4"
+        result = CliRunner().invoke(app, ["video", str(clip), "--engine", f"grpc://127.0.0.1:{ports[1]}/segment",
+                                          "--out", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["frames_out"] == 8 and out.stat().st_size > 0
+    finally:
+        serve.send_signal(signal.SIGINT)
+        rest, _ = serve.communicate(timeout=60)
+    assert serve.returncode == 130, rest
+    assert "stopping tritonserver" in rest
+    assert {p.name for p in Path("/dev/shm").glob(SHM_GLOB)} <= before
+    assert subprocess.run(["pgrep", "-f", f"grpc-port={ports[1]}"], capture_output=True).returncode == 1
+
+
+def test_bench_streams_against_the_server_beside_the_in_process_segmenter(triton_server, exported):
+    url = f"{triton_server.urls['grpc']}/segment"
+    result = CliRunner().invoke(app, ["bench", "--engine", url, "--engine", str(exported[0] / "model.onnx"),
+                                      "--streams", "1", "--streams", "3", "--stream-frames", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)["results"]
+    assert [(r["where"], r["streams"]) for r in results] == [("server", 1), ("in-process", 1), ("server", 3),
+                                                              ("in-process", 3)]
+    for r in results:
+        assert r["errors"] == 0 and r["frames_ok"] == 6 * r["streams"] and r["fps"] > 0
+        assert len(r["per_stream"]) == r["streams"] and all(s["n"] == 6 for s in r["per_stream"])
+
+
+def test_export_writes_a_repository_with_triton(trained_checkpoint, tmp_path):
+    needs_triton()
+    result = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(tmp_path / "art"),
+                                      "--parity-images", "2", "--triton", str(tmp_path / "repo"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["triton_repository"]["models"]) == {"segment", "model_onnx"}
+    parse_config(tmp_path / "repo" / "segment" / "config.pbtxt")

@@ -6,7 +6,8 @@ Two tritonservers serve the export folder of ART (its `segment` model; one repos
 dynamic batching, one without) on free local ports, started together; then for each stream
 count the three targets run in turns (server with batching, server without, the in-process
 Segmenter the streams share), `--rounds` times, so the VM's drifting speed hits them alike.
-Frames: BUSI images at their native size ($LLM4SEG_DATA or ../shared/datasets), else synthetic.
+Frames: BUSI images at their native size ($LLM4SEG_DATA or ../shared/datasets), else synthetic;
+`--size 256` resizes them all to one shape (Triton's dynamic batcher only batches equal shapes).
 Prints frames/s (all streams), the median stream's p50 and the worst stream's p99, and errors.
 """
 
@@ -49,9 +50,13 @@ def main() -> None:
     parser.add_argument("--streams", default="1,4,16")
     parser.add_argument("--frames", type=int, default=30, help="frames per stream")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--size", type=int, help="resize every frame to SIZE x SIZE (one probe type: Triton batches "
+                        "only requests of the same shape); default: native sizes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="triton_streams_"))
     images = frames()
+    if args.size:
+        images = [cv2.resize(im, (args.size, args.size), interpolation=cv2.INTER_AREA) for im in images]
     servers = {"triton, dynamic batching": server(args.artifact.parent, work, "on", True),
                "triton, no batching": server(args.artifact.parent, work, "off", False)}
     for s in servers.values():
@@ -61,7 +66,7 @@ def main() -> None:
             s.wait_ready()
         targets = {name: f"{s.urls['grpc']}/segment" for name, s in servers.items()}
         targets["in-process Segmenter"] = str(args.artifact)
-        print(f"artifact {args.artifact}; {len(images)} frames at native size; {args.frames} frames per stream; "
+        print(f"artifact {args.artifact}; {len(images)} frames at {f'{args.size} px' if args.size else 'native size'}; {args.frames} frames per stream; "
               f"{args.rounds} interleaved rounds, medians; gRPC")
         print(f"{'target':>26} {'streams':>7} {'frames/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         for n in [int(x) for x in args.streams.split(",")]:

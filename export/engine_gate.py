@@ -20,7 +20,7 @@ def engine_entries(job: Any) -> dict[str, dict[str, str]]:
     opts, cfg = job.opts, job.cfg
     sources = [(p, n) for p, n in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx")) if n in job.manifests]
     if not sources:
-        raise ConfigError("--engine builds from the typed FP16 or the QDQ INT8 graph", hint="add --fp16 or --int8")
+        raise ConfigError("--build-engines builds from the typed FP16 or the QDQ INT8 graph", hint="add --fp16 or --int8")
     recipes = {f"model.{p}.plan": engine_recipe(n, p, opts.batch, cfg.in_channels, cfg.image_size) for p, n in sources}
     _describe_rtx_engines(job, sources)
     try:

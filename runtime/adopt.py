@@ -9,6 +9,7 @@ the manifest with what was measured. Only then do `bench`, `video` and `Segmente
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ def _recipe_entry(plan: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return manifest, json.loads(json.dumps(manifest["artifacts"][source]))
 
 
+def _tool_versions(trt: Any) -> dict[str, str]:
+    """The versions that ran the adoption check here (not the export machine's)."""
+    import onnxruntime
+
+    return {"tensorrt": trt.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
 def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99, seed: int = 0) -> dict[str, Any]:
     """Check `plan` against its source ONNX graph and record it in the manifest; returns its entry."""
     from llm4seg.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -56,19 +65,23 @@ def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99
                     cc, entry["precision"], tuple((n, *shape[1:]) for n in (b["min"], b["opt"], b["max"])), product)
     entry.update(artifact=plan.name, sha256=artifact_sha256(plan), size_bytes=plan.stat().st_size, source_onnx=source,
                  engine=key.to_dict(), engine_built_now=False, built_by="trtexec/polygraphy on this device")
-    entry.pop("tensorrt_check", None)
-    entry.pop("tensorrt_rtx_build", None)
+    # What the export measured on its machine belongs to the source graph, not to this engine.
+    for key_name in ("tensorrt_check", "tensorrt_rtx_build", "parity", "tool_versions"):
+        entry.pop(key_name, None)
     check_entry(entry, plan)
     n = max(b["min"], min(samples, b["max"]))
     x = np.random.default_rng(seed).standard_normal((n, *shape[1:])).astype(np.float32)
     with OnnxRuntimeBackend(plan.parent / source) as reference, TensorRTBackend(plan, manifest=entry) as engine:
         ref, got = reference.infer(x)[:, 0], engine.infer(x)[:, 0]
     thr = float(entry["threshold"])
-    entry["parity"] = {"n": n, "reference": f"{source} in onnxruntime (CPU)", "inputs": f"seeded random normal (seed {seed})",
-                       "dice_agreement": agreement_dice(list(ref > thr), list(got > thr)),
-                       "max_abs_err": float(np.abs(ref - got).max())}
-    if entry["parity"]["dice_agreement"] < min_agreement:
-        raise ExportError(f"{plan.name} disagrees with {source}: mask Dice agreement {entry['parity']['dice_agreement']:.4f} "
+    # Its own key: random inputs on this device, not the export's held-out-image gate (`parity`).
+    entry["adoption"] = {"check": "mask agreement with the source graph on seeded random inputs, on this device",
+                         "n": n, "reference": f"{source} in onnxruntime (CPU)", "inputs": f"seeded random normal (seed {seed})",
+                         "dice_agreement": agreement_dice(list(ref > thr), list(got > thr)),
+                         "max_abs_err": float(np.abs(ref - got).max()), "min_agreement": min_agreement,
+                         "host": platform.node(), "tool_versions": _tool_versions(trt)}
+    if entry["adoption"]["dice_agreement"] < min_agreement:
+        raise ExportError(f"{plan.name} disagrees with {source}: mask Dice agreement {entry['adoption']['dice_agreement']:.4f} "
                           f"< {min_agreement}", hint="rebuild with the recipe's exact flags (--stronglyTyped); report it")
     manifest["artifacts"][plan.name] = entry
     write_json_atomic(plan.parent / MANIFEST_NAME, manifest)

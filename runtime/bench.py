@@ -92,7 +92,8 @@ def bench_artifact(path: Path, batches: list[int], iterations: int, warmup: int,
                    compile: str | None = None) -> tuple[list[dict[str, Any]], Segmenter]:  # noqa: A002
     """Times pre-processing, inference and post-processing separately on real or synthetic frames;
     `compile` ('aoti' or 'inductor') compiles `.pt2` programs first (compile_s in the row)."""
-    seg = Segmenter(load_backend(path, backend, **backend_options(path, compile))).__enter__()
+    # bench's frames are RGB (read from image files): timed and scored in that layout
+    seg = Segmenter(load_backend(path, backend, **backend_options(path, compile)), layout="rgb").__enter__()
     rows = []
     for batch in batches:
         chunk = [frames[i % len(frames)] for i in range(batch)]
@@ -105,7 +106,7 @@ def bench_interleaved(paths: list[Path], batches: list[int], iterations: int, wa
                       frames: list[np.ndarray], compile: str | None = None) -> list[tuple[list[dict[str, Any]], Segmenter]]:  # noqa: A002
     """All artifacts loaded at once and timed in turns, so drifting machine speed hits all alike
     (ratios stay fair on shared or throttling machines); peak RSS is then the whole process's."""
-    segs = [Segmenter(load_backend(p, **backend_options(p, compile))).__enter__() for p in paths]
+    segs = [Segmenter(load_backend(p, **backend_options(p, compile)), layout="rgb").__enter__() for p in paths]
     rows: list[list[dict[str, Any]]] = [[] for _ in segs]
     for batch in batches:
         chunk = [frames[i % len(frames)] for i in range(batch)]

@@ -29,6 +29,6 @@ def adopt_engine(
     if json_out:
         print_json(entry)
         return
-    p = entry["parity"]
+    p = entry["adoption"]
     stdout.print(f"adopted {plan}: TensorRT {entry['engine']['tensorrt_version']} on {entry['engine']['gpu_name']}, "
-                 f"mask Dice agreement {p['dice_agreement']:.4f} with {p['reference']} on {p['n']} inputs", soft_wrap=True)
+                 f"mask Dice agreement {p['dice_agreement']:.4f} with {p['reference']} on {p['n']} seeded random inputs", soft_wrap=True)

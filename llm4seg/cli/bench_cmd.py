@@ -26,7 +26,8 @@ def _load_frames(data: str | None, split: str | None, limit: int):
 
 
 def bench(
-    engine: Annotated[list[Path], typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export` (repeatable).")],
+    engine: Annotated[list[Path], typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export`, or a served model "
+                                                "grpc://HOST:8001/NAME (repeatable).")],
     data: DataOpt = None,
     split: SplitOpt = None,
     batch: Annotated[list[int], typer.Option("--batch", help="Batch sizes to time (repeatable).")] = [1],
@@ -72,7 +73,6 @@ def bench(
         runs = (bench_artifact(p, list(batch), iterations, warmup, images, compile=compile_with) for p in engine)
     results, first_masks = [], None
     for rows, seg in runs:
-        seg.layout = "rgb"
         if masks is not None:
             metrics, predicted = score(seg, images, masks)
             agree = 1.0 if first_masks is None else agreement_dice(first_masks, predicted)

@@ -76,10 +76,10 @@ def _register() -> None:
     from llm4seg.cli.compare_cmd import compare
     from llm4seg.cli.eval_cmd import evaluate
     from llm4seg.cli.export_cmd import export
-    from llm4seg.cli.info import info
+    from llm4seg.cli.info_cmd import info
     from llm4seg.cli.models_cmd import models
     from llm4seg.cli.serve_cmd import serve
-    from llm4seg.cli.train import train
+    from llm4seg.cli.train_cmd import train
     from llm4seg.cli.triton_cmd import triton
     from llm4seg.cli.video_cmd import video
 

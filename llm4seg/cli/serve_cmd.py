@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +38,10 @@ def serve(
     from llm4seg.runtime.triton.repository import write_repository
     from llm4seg.runtime.triton.server import TritonServer
 
-    repo = source
-    if (source / "manifest.json").is_file():
-        repo = Path(tempfile.mkdtemp(prefix="llm4seg-repo-")) / "repository"
+    repo, made = source, None
+    if (source / "manifest.json").is_file():  # an export folder: a repository for this run, removed after it
+        made = Path(tempfile.mkdtemp(prefix="llm4seg-repo-"))
+        repo = made / "repository"
         write_repository(source, repo, repository_options(dynamic_batching, segment_artifact, instances, False))
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
     server = TritonServer(repo, host, http_port, grpc_port, metrics_port, models=wanted)
@@ -61,3 +63,5 @@ def serve(
         raise typer.Exit(130)
     finally:
         server.stop()
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)

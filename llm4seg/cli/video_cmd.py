@@ -14,7 +14,8 @@ from llm4seg.cli.render import print_json, stdout
 def video(
     source: Annotated[str, typer.Argument(help="Video file, camera index (0), stream URL (rtsp://...) or "
                                           "'gst:<GStreamer pipeline>' (its appsink is added or converted to BGR).")],
-    engine: Annotated[Path, typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export`.")],
+    engine: Annotated[Path, typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export`, "
+                                         "or a served model: grpc://HOST:8001/segment.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output video (.mp4, .mkv, .mov: H.264; .webm: VP9) or "
                                      "'gst:appsrc ! ... ' (a GStreamer pipeline fed BGR frames).")] = "segmented.mp4",
     reader: Annotated[str, typer.Option("--reader", help="auto (PyAV for files and URLs, else OpenCV), pyav or opencv.")] = "auto",

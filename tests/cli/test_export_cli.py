@@ -10,13 +10,21 @@ from llm4seg.cli.main import app
 
 
 def test_export_json(trained_checkpoint, tmp_path):
-    result = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(tmp_path), "--parity-images", "4",
-                                      "--json"])
+    """Also --triton (issue 21): the Triton repository is written beside the artifacts."""
+    out = tmp_path / "art"
+    result = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(out), "--parity-images", "4",
+                                      "--triton", str(tmp_path / "repo"), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert [r["artifact"] for r in payload["rows"]] == ["model.onnx"]
     assert payload["rows"][0]["dice_agreement"] >= 0.99
-    assert (tmp_path / "manifest.json").is_file()
+    assert (out / "manifest.json").is_file()
+    assert payload["triton_repository"]["models"] == {"model_onnx": "onnxruntime", "segment": "python"}
+    assert (tmp_path / "repo" / "segment" / "1" / "model.onnx").is_file()
+    again = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(tmp_path / "b"),
+                                     "--triton", str(tmp_path / "repo")])
+    assert again.exit_code == 1 and "exists and is not empty" in again.output
+    assert not (tmp_path / "b").exists()  # refused before the export, not after it
 
 
 def test_export_pt2_flag(trained_checkpoint, tmp_path):

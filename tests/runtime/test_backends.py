@@ -245,7 +245,10 @@ def test_jetson_path_recipe_build_on_target_adopt_then_bench(trained_checkpoint,
     adopted = CliRunner().invoke(app, ["adopt-engine", str(out / "model.fp16.plan")])
     assert adopted.exit_code == 0, adopted.output
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["model.fp16.plan"]
-    assert entry["engine"]["gpu_name"] == "NVIDIA Jetson AGX Orin" and entry["parity"]["dice_agreement"] >= 0.99
+    assert entry["engine"]["gpu_name"] == "NVIDIA Jetson AGX Orin" and entry["adoption"]["dice_agreement"] >= 0.99
+    # Issue 23: the check that ran here, under its own key, with this device's versions; not the export's gate.
+    assert "parity" not in entry and "tool_versions" not in entry and entry["adoption"]["tool_versions"]["tensorrt"] == \
+        trt.__version__ and "random" in entry["adoption"]["inputs"]
     bench = CliRunner().invoke(app, ["bench", "--engine", str(out / "model.fp16.plan"), "--iterations", "2", "--json"])
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.stdout)["results"][0]["backend"] == "tensorrt"

@@ -88,6 +88,9 @@ def test_the_example_app_from_yaml_writes_h264_and_reports_latency(exported, h26
     assert report["operator_compute_ms"]["segment"]["n"] == 12
     e2e = report["e2e_latency_ms"]["source,segment,sink"]  # Holoscan's own data-flow tracker
     assert 0 < e2e["avg"] <= e2e["max"]
+    tracked = report["operator_latency_ms"]  # per operator, from the tracker's log
+    assert set(tracked) == {"source", "segment", "sink"} and tracked["segment"]["n"] == 12
+    assert tracked["segment"]["p50"] >= 0.99 * report["operator_compute_ms"]["segment"]["p50"]  # it includes it
     codec, _, _, times, frames = decoded(tmp_path / "holoscan.mp4")
     assert codec == "h264" and len(frames) == 12 and times == pytest.approx(pts_s, abs=1 / 90000)
     from llm4seg.runtime.video import open_source

@@ -185,12 +185,3 @@ def test_bench_streams_against_the_server_beside_the_in_process_segmenter(triton
     for r in results:
         assert r["errors"] == 0 and r["frames_ok"] == 6 * r["streams"] and r["fps"] > 0
         assert len(r["per_stream"]) == r["streams"] and all(s["n"] == 6 for s in r["per_stream"])
-
-
-def test_export_writes_a_repository_with_triton(trained_checkpoint, tmp_path):
-    needs_triton()
-    result = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(tmp_path / "art"),
-                                      "--parity-images", "2", "--triton", str(tmp_path / "repo"), "--json"])
-    assert result.exit_code == 0, result.output
-    assert set(json.loads(result.stdout)["triton_repository"]["models"]) == {"segment", "model_onnx"}
-    parse_config(tmp_path / "repo" / "segment" / "config.pbtxt")

@@ -13,7 +13,7 @@ import numpy as np
 from llm4seg.checkpoint import load_checkpoint, read_checkpoint_config
 from llm4seg.data.datasets import load_dataset
 from llm4seg.errors import ConfigError, ExportError
-from llm4seg.export.manifest import build_manifest, write_manifest
+from llm4seg.runtime.manifest import build_manifest, write_manifest
 from llm4seg.export.workdir import staged_folder
 from llm4seg.export.onnx_export import onnx_from_model
 from llm4seg.export.parity import agreement, normalised_batch, ort_probs, ort_session, torch_reference

@@ -17,17 +17,13 @@ import numpy as np
 
 from llm4seg._optional import require
 from llm4seg.errors import ConfigError, ExportError
-from llm4seg.fileio import write_json_atomic
 from llm4seg.runtime.bench import agreement_dice
-from llm4seg.runtime.manifest import MANIFEST_NAME, artifact_sha256, check_entry
+from llm4seg.runtime.manifest import MANIFEST_NAME, add_entry, artifact_sha256, check_entry, read_manifest
 
 
 def _recipe_entry(plan: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     manifest_path = plan.parent / MANIFEST_NAME
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{manifest_path} cannot be read ({exc})", hint="keep the plan in the export's folder") from exc
+    manifest = read_manifest(plan.parent)
     listed = manifest.get("artifacts", {}).get(plan.name) or {}
     precision = plan.name.split(".")[1] if plan.name.count(".") == 2 else None
     # A TensorRT-RTX engine the export built for a compute capability names its source itself.
@@ -83,6 +79,5 @@ def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99
     if entry["adoption"]["dice_agreement"] < min_agreement:
         raise ExportError(f"{plan.name} disagrees with {source}: mask Dice agreement {entry['adoption']['dice_agreement']:.4f} "
                           f"< {min_agreement}", hint="rebuild with the recipe's exact flags (--stronglyTyped); report it")
-    manifest["artifacts"][plan.name] = entry
-    write_json_atomic(plan.parent / MANIFEST_NAME, manifest)
+    add_entry(plan.parent, plan.name, entry)
     return entry

@@ -1,17 +1,24 @@
-"""Read and check an artifact's manifest entry, and the artifact's digest, without torch."""
+"""manifest.json, its one owner: the schema (version, required fields, valid values), building an
+entry (export), reading and checking one (runtime), adding one (adopt-engine), and digests.
+
+Imports no torch: the runtime reads what the export wrote with this same module.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
 from llm4seg.errors import ConfigError
-from llm4seg.fileio import file_sha256
+from llm4seg.fileio import file_sha256, write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 2
+ENTRY_FORMAT, FILE_FORMAT = "llm4seg-artifact", "llm4seg-artifacts"
 REQUIRED = ("artifact", "precision", "inputs", "outputs", "batch", "image_size", "preprocess", "threshold", "sha256")
 # (path, inode, size, mtime_ns, ctime_ns) -> sha256: hash each file once. ctime is in the key because
 # mtime can be set back after an in-place edit (os.utime) while ctime cannot: any write changes it.
@@ -105,3 +112,93 @@ def verify_artifact(path: Path, entry: dict[str, Any]) -> None:
     if artifact_sha256(path) != entry["sha256"]:
         raise ConfigError(f"{path} does not match the sha256 recorded in its manifest",
                           hint="the file was corrupted or replaced after export; re-run `llm4seg export`")
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the tools present where an artifact is made (those not installed are left out)."""
+    versions = {"python": platform.python_version()}
+    for name in ("llm4seg", "torch", "onnx", "onnxruntime", "tensorrt"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            continue
+    return versions
+
+
+def build_manifest(*, artifact: str, precision: str, model_config: dict[str, Any], checkpoint_sha256: str,
+                   opset: int | None, batch_range: tuple[int, int, int], folds: dict[str, Any],
+                   parity: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One artifact's manifest entry, from the model's config and what the export measured.
+
+    Args:
+        artifact: the file name (model.onnx, model.fp16.onnx, model.pt2, model.fp16.plan, ...).
+        precision: fp32, fp16 or int8.
+        model_config: the checkpoint's model config (image_size, in_channels, num_classes, mean,
+            std, threshold, name, block, paper_double_scaling).
+        batch_range: (min, opt, max) of the dynamic batch dimension.
+        parity: the held-out-image gate measured on this very artifact (empty until it ran).
+        extra: further fields (sha256, size_bytes, engine, ...), which win over the built ones.
+    """
+    size = model_config["image_size"]
+    channels = model_config["in_channels"]
+    return {
+        "format": ENTRY_FORMAT,
+        "manifest_version": MANIFEST_VERSION,
+        "artifact": artifact,
+        "precision": precision,
+        "opset": opset,
+        "inputs": [{"name": "image", "dtype": "float32", "shape": ["batch", channels, size, size],
+                    "layout": "NCHW", "color": "RGB"}],
+        "outputs": [{"name": "prob", "dtype": "float32", "shape": ["batch", model_config["num_classes"], size, size],
+                     "meaning": "foreground probability (sigmoid applied)"}],
+        "batch": {"min": batch_range[0], "opt": batch_range[1], "max": batch_range[2]},
+        "image_size": size,
+        "preprocess": {"scale": 1 / 255.0, "mean": list(model_config["mean"]), "std": list(model_config["std"]),
+                       "paper_double_scaling": bool(model_config.get("paper_double_scaling", False)),
+                       # Frames are resized to image_size x image_size with these OpenCV interpolations,
+                       # as training resized its images (area when shrinking).
+                       "resize": {"down": "area", "up": "linear"},
+                       "bit_depth": 8},
+        "threshold": model_config.get("threshold", 0.5),
+        "model": {"name": model_config["name"], "block": model_config.get("block")},
+        "folds": folds,
+        "checkpoint_sha256": checkpoint_sha256,
+        "parity": parity or {},
+        "tool_versions": tool_versions(),
+        **(extra or {}),
+    }
+
+
+def write_manifest(folder: Path, manifests: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
+    """One manifest.json per export folder, keyed by artifact file name, written atomically. The
+    folder is always a fresh one (export/workdir.py), so nothing of an earlier export is merged in."""
+    path = Path(folder) / MANIFEST_NAME
+    write_json_atomic(path, {"format": FILE_FORMAT, "manifest_version": MANIFEST_VERSION,
+                             "artifacts": manifests, **(extra or {})})
+    return path
+
+
+def read_manifest(folder: Path | str) -> dict[str, Any]:
+    """The whole manifest.json of an export folder (every entry checked), or a ConfigError."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} cannot be read ({exc})",
+                          hint="pass the folder `llm4seg export` wrote (it holds manifest.json)") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
+        raise ConfigError(f"{path} is not an llm4seg manifest (no 'artifacts' table)", hint="re-run `llm4seg export`")
+    for name, entry in manifest["artifacts"].items():
+        check_entry(entry, f"{path} ({name})")
+    return manifest
+
+
+def add_entry(folder: Path | str, name: str, entry: dict[str, Any]) -> Path:
+    """Check `entry` and add (or replace) it as `name` in the folder's manifest.json, atomically."""
+    check_entry(entry, f"{Path(folder) / MANIFEST_NAME} ({name})")
+    manifest = read_manifest(folder)
+    manifest["artifacts"][name] = entry
+    path = Path(folder) / MANIFEST_NAME
+    write_json_atomic(path, manifest)
+    return path

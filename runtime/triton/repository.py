@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llm4seg.errors import ConfigError
-from llm4seg.runtime.manifest import MANIFEST_NAME, load_manifest
+from llm4seg.runtime.manifest import MANIFEST_NAME, load_manifest, read_manifest
 
 SEGMENT_MODEL = "segment"
 # Triton's data types for the manifest's numpy dtype names.
@@ -191,9 +191,9 @@ def write_repository(art: str | Path, out: str | Path, opts: RepositoryOptions |
     """
     opts = opts or RepositoryOptions()
     art, out = Path(art), Path(out)
-    manifest = json.loads((art / MANIFEST_NAME).read_text()) if (art / MANIFEST_NAME).is_file() else None
-    if manifest is None:
+    if not (art / MANIFEST_NAME).is_file():
         raise ConfigError(f"{art} has no {MANIFEST_NAME}", hint="pass the --out folder of `llm4seg export`")
+    manifest = read_manifest(art)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"the repository folder {out} exists and is not empty",
                           hint="pass a new folder (a repository is written whole, never merged)")

@@ -1,0 +1,61 @@
+"""One owner of manifest.json (issue 23): every artifact kind is built, written, read back and
+checked through runtime/manifest.py; adopt-engine adds entries through it too."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llm4seg.errors import ConfigError
+from llm4seg.fileio import file_sha256
+from llm4seg.runtime.manifest import (MANIFEST_VERSION, add_entry, build_manifest, load_manifest, read_manifest,
+                                      write_manifest)
+
+MODEL = {"image_size": 64, "in_channels": 3, "num_classes": 1, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+         "name": "llm4seg", "block": {"layer": 2}, "threshold": 0.5}
+KINDS = {"model.onnx": "fp32", "model.fp16.onnx": "fp16", "model.int8.onnx": "int8", "model.pt2": "fp32",
+         "model.fp16.plan": "fp16", "model.fp16.rtx-sm89.plan": "fp16"}
+
+
+def test_every_artifact_kind_round_trips(tmp_path):
+    entries = {}
+    for name, precision in KINDS.items():
+        (tmp_path / name).write_bytes(name.encode() * 10)
+        extra = {"sha256": file_sha256(tmp_path / name), "size_bytes": (tmp_path / name).stat().st_size}
+        if name.endswith(".plan"):
+            extra["engine"] = {"product": "TensorRT-RTX" if "rtx" in name else "TensorRT", "precision": precision}
+        entries[name] = build_manifest(artifact=name, precision=precision, model_config=MODEL, checkpoint_sha256="c" * 64,
+                                       opset=None if name.endswith((".pt2", ".plan")) else 17, batch_range=(1, 2, 8),
+                                       folds={}, parity={"n": 4}, extra=extra)
+    write_manifest(tmp_path, entries, {"engine_recipes": {}})
+    whole = read_manifest(tmp_path)
+    assert whole["manifest_version"] == MANIFEST_VERSION and set(whole["artifacts"]) == set(KINDS)
+    for name in KINDS:
+        assert load_manifest(tmp_path / name) == json.loads(json.dumps(entries[name]))  # what was built is what is read
+    adopted = dict(entries["model.fp16.plan"], artifact="model.int8.plan", precision="int8")
+    (tmp_path / "model.int8.plan").write_bytes(b"plan")
+    adopted["sha256"] = file_sha256(tmp_path / "model.int8.plan")
+    add_entry(tmp_path, "model.int8.plan", adopted)
+    assert load_manifest(tmp_path / "model.int8.plan")["precision"] == "int8"
+    assert set(read_manifest(tmp_path)["artifacts"]) == set(KINDS) | {"model.int8.plan"}
+
+
+def test_a_bad_entry_is_refused_on_write_and_on_read(tmp_path):
+    entry = build_manifest(artifact="model.onnx", precision="fp32", model_config=MODEL, checkpoint_sha256="c",
+                           opset=17, batch_range=(1, 1, 4), folds={}, extra={"sha256": "0" * 64})
+    write_manifest(tmp_path, {"model.onnx": entry})
+    with pytest.raises(ConfigError, match="threshold = 1.5"):
+        add_entry(tmp_path, "model.x.onnx", dict(entry, threshold=1.5))
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": dict(entry, batch={"min": 0, "opt": 1, "max": 4})}}))
+    with pytest.raises(ConfigError, match="batch"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("[]")
+    with pytest.raises(ConfigError, match="not an llm4seg manifest"):
+        read_manifest(tmp_path)
+
+
+def test_the_exports_own_manifest_reads_back_whole(exported):
+    manifest = read_manifest(exported[0])
+    for name in manifest["artifacts"]:
+        assert load_manifest(exported[0] / name)["artifact"] == name

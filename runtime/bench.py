@@ -19,6 +19,7 @@ from llm4seg.runtime.stats import percentiles_ms
 
 
 def machine_info() -> dict[str, Any]:
+    """Platform, Python, CPU model and threads, and the onnxruntime/tensorrt versions of this machine."""
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "cpu_threads": os.cpu_count()}
     try:
@@ -38,12 +39,14 @@ def machine_info() -> dict[str, Any]:
 
 
 def torch_loaded() -> bool:
+    """True when torch has been imported into this process (a runtime-only check)."""
     import sys
 
     return "torch" in sys.modules
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
@@ -131,4 +134,5 @@ def score(seg: Segmenter, images_rgb: list[np.ndarray], masks: list[np.ndarray])
 
 
 def agreement_dice(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Mean Dice between two lists of masks, image by image (1.0: identical masks)."""
     return float(np.mean([image_metrics(y.astype(bool), x.astype(bool))["dice"] for x, y in zip(a, b)]))

@@ -40,6 +40,7 @@ def compile_key(torch: Any, sha256: str, device: Any, precision: str, batch: dic
 
 
 def cache_root() -> Path:
+    """The folder compiled programs are cached under ($LLM4SEG_CACHE/compiled, else ~/.cache/llm4seg/compiled)."""
     base = os.environ.get("LLM4SEG_CACHE")
     return Path(base) / "compiled" if base else Path.home() / ".cache" / "llm4seg" / "compiled"
 

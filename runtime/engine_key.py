@@ -14,6 +14,9 @@ from llm4seg.errors import BackendUnavailableError
 
 @dataclass(frozen=True)
 class EngineKey:
+    """What a TensorRT engine is valid for: source ONNX digest, TensorRT version, GPU, compute
+    capability, precision, optimisation profile and product (TensorRT or TensorRT-RTX). An engine
+    whose key differs from the device's is refused, never run."""
     onnx_sha256: str
     tensorrt_version: str
     gpu_name: str
@@ -25,10 +28,12 @@ class EngineKey:
     product: str = "TensorRT"
 
     def digest(self) -> str:
+        """A short stable hash of the key (part of cached engine names)."""
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
+        """The key as the manifest records it."""
         data = asdict(self)
         data["profile"] = [list(s) for s in self.profile]
         data["digest"] = self.digest()

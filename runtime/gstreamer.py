@@ -153,12 +153,14 @@ class GstSource:
             buf.unmap(info)
 
     def read(self) -> tuple[bool, np.ndarray | None]:
+        """(True, BGR frame) for the next frame, (False, None) at end of stream; raises on a bus error."""
         sample, self._first = (self._first, None) if self._first is not None else (self._pull(), None)
         if sample is None:
             return False, None
         return True, self._image(sample)
 
     def release(self) -> None:
+        """Stop the pipeline (state NULL)."""
         self.pipeline.set_state(self.Gst.State.NULL)
 
 
@@ -214,6 +216,7 @@ class GstSink(_ResizingSink):
         self.written += 1
 
     def close(self) -> None:
+        """Send end-of-stream, wait for the pipeline to finish writing (raise on its error), stop it."""
         Gst = self.Gst
         try:
             if self.size_wh is not None:

@@ -132,6 +132,7 @@ class Segmenter:
         self.close()
 
     def close(self) -> None:
+        """Close the backend (waits for calls in flight); later calls raise until it is loaded again."""
         self.backend.close()
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:

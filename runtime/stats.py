@@ -6,6 +6,7 @@ import numpy as np
 
 
 def percentiles_ms(samples_ms) -> dict[str, float]:
+    """Latency samples (ms) -> {'n', 'p50', 'p90', 'p99', 'mean', 'max'}; {'n': 0} when empty."""
     a = np.asarray(list(samples_ms), dtype=np.float64)
     if a.size == 0:
         return {"n": 0}

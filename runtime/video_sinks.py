@@ -96,6 +96,7 @@ class VideoWriterSink(_ResizingSink):
                           hint="use a .mp4 or .avi path in a writable folder")
 
     def close(self) -> None:
+        """Finish the file (no-op when nothing was written)."""
         if self.writer is not None:
             self.writer.release()
 
@@ -165,6 +166,7 @@ class PyAVSink(_ResizingSink):
         self.written += 1
 
     def close(self) -> None:
+        """Flush the encoder's delayed frames and finish the file (no-op when nothing was written)."""
         if self.out is None:
             return
         try:

@@ -43,9 +43,11 @@ class OpenCVSource:
         self.last_pts_s: float | None = None
 
     def read(self) -> tuple[bool, np.ndarray | None]:
+        """(ok, BGR frame) from the capture."""
         return self.cap.read()
 
     def release(self) -> None:
+        """Release the capture."""
         self.cap.release()
 
 
@@ -74,6 +76,8 @@ class PyAVSource:
         self._pending: list[Any] = []
 
     def read(self) -> tuple[bool, np.ndarray | None]:
+        """(True, BGR frame) for the next frame (its time in `last_pts_s`), (True, empty) for an undecodable
+        packet, (False, None) at the end."""
         while not self._pending:
             try:
                 packet = next(self._packets)
@@ -89,6 +93,7 @@ class PyAVSource:
         return True, frame.to_ndarray(format="bgr24")
 
     def release(self) -> None:
+        """Close the container."""
         self.container.close()
 
 

@@ -77,6 +77,8 @@ class Backend:
                 "batch": (batch["min"], batch["max"])}
 
     def validate(self, image: np.ndarray) -> np.ndarray:
+        """The input as a contiguous array, or an InputSpecError naming the name, shape, dtype or batch
+        that differs from the manifest's input spec (and how to fix it)."""
         spec = self.input_spec()
         expected = f"(N, {', '.join(str(d) for d in spec['shape'][1:])}) {spec['dtype']}, {spec['batch'][0]} <= N <= {spec['batch'][1]}"
         if not isinstance(image, np.ndarray):

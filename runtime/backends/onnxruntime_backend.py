@@ -11,6 +11,8 @@ from llm4seg.runtime.backends.base import Backend
 
 
 class OnnxRuntimeBackend(Backend):
+    """An ONNX graph in onnxruntime (CPU, or CUDA with onnxruntime-gpu); `low_memory` turns the CPU
+    arena off. Thread-safe: onnxruntime sessions take concurrent calls."""
     name = "onnxruntime"
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, threads: int | None = None,
@@ -21,6 +23,8 @@ class OnnxRuntimeBackend(Backend):
         self.threads, self.device, self.low_memory = threads, device, low_memory
 
     def providers(self) -> list[str]:
+        """The execution providers a session for `device` gets (CUDA first where asked for and
+        available), or an error when CUDA is asked for and onnxruntime has none."""
         import onnxruntime as ort
 
         available = ort.get_available_providers()

@@ -30,6 +30,9 @@ def _check(result: Any) -> Any:
 
 
 class TensorRTBackend(Backend):
+    """A TensorRT (or TensorRT-RTX) engine: set_tensor_address + execute_async_v3 on a CUDA stream,
+    cuda-python buffers, an optional CUDA graph. Refuses an engine whose key does not match this
+    device. Needs a GPU with tensorrt and cuda-python installed."""
     name = "tensorrt"
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, cuda_graph: bool = False) -> None:

@@ -20,6 +20,9 @@ from llm4seg.runtime.backends.base import Backend
 
 
 class TorchBackend(Backend):
+    """A `model.pt2` (torch.export program, checked before loading), optionally compiled (AOTInductor
+    package or Inductor, cached per key); on a GPU FP16 autocast, channels_last, CUDA graphs.
+    Calls run one at a time (shared buffers)."""
     name = "torch"
     serialize_infer = True  # pinned buffers, CUDA graphs and the compiled runner are shared
 

@@ -21,6 +21,7 @@ class TritonPythonModel:
     """Triton's python-backend interface: initialize(args), execute(requests), finalize()."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        """Load the model's artifact (sha256 checked) from its version folder; called once by Triton."""
         import triton_python_backend_utils as pb_utils  # only inside Triton's python stub
 
         from llm4seg.runtime.backends import load_backend
@@ -56,6 +57,7 @@ class TritonPythonModel:
         return [{name: prob[a:b]} for a, b in zip(bounds[:-1], bounds[1:])]
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        """Answer a batch of requests (one response each, in order); called by Triton per batch."""
         pb = self.pb
         batches = [_numpy_from(pb.get_input_tensor_by_name(r, self.input_name)) for r in requests]
         try:
@@ -76,6 +78,7 @@ class TritonPythonModel:
         return pb.InferenceResponse([pb.Tensor.from_dlpack(name, np.ascontiguousarray(value)) for name, value in outputs.items() if name in wanted])
 
     def finalize(self) -> None:
+        """Close the backend; called by Triton when the model unloads."""
         self.backend.close()
 
 

@@ -156,6 +156,7 @@ class TritonServer:
         return self
 
     def log_tail(self, lines: int = 8) -> str:
+        """The server log's last error lines (else its last lines), for error messages."""
         try:
             text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:

@@ -67,6 +67,12 @@ def _time_once(seg: Segmenter, chunk: list[np.ndarray]) -> tuple[float, float, f
     return (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
 
 
+def engine_name(path: Path | str, seg: Segmenter) -> str:
+    """How reports name an engine: a served model by its address (with '//', which pathlib drops),
+    an artifact by its path."""
+    return getattr(seg.backend, "url", None) or str(path)
+
+
 def backend_options(path: Path, compile: str | None) -> dict[str, Any]:  # noqa: A002
     """Options for the artifact's backend: `compile` applies to `.pt2` programs (the torch backend)."""
     return {"compile": compile} if compile and backend_for(path) == "torch" else {}
@@ -82,7 +88,7 @@ def _compiled(seg: Segmenter) -> dict[str, Any] | None:
 def _row(path: Path, seg: Segmenter, batch: int, times: list[tuple[float, float, float]], rss_scope: str) -> dict[str, Any]:
     pre, inf, post = (list(c) for c in zip(*times))
     lat = percentiles_ms([a + b + c for a, b, c in times])
-    return {"artifact": str(path), "backend": seg.backend.name, "compiled": _compiled(seg),
+    return {"artifact": engine_name(path, seg), "backend": seg.backend.name, "compiled": _compiled(seg),
             "precision": seg.backend.manifest.get("precision"),
             "batch": batch, "latency_ms": lat, "throughput_ips": batch * 1000.0 / lat["mean"],
             "breakdown_ms": {"preprocess": percentiles_ms(pre)["p50"], "inference": percentiles_ms(inf)["p50"],

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from llm4seg.runtime.backends import backend_for
+from llm4seg.runtime.bench import engine_name
 from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
 
@@ -68,7 +69,7 @@ def bench_streams(engine: str | Path, frames: list[np.ndarray], streams: int, fr
     ok = sum(len(r["latencies"]) for r in results)
     per_stream = [{**{k: v for k, v in percentiles_ms(r["latencies"]).items() if k in ("n", "p50", "p99")},
                    "errors": r["errors"], "first_error": r["first_error"]} for r in results]
-    return {"engine": str(engine), "where": "server" if remote else "in-process", "streams": streams,
+    return {"engine": engine_name(engine, segs[0]), "where": "server" if remote else "in-process", "streams": streams,
             "frames_ok": ok, "errors": sum(r["errors"] for r in results), "wall_s": wall_s,
             "fps": ok / wall_s if wall_s > 0 else 0.0,
             "latency_ms": percentiles_ms([x for r in results for x in r["latencies"]]), "per_stream": per_stream}

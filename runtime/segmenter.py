@@ -148,6 +148,8 @@ class Segmenter:
 
     def to_bgr(self, frame: np.ndarray) -> np.ndarray:
         """One frame in this Segmenter's layout and dtype -> BGR uint8 (what a server's `segment` takes)."""
+        if self.layout == "bgr" and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3:
+            return np.ascontiguousarray(frame)  # already what the server takes: no copy through RGB
         return np.ascontiguousarray(to_rgb(frame, self.layout, self.bit_depth)[:, :, ::-1])
 
     def postprocess(self, prob: np.ndarray, shape_hw: tuple[int, int], binary: bool) -> np.ndarray:

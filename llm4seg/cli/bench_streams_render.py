@@ -33,8 +33,7 @@ def run_streams(engines: list[Path], images: list[np.ndarray], streams: list[int
     for r in results:
         p50 = float(np.median([s["p50"] for s in r["per_stream"] if s.get("n")])) if r["frames_ok"] else float("nan")
         p99 = max((s["p99"] for s in r["per_stream"] if s.get("n")), default=float("nan"))
-        rows.append([r["engine"].replace(":/", "://", 1) if r["where"] == "server" and "://" not in r["engine"]
-                     else r["engine"], r["where"], str(r["streams"]), f"{r['fps']:.1f}", f"{p50:.1f}", f"{p99:.1f}",
+        rows.append([r["engine"], r["where"], str(r["streams"]), f"{r['fps']:.1f}", f"{p50:.1f}", f"{p99:.1f}",
                      str(r["errors"])])
     print_table(f"{frames_per_stream} frames per stream, on {payload['machine'].get('cpu')}",
                 ["engine", "where", "streams", "frames/s (all)", "p50 ms (median stream)", "p99 ms (worst stream)",

@@ -91,7 +91,7 @@ def _stub_environment(package: Path | None) -> dict[str, str]:
     if package is not None:
         libdirs.append(str(package.parent / "nvidia_pytriton.libs"))
     env["LD_LIBRARY_PATH"] = os.pathsep.join([d for d in libdirs if d] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
-    sites = [p for p in sys.path if p and Path(p).is_dir() and "site-packages" in p or p.endswith("dist-packages")]
+    sites = [p for p in sys.path if p and Path(p).is_dir() and ("site-packages" in p or p.endswith("dist-packages"))]
     env["LLM4SEG_SITE"] = os.pathsep.join(dict.fromkeys(sites))
     return env
 

@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 GST_DEBS := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav libgirepository1.0-dev libcairo2-dev pkg-config
 
-.PHONY: setup demo test bench clean system-packages
+.PHONY: setup demo test bench docs clean system-packages
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The API reference of the core, export and runtime, as HTML in build/api (pdoc).
+docs: setup
+	$(BIN)/python docs/build_api.py --out build/api
 
 bench: setup
 	$(BIN)/python benchmarks/bench_forward.py

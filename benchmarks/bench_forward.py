@@ -1,6 +1,6 @@
 """Batch-1 CPU forward latency, parameters and MACs at 256x256 for the paper's model family.
 
-Run: python benchmarks/bench_forward.py [--iterations N] [--json]
+Run: python -m benchmarks.bench_forward [--iterations N] [--json]
 Prints a table of measured figures; copy them into benchmarks/RESULTS.md with the date.
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 
 import torch
 
 from llm4seg import create_model
 from llm4seg.profile import model_report
+from llm4seg.runtime.bench import cpu_name
 
 CASES = [
     ("baseline (CMUNeXt)", "cmunext", {}),
@@ -21,16 +21,6 @@ CASES = [
     ("+LLaMA-3.2-1B-shaped layer 14 (random)", "llm4seg_random", {"llm": "shape:llama-3.2-1b"}),
     ("+DeepSeek-Qwen-1.5B-shaped layer (random)", "llm4seg_random", {"llm": "shape:deepseek-r1-distill-qwen-1.5b"}),
 ]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

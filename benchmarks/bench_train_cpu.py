@@ -1,6 +1,6 @@
 """CPU training step time, batch 8 at 256x256: the authors' way beside this project's way.
 
-Run: python benchmarks/bench_train_cpu.py [--iterations N] [--image-size 256]
+Run: python -m benchmarks.bench_train_cpu [--iterations N] [--image-size 256]
 Models: baseline CMUNeXt, +SmolLM2 layer (pre-trained, frozen), +LLaMA-1B-shaped layer (random,
 frozen). Data: the synthetic set (the step cost does not depend on the pixels).
 """
@@ -8,17 +8,14 @@ frozen). Data: the synthetic set (the step cost does not depend on the pixels).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import cpu_name  # noqa: E402
-from train_ways import make_authors_step, make_project_step, time_steps  # noqa: E402
+from llm4seg.runtime.bench import cpu_name
+from benchmarks.train_ways import make_authors_step, make_project_step, time_steps
 
-from llm4seg import create_model  # noqa: E402
-from llm4seg.data.synthetic import synthetic_dataset  # noqa: E402
+from llm4seg import create_model
+from llm4seg.data.synthetic import synthetic_dataset
 
 CASES = [
     ("baseline (CMUNeXt)", "cmunext", {}),

@@ -3,7 +3,7 @@
 latency of the uncompiled program, Inductor and the AOTInductor package timed in turns in one
 process (fair ratios on a machine whose speed drifts).
 
-Run: python benchmarks/compile_warm_start.py --pt2 ART/model.pt2 [--device cpu|cuda] [--batch 1]
+Run: python -m benchmarks.compile_warm_start --pt2 ART/model.pt2 [--device cpu|cuda] [--batch 1]
 (ART from `llm4seg export CKPT --out ART --pt2`). The cache goes to a fresh temporary folder.
 On a device, after gpu_runtime.py --work W: --pt2 W/art/model.pt2 --device cuda --warm-only W/cache
 (the warm start alone, from the package gpu_runtime.py compiled).

@@ -6,9 +6,9 @@ wall from the first start to the last exit; aggregate images/s = N x epochs x tr
 wall. A GPU whose single run is launch-bound (its kernels leave it mostly idle) should scale
 almost linearly until the kernels fill it. Writes concurrent_runs.json under --out.
 
-Run there (device): python benchmarks/concurrent_runs.py --data /tmp/busi --split train1 --epochs 3 \
+Run there (device): python -m benchmarks.concurrent_runs --data /tmp/busi --split train1 --epochs 3 \
     --step-mode graph --out $OUT
-Smoke here: python benchmarks/concurrent_runs.py --levels 1,2 --epochs 1 --image-size 32 --device cpu --out /tmp/c
+Smoke here: python -m benchmarks.concurrent_runs --levels 1,2 --epochs 1 --image-size 32 --device cpu --out /tmp/c
 """
 
 from __future__ import annotations

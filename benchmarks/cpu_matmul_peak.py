@@ -4,14 +4,13 @@ Times one MatMul of the LLaMA-1B MLP's gate/up shape (256 tokens x 2048 -> 16384
 most of the folded layer's work) in FP32, as static QDQ INT8 (QLinearMatMul after fusion) and
 as dynamic INT8 (MatMulInteger), and prints GMAC/s and the implied milliseconds per GMAC.
 
-Run: python benchmarks/cpu_matmul_peak.py [--threads 2] [--tokens 256 --k 2048 --n 16384]
+Run: python -m benchmarks.cpu_matmul_peak [--threads 2] [--tokens 256 --k 2048 --n 16384]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,8 +20,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import cpu_name  # noqa: E402
+from llm4seg.runtime.bench import cpu_name
 
 
 def fp32_matmul(m: int, k: int, n: int, w: np.ndarray) -> onnx.ModelProto:

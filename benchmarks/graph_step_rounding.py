@@ -5,7 +5,7 @@ Each configuration runs in its own process (ATEN_CPU_CAPABILITY is read when tor
      largest parameter difference after each step;
   2. the README test's training curves (cmunext_s, 32 px, 3 epochs, batch 4): eager vs graph,
      relative difference of each epoch's mean loss.
-Run: python benchmarks/graph_step_rounding.py [--capabilities default,avx2] [--threads 1,2]
+Run: python -m benchmarks.graph_step_rounding [--capabilities default,avx2] [--threads 1,2]
 """
 
 from __future__ import annotations

@@ -3,13 +3,12 @@
 Starts from the export's kept INT8 set (the LLM MLP) and adds the largest regular convolutions
 by multiply-adds, then measures mask Dice agreement with FP32 and batch-1 latency in onnxruntime.
 
-Run: python benchmarks/int8_conv_probe.py --checkpoint CKPT --onnx ART/model.onnx --data DIR --split val1
+Run: python -m benchmarks.int8_conv_probe --checkpoint CKPT --onnx ART/model.onnx --data DIR --split val1
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,14 +16,20 @@ import onnx
 from onnx import shape_inference as onnx_shapes
 from onnxruntime.quantization import shape_inference
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import cpu_name  # noqa: E402
+from llm4seg.runtime.bench import cpu_name
 
-import llm4seg  # noqa: E402
-from llm4seg.data.datasets import load_dataset  # noqa: E402
-from llm4seg.export import int8  # noqa: E402
-from llm4seg.export.parity import agreement, normalised_batch, ort_probs  # noqa: E402
-from llm4seg.export.pipeline import cpu_latency_ms  # noqa: E402
+import llm4seg
+from llm4seg.data.datasets import load_dataset
+from llm4seg.export import int8
+from llm4seg.export.job import graph_backend
+from llm4seg.runtime.comparator import Comparator, inputs_from_frames, probs_from_frames
+from llm4seg.runtime.stats import median_ms
+
+
+def latency_ms(backend, x1) -> float:
+    """Median batch-1 latency of a backend (7 runs after one warm-up)."""
+    with backend:
+        return median_ms(lambda: backend.infer(x1), warmup=1, iterations=7)
 
 
 def conv_macs(model: onnx.ModelProto) -> dict[str, int]:
@@ -54,8 +59,11 @@ def main() -> None:
     cfg = llm4seg.load_checkpoint(args.checkpoint).config
     pool = load_dataset(args.data, args.split, cfg.image_size)
     held = slice(len(pool) - args.images, len(pool))
-    held_x, calib_x = normalised_batch(pool.images[held], cfg), normalised_batch(pool.images[:16], cfg)
-    reference = ort_probs(Path(args.onnx), held_x)
+    frames = list(pool.images[held])
+    fp32 = graph_backend(Path(args.onnx), cfg.to_dict(), threads=args.threads)
+    calib_x, x1 = inputs_from_frames(fp32, pool.images[:16]), inputs_from_frames(fp32, frames[:1])
+    with fp32:
+        comparator = Comparator(frames, probs_from_frames(fp32, frames), cfg.threshold)
     tmp = Path(tempfile.mkdtemp())
     pre = tmp / "pre.onnx"
     shape_inference.quant_pre_process(args.onnx, str(pre), skip_symbolic_shape=True)
@@ -64,18 +72,19 @@ def main() -> None:
     mlp = [n for n, w in nodes.items() if w in int8.MLP_WEIGHTS]
     macs = conv_macs(model)
     biggest = sorted(macs, key=lambda n: -macs[n])
-    print(f"# {cpu_name()}, {args.threads} threads, batch 1, {len(reference)} held-out images")
+    print(f"# {cpu_name()}, {args.threads} threads, batch 1, {len(frames)} held-out images")
     print("| INT8 set | nodes | conv GMAC in INT8 | Dice agreement | ms |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| none (model.onnx) | 0 | 0 | 1.0000 | {cpu_latency_ms(Path(args.onnx), held_x[:1], args.threads, runs=7):.1f} |")
+    print(f"| none (model.onnx) | 0 | 0 | 1.0000 | {latency_ms(fp32, x1):.1f} |")
     for label, convs in (("LLM MLP", []), ("LLM MLP + 3 largest convs", biggest[:3]),
                          ("LLM MLP + 6 largest convs", biggest[:6]), ("LLM MLP + all regular convs", biggest)):
         out = tmp / f"trial{len(convs)}.onnx"
         int8.quantize_nodes(pre, out, calib_x, mlp + convs, tmp / "calib.cache")
-        stats = agreement(reference, ort_probs(out, held_x), cfg.threshold)
+        trial = graph_backend(out, cfg.to_dict(), "int8", threads=args.threads)
+        stats = comparator.run(trial)[1]
         gmac = sum(macs[n] for n in convs) / 1e9
         print(f"| {label} | {len(mlp) + len(convs)} | {gmac:.2f} | {stats['dice_agreement']:.4f} | "
-              f"{cpu_latency_ms(out, held_x[:1], args.threads, runs=7):.1f} |", flush=True)
+              f"{latency_ms(trial, x1):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ dependency (its ONNX extra pins onnx 1.21 and onnxruntime-gpu); install it besid
       onnxslim ml_dtypes pulp omegaconf antlr4-python3-runtime pydantic pydantic-core annotated-types \
       typing-inspection nvidia-ml-py polygraphy lief cppimport scipy
 Run:
-  PYTHONPATH=/tmp/mosite python benchmarks/int8_methods.py RUN/checkpoints/best --data ../shared/datasets/busi \
+  PYTHONPATH=/tmp/mosite python -m benchmarks.int8_methods RUN/checkpoints/best --data ../shared/datasets/busi \
       --split val1 --calib-split train1 [--heldout 32 --calib-images 16 --runs 10]
 """
 
@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import cpu_name  # noqa: E402
-from timing import interleaved_ms  # noqa: E402
+from llm4seg.runtime.bench import cpu_name
+from llm4seg.runtime.stats import interleaved_ms
 
 
 def ort_default(src: Path, dst: Path, calib: np.ndarray, nodes: list[str]) -> None:
@@ -91,8 +90,9 @@ def main() -> None:
     from llm4seg.data.datasets import load_dataset
     from llm4seg.export import rtx_build
     from llm4seg.export.onnx_export import onnx_from_model
-    from llm4seg.export.parity import agreement, normalised_batch, ort_probs, ort_session
-    from llm4seg.export.pipeline import calibration_sample
+    from llm4seg.export.heldout import calibration_sample
+    from llm4seg.export.job import graph_backend
+    from llm4seg.runtime.comparator import Comparator, inputs_from_frames, probs_from_frames
     from llm4seg.export.tensorrt import profile_shapes
     from llm4seg.export.trt_check import check_graph
 
@@ -100,33 +100,36 @@ def main() -> None:
     cfg = model.config
     held = load_dataset(args.data, args.split, cfg.image_size)
     calib = load_dataset(args.data, args.calib_split, cfg.image_size)
-    x = normalised_batch(held.images[-args.heldout:], cfg)
-    masks = held.masks[-args.heldout:]
-    calib_x = normalised_batch(calibration_sample(calib.images, args.calib_images), cfg)
+    frames, masks = list(held.images[-args.heldout:]), held.masks[-args.heldout:]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
         onnx_from_model(model, fp32, 17)
+        backends = {"FP32 (reference)": graph_backend(fp32, cfg.to_dict(), threads=args.threads)}
+        calib_x = inputs_from_frames(backends["FP32 (reference)"], calibration_sample(calib.images, args.calib_images))
         ways = graphs(fp32, Path(tmp), calib_x)
-        reference = ort_probs(fp32, x)
+        with backends["FP32 (reference)"] as reference:
+            comparator = Comparator(frames, probs_from_frames(reference, frames), cfg.threshold, masks)
         profile = profile_shapes((1, 1, 8), cfg.in_channels, cfg.image_size)
         for name, path in ways.items():
-            stats = agreement(reference, ort_probs(path, x), cfg.threshold, masks)
+            backends[name] = backends.get(name) or graph_backend(path, cfg.to_dict(), "int8", threads=args.threads)
+            stats = comparator.run(backends[name])[1]
             real = rtx_build.build_record(path, ("SM89",), profile)
             rows[name] = {"dice_agreement": stats["dice_agreement"], "min_dice_agreement": stats["min_dice_agreement"],
                           "dice_vs_truth": stats["dice_vs_truth"], "tensorrt_rtx": "built" if real["ok"] else
                           f"refused: {rtx_build.first_error(real)}" if real["ran"] else "not run",
                           "trt10.3_predicted": "ok" if check_graph(path, "10.3")["ok"] else "refused",
                           "size_mb": path.stat().st_size / 1e6}
-        sessions = {n: ort_session(pth, args.threads) for n, pth in ways.items()}
-        x1 = x[:1]
-        times = interleaved_ms({n: (lambda s=s: s.run(["prob"], {"image": x1})) for n, s in sessions.items()},
-                               warmup=2, iterations=args.runs)
+        x1 = calib_x[:1]
+        loaded = {n: b.load() for n, b in backends.items()}
+        times = interleaved_ms({n: (lambda b=b: b.infer(x1)) for n, b in loaded.items()}, warmup=2, iterations=args.runs)
+        for b in loaded.values():
+            b.close()
     base = statistics.median(times["FP32 (reference)"])
     for name in rows:
         rows[name]["cpu_b1_ms"] = statistics.median(times[name])
         rows[name]["vs_fp32"] = statistics.median(times[name]) / base
-    print(f"{cpu_name()}, {args.threads} threads; {len(x)} held-out images of {held.name}; "
+    print(f"{cpu_name()}, {args.threads} threads; {len(frames)} held-out images of {held.name}; "
           f"{len(calib_x)} calibration images of {args.calib_split}; model {cfg.name} at {cfg.image_size}px")
     print("| way | Dice vs FP32 (mean / min) | Dice vs truth | TensorRT-RTX 1.7 build | TRT 10.3 predicted | CPU b1 ms | vs FP32 |")
     print("|---|---|---|---|---|---:|---:|")

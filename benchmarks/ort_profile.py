@@ -1,6 +1,6 @@
 """Where an ONNX artifact's time goes on this CPU: onnxruntime's profiler, by model part and op type.
 
-    python benchmarks/ort_profile.py ART/model.onnx [ART/model.int8.onnx ...] [--runs 4] [--threads 2]
+    python -m benchmarks.ort_profile ART/model.onnx [ART/model.int8.onnx ...] [--runs 4] [--threads 2]
 
 Each graph runs `--runs` profiled inferences at batch 1 on a seeded input (after one warm-up
 call, which is dropped); kernel times (`SessionOptions.enable_profiling`, "Node" events) are

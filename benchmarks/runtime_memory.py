@@ -1,6 +1,6 @@
 """Peak RSS of a runtime process serving one artifact on the CPU (no torch in the process).
 
-Run: python benchmarks/runtime_memory.py ART/model.int8.onnx [--low-memory] [--frames 20]
+Run: python -m benchmarks.runtime_memory ART/model.int8.onnx [--low-memory] [--frames 20]
 Each configuration must run in its own process (peak RSS only grows), so run it once per option.
 """
 

@@ -4,7 +4,7 @@ the export's `model.pt2` (the folded deployment graph as a torch.export program)
 Batch 1, FP32, `--threads` threads, runs interleaved (this VM's speed drifts), plus the largest
 probability difference between the two on the same input.
 
-Run: python benchmarks/torch_backend_cpu.py --checkpoint CKPT --pt2 ART/model.pt2 [--threads 2 --runs 12]
+Run: python -m benchmarks.torch_backend_cpu --checkpoint CKPT --pt2 ART/model.pt2 [--threads 2 --runs 12]
 (ART from `llm4seg export CKPT --out ART --pt2`)
 """
 
@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forward import cpu_name  # noqa: E402
-from timing import interleaved_ms  # noqa: E402
+from llm4seg.runtime.bench import cpu_name
+from llm4seg.runtime.stats import interleaved_ms
 
-from llm4seg.runtime import load_backend  # noqa: E402
+from llm4seg.runtime import load_backend
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Many streams on Triton vs in-process, dynamic batching on and off, in one run (issue 21, item 4).
 
-    python benchmarks/triton_streams.py --artifact ART/model.onnx [--streams 1,4,16] [--frames 30]
+    python -m benchmarks.triton_streams --artifact ART/model.onnx [--streams 1,4,16] [--frames 30]
 
 Two tritonservers serve the export folder of ART (its `segment` model; one repository with
 dynamic batching, one without) on free local ports, started together; then for each stream

@@ -1,6 +1,6 @@
 """Frames/s and per-stage latency of the video paths on one clip, side by side (issue 22, item 5).
 
-    python benchmarks/video_paths.py --artifact ART/model.onnx [--clip clip.mp4] [--rounds 3]
+    python -m benchmarks.video_paths --artifact ART/model.onnx [--clip clip.mp4] [--rounds 3]
 
 Paths: OpenCV in and out (the fallback), PyAV in and H.264 out (the default), GStreamer in and
 x264enc out, and the Holoscan example application (PyAV in, SegmentOp, H.264 out). All share one

@@ -13,6 +13,8 @@ from llm4seg.export.fold_llm import FoldedLLMBlock
 
 @dataclass
 class FoldReport:
+    """What the deploy fold did: BatchNorms folded into convolutions, those kept, the LLM block's fold."""
+
     bn_folded: int
     bn_kept: int
     llm_block: str  # "folded" or "none"
@@ -39,6 +41,7 @@ class DeployNet(nn.Module):
         self.eval()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Image (N, C, S, S), normalised -> foreground probability (N, 1, S, S), sigmoid in FP32."""
         x = image.half() if self.half else image
         feats = self.encoder(x)
         if self.block is not None:

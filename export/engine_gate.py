@@ -5,14 +5,15 @@ what was measured on the engine (never the ONNX graph's parity), its sha256 and 
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from llm4seg.errors import ConfigError
 
+if TYPE_CHECKING:
+    from llm4seg.export.job import ExportJob
 
-def engine_entries(job: Any) -> dict[str, dict[str, str]]:
+
+def engine_entries(job: "ExportJob") -> dict[str, dict[str, str]]:
     """Build, gate and describe model.<precision>.plan for each FP16/INT8 graph of the export `job`
     where TensorRT imports; everywhere, return the command lines that build them on the target."""
     from llm4seg.export.recipe import engine_recipe
@@ -33,12 +34,12 @@ def engine_entries(job: Any) -> dict[str, dict[str, str]]:
     return recipes
 
 
-def _describe_rtx_engines(job: Any, sources: list[tuple[str, str]]) -> None:
+def _describe_rtx_engines(job: "ExportJob", sources: list[tuple[str, str]]) -> None:
     """Manifest entries for the TensorRT-RTX engines the real build kept (pipeline.real_build).
 
     They were built for a compute capability on a machine that may have no GPU, so nothing ran
     them: the entry says so (`gate`), and `llm4seg adopt-engine` on an RTX GPU checks them."""
-    from llm4seg.export.pipeline import rtx_plan_name
+    from llm4seg.export.job import rtx_plan_name
     from llm4seg.export.tensorrt import profile_shapes
     from llm4seg.fileio import file_sha256
     from llm4seg.runtime.engine_key import ANY_GPU, EngineKey, capability_from_target
@@ -54,25 +55,20 @@ def _describe_rtx_engines(job: Any, sources: list[tuple[str, str]]) -> None:
                             precision, profile_shapes(opts.batch, cfg.in_channels, cfg.image_size), record["product"])
             gate = {"status": "NOT RUN", "why": "built without a GPU; run `llm4seg adopt-engine` on an RTX GPU of "
                     f"compute capability {capability_from_target(target)} to check it against {name}"}
-            job.manifests[plan] = job.manifest_entry(plan, precision, {}, {
-                "engine": key.to_dict(), "source_onnx": name, "target": target, "gate": gate,
-                "build_s": built["build_s"]})
+            entry = job.entry(job.work / plan, precision, {"engine": key.to_dict(), "source_onnx": name,
+                                                           "target": target, "gate": gate, "build_s": built["build_s"]})
+            job.manifests[plan] = entry  # not `record`ed: nothing ran it, so it has no agreement to report
             job.log(f"kept {plan} ({record['product']} {record['version']}, {target}; not run here: no GPU)")
 
 
-def _build(job: Any, sources: list[tuple[str, str]]) -> None:
+def _build(job: "ExportJob", sources: list[tuple[str, str]]) -> None:
     from llm4seg.export.tensorrt import cached_engine
-    from llm4seg.runtime.backends.tensorrt_backend import TensorRTBackend
 
     opts, cfg, work = job.opts, job.cfg, job.work
     for precision, name in sources:
         job.log(f"building TensorRT engine model.{precision}.plan from {name}")
         plan, key, built = cached_engine(work / name, work, precision, opts.batch, cfg.in_channels, cfg.image_size,
                                          work / ".engine-cache")
-        extra = {"engine": key, "engine_built_now": built, "source_onnx": name}
-        entry = job.manifest_entry(plan.name, precision, {}, extra)
-        job.log(f"checking {plan.name} with TensorRT on {len(job.held_x)} images")
-        with TensorRTBackend(plan, manifest=entry) as engine:
-            step = opts.batch[2]
-            probs = np.concatenate([engine.infer(job.held_x[i:i + step])[:, 0] for i in range(0, len(job.held_x), step)])
-        job.describe(plan.name, precision, job.gate(plan.name, probs, job.reference), None, extra)
+        entry = job.entry(plan, precision, {"engine": key, "engine_built_now": built, "source_onnx": name})
+        _, stats = job.gate(entry, backend=job.backend(entry, backend="tensorrt"))
+        job.record(entry, stats)

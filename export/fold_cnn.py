@@ -22,6 +22,7 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def fold_bn_into_conv_output(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold a BatchNorm that follows `conv` into its weights and bias (exact, computed in float64)."""
     scale, shift = _bn_affine(bn)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).float())
@@ -32,6 +33,9 @@ def fold_bn_into_conv_output(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 @torch.no_grad()
 def fold_bn_into_conv_input(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> None:
+    """Fold a BatchNorm that precedes an ungrouped, unpadded 1x1 `conv` into it (exact only then:
+    other convolutions raise ValueError).
+    """
     if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding not in ((0, 0), 0):
         raise ValueError("input-side BN fold is exact only for ungrouped, unpadded 1x1 convolutions")
     scale, shift = _bn_affine(bn)

@@ -99,6 +99,7 @@ class FoldedLLMBlock(nn.Module):
         return x * self.cos + rotated * self.sin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck (B, C, H, W) -> (B, C, H, W), the adapters and norm scales folded into the layer."""
         b, c, hh, ww = x.shape
         t = x.flatten(2).transpose(1, 2)                                    # (B, T, C)
         a = t @ self.w_in + self.b_in

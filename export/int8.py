@@ -24,12 +24,13 @@ import numpy as np
 
 from llm4seg._optional import require
 from llm4seg.errors import ExportError
-from llm4seg.export.parity import agreement, ort_probs
 from llm4seg.fileio import atomic_path
 
 
 @dataclass
 class Candidate:
+    """One rung of the INT8 ladder: its name and which weights' nodes it quantizes."""
+
     name: str
     keep: Callable[[str], bool]  # weight (initializer) name -> quantize its node?
 
@@ -75,6 +76,9 @@ class _Reader:
 
 
 def quantize_nodes(pre_path: Path, out_path: Path, calib_x: np.ndarray, nodes: list[str], cache: Path) -> None:
+    """Quantize `nodes` of the pre-processed graph to QDQ INT8 (TensorRT's explicit rules, see the
+    module docstring), calibrated on `calib_x` with MinMax.
+    """
     q = require("onnxruntime.quantization", "INT8 quantization")
     q.quantize_static(
         str(pre_path), str(out_path), calibration_data_reader=_Reader(calib_x), quant_format=q.QuantFormat.QDQ,
@@ -108,16 +112,25 @@ def _build_verdict(record: dict[str, Any]) -> str:
     return "built" if record["ok"] else "refused"
 
 
-def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout_x: np.ndarray,
-                   reference: np.ndarray, threshold: float, max_drop: float = 0.005,
-                   masks: np.ndarray | None = None, log: Callable[[str], None] = lambda s: None,
+def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, score: Callable[[Path], dict[str, Any]],
+                   max_drop: float = 0.005, log: Callable[[str], None] = lambda s: None,
                    latency: Callable[[Path], float] | None = None,
                    builder: Callable[[Path], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Try every candidate; keep the fastest (by `latency`, else the most INT8) within the Dice gate.
 
     INT8 is not faster everywhere: on CPUs without fast INT8 kernels the Q/DQ around convolutions
-    can cost more than it saves, so speed is measured, not assumed. `builder`, where given, is the
-    real TensorRT-RTX build (rtx_build.build_record): a candidate it refuses does not pass.
+    can cost more than it saves, so speed is measured, not assumed.
+
+    Args:
+        calib_x: normalised calibration inputs (N, C, S, S), as the runtime feeds the graph.
+        score: candidate graph -> its agreement with the FP32 graph on held-out images (the
+            comparator's `agreement` stats: n, dice_agreement, max_abs_err, ...).
+        max_drop: the most mask Dice agreement a candidate may lose (0.005: half a point).
+        latency: candidate graph -> its CPU latency in ms; without it the most INT8 passing one wins.
+        builder: the real TensorRT-RTX build (rtx_build.build_record): a candidate it refuses fails.
+
+    Returns:
+        The report recorded under the artifact's `int8` key (chosen, candidates, kept_in_fp32, ...).
     """
     onnx = require("onnx", "INT8 quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference")
@@ -137,7 +150,7 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
                 cand = Candidate(cand.name.replace("LLM block + encoder", "encoder only"), cand.keep)
             trial = Path(tmp) / f"trial{i}.onnx"
             quantize_nodes(pre, trial, calib_x, nodes, Path(tmp) / "calib.cache")
-            stats = agreement(reference, ort_probs(trial, heldout_x), threshold, masks)
+            stats = score(trial)
             passed = 1.0 - stats["dice_agreement"] <= max_drop
             row = {"candidate": cand.name, "int8_nodes": len(nodes), "fp32_nodes": len(all_nodes) - len(nodes),
                    "passed": passed, **stats}
@@ -162,7 +175,7 @@ def int8_from_onnx(fp32_path: Path, out_path: Path, calib_x: np.ndarray, heldout
                     "kept_in_fp32": [n for n in all_nodes if n not in set(nodes)],
                     # 100 x (1 - mask Dice agreement with FP32): disagreement, not a loss of Dice vs the truth
                     "dice_disagreement_points": 100 * (1.0 - row["dice_agreement"]),
-                    "calibration_images": len(calib_x), "heldout_images": len(heldout_x)}
+                    "calibration_images": len(calib_x), "heldout_images": row["n"]}
     table = "; ".join(f"{r['candidate']}: {r['dice_agreement']:.4f}"
                       + (" (TensorRT-RTX refused it)" if r.get("tensorrt_rtx") == "refused" else "") for r in tried)
     built = " and was built by TensorRT-RTX" if builder is not None else ""

@@ -19,10 +19,12 @@ from llm4seg.runtime.engine_key import EngineKey, gpu_identity, mismatches  # no
 
 
 def profile_shapes(batch: tuple[int, int, int], channels: int, size: int):
+    """(min, opt, max) input shapes of the optimization profile for a batch range."""
     return tuple((b, channels, size, size) for b in batch)
 
 
 def engine_key(onnx_path: Path, precision: str, batch: tuple[int, int, int], channels: int, size: int) -> EngineKey:
+    """The EngineKey of an engine built here from `onnx_path` (graph digest, TensorRT version, GPU)."""
     trt = require("tensorrt", "building TensorRT engines")
     name, cc = gpu_identity()
     return EngineKey(file_sha256(onnx_path), trt.__version__, name, cc, precision, profile_shapes(batch, channels, size))
@@ -36,6 +38,9 @@ def _network_flags(trt) -> int:
 
 def engine_from_onnx(onnx_path: Path, plan_path: Path, key: EngineKey, timing_cache: Path,
                      workspace_bytes: int = 4 << 30) -> Path:
+    """Build a TensorRT engine from the ONNX graph into `plan_path` (strongly typed, one profile,
+    the timing cache reused); an ExportError with the parser's errors when it cannot.
+    """
     trt = require("tensorrt", "building TensorRT engines")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

@@ -38,10 +38,12 @@ class Finding:
 
 @lru_cache(maxsize=1)
 def support_data() -> dict[str, Any]:
+    """The recorded TensorRT ONNX-parser support matrix (data/trt_support.json)."""
     return json.loads(DATA.read_text())
 
 
 def target_versions() -> list[str]:
+    """The TensorRT versions the static check predicts for."""
     return list(support_data()["versions"])
 
 

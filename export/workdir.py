@@ -22,6 +22,7 @@ ENGINE_CACHE = ".engine-cache"
 
 
 def check_out_folder(out: Path) -> None:
+    """Refuse an --out that is a file, or a non-empty folder that is not an earlier export."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file", hint="pass a folder for the artifacts")
     if out.is_dir() and not (out / MANIFEST_NAME).is_file():

@@ -72,6 +72,9 @@ def save_checkpoint(model: LLM4SegNet, path: Path | str, extra: dict[str, Any] |
 
 
 def read_checkpoint_config(path: Path | str) -> dict[str, Any]:
+    """The checkpoint folder's config.json (model config, weights_sha256, versions), checked; a
+    CheckpointError naming what is missing or malformed.
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint {str(folder)!r} is not a folder",

@@ -36,6 +36,7 @@ class Matrix:
     llm: str | None = None
 
     def cells(self) -> list[tuple[str, str | None, int]]:
+        """Every (variant, split, seed) run of the matrix, in run order."""
         return [(v, s, seed) for s in self.splits for seed in self.seeds for v in self.variants]
 
 

@@ -27,6 +27,9 @@ def _summary(results: list[dict[str, Any]], variant: str) -> dict[str, Any]:
 
 def build_report(matrix: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
 
+    """The comparison report: per-variant means and sds, paired differences against the baseline
+    over matched (split, seed) cells, and the cells still missing.
+    """
     base = matrix.variants[0]
     done = {cell_name(r["variant"], None if r["split"] == "all" else r["split"], r["seed"]) for r in results}
     missing = [cell_name(*c) for c in matrix.cells() if cell_name(*c) not in done]
@@ -47,6 +50,7 @@ def _pct(value: float | None) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown document (tables of means and paired differences)."""
     lines = [f"# Comparison on {report['data']} (baseline: {report['baseline']})", "",
              f"Splits {', '.join(report['splits'])}; seeds {', '.join(map(str, report['seeds']))}; "
              f"settings {report['train']}.", "",
@@ -94,6 +98,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
 
 def write_report(matrix: Any, results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """Write report.json, report.md and per_image.csv into `out`, each atomically; returns the report."""
     report = build_report(matrix, results)
     write_json_atomic(out / "report.json", report)
     with atomic_path(out / "report.md") as tmp:

@@ -35,11 +35,17 @@ def predict_probs(model: torch.nn.Module, images_u8: np.ndarray | torch.Tensor, 
 
 
 def score(probs: np.ndarray, masks: np.ndarray, stems: list[str], threshold: float = 0.5) -> list[dict[str, Any]]:
+    """Per-image metrics (IoU, Dice, SE, PC, F1, ACC, HD95) of probabilities against masks, with stems."""
     return [{"stem": s, **image_metrics(p, m, threshold)} for p, m, s in zip(probs, masks, stems)]
 
 
 def evaluate_model(model: torch.nn.Module, data: ArrayDataset, device: torch.device, batch_size: int = 16,
                    amp: bool = False) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Predict `data` with the model and score every image.
+
+    Returns:
+        (per-image metric rows, the probabilities (N, S, S)).
+    """
     probs = predict_probs(model, data.images, device, batch_size, amp)
     return score(probs, data.masks, data.stems, model.config.threshold), probs
 

@@ -47,11 +47,13 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
 
 def write_json_atomic(path: Path | str, data: Any) -> None:
+    """Write `data` as JSON to `path` atomically (a reader sees the old file or the new one, never half)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def file_sha256(path: Path | str) -> str:
+    """sha256 hex digest of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -2,8 +2,9 @@
 
 Runs where the engine runs (TensorRT and cuda-python, no torch): computes the plan's sha256 and
 its key from the files and this device, runs the engine and its source ONNX graph (onnxruntime,
-CPU) on the same seeded inputs, refuses it unless their masks agree, then records the engine in
-the manifest with what was measured. Only then do `bench`, `video` and `Segmenter` accept it.
+CPU) on the same seeded frames through the one comparator (runtime/comparator.py), refuses it
+unless their masks agree, then records the engine in the manifest with what was measured. Only
+then do `bench`, `video` and `Segmenter` accept it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from llm4seg._optional import require
 from llm4seg.errors import ConfigError, ExportError
-from llm4seg.runtime.bench import agreement_dice
+from llm4seg.runtime.comparator import Comparator, probs_from_frames
 from llm4seg.runtime.manifest import MANIFEST_NAME, add_entry, artifact_sha256, check_entry, read_manifest
 
 
@@ -66,16 +67,18 @@ def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99
         entry.pop(key_name, None)
     check_entry(entry, plan)
     n = max(b["min"], min(samples, b["max"]))
-    x = np.random.default_rng(seed).standard_normal((n, *shape[1:])).astype(np.float32)
-    with OnnxRuntimeBackend(plan.parent / source) as reference, TensorRTBackend(plan, manifest=entry) as engine:
-        ref, got = reference.infer(x)[:, 0], engine.infer(x)[:, 0]
-    thr = float(entry["threshold"])
-    # Its own key: random inputs on this device, not the export's held-out-image gate (`parity`).
-    entry["adoption"] = {"check": "mask agreement with the source graph on seeded random inputs, on this device",
-                         "n": n, "reference": f"{source} in onnxruntime (CPU)", "inputs": f"seeded random normal (seed {seed})",
-                         "dice_agreement": agreement_dice(list(ref > thr), list(got > thr)),
-                         "max_abs_err": float(np.abs(ref - got).max()), "min_agreement": min_agreement,
-                         "host": platform.node(), "tool_versions": _tool_versions(trt)}
+    # Seeded random frames through the Segmenter's preprocessing of this very entry, into both.
+    size = int(entry["image_size"])
+    frames = list(np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8))
+    with OnnxRuntimeBackend(plan.parent / source) as reference:
+        comparator = Comparator(frames, probs_from_frames(reference, frames), float(entry["threshold"]))
+    _, stats = comparator.run(TensorRTBackend(plan, manifest=entry))
+    # Its own key: random frames on this device, not the export's held-out-image gate (`parity`).
+    entry["adoption"] = {"check": "mask agreement with the source graph on seeded random frames, on this device",
+                         "n": n, "reference": f"{source} in onnxruntime (CPU)",
+                         "inputs": f"seeded random uint8 frames (seed {seed}) through the Segmenter's preprocessing",
+                         "dice_agreement": stats["dice_agreement"], "max_abs_err": stats["max_abs_err"],
+                         "min_agreement": min_agreement, "host": platform.node(), "tool_versions": _tool_versions(trt)}
     if entry["adoption"]["dice_agreement"] < min_agreement:
         raise ExportError(f"{plan.name} disagrees with {source}: mask Dice agreement {entry['adoption']['dice_agreement']:.4f} "
                           f"< {min_agreement}", hint="rebuild with the recipe's exact flags (--stronglyTyped); report it")

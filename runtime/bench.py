@@ -12,20 +12,24 @@ from typing import Any
 
 import numpy as np
 
-from llm4seg.metrics import image_metrics
 from llm4seg.runtime.backends import backend_for, load_backend
+from llm4seg.runtime.comparator import mask_agreement, score
 from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
+
+
+def cpu_name() -> str:
+    """This machine's CPU model (from /proc/cpuinfo on Linux), for reports and benchmark headers."""
+    try:
+        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict[str, Any]:
     """Platform, Python, CPU model and threads, and the onnxruntime/tensorrt versions of this machine."""
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_threads": os.cpu_count()}
-    try:
-        info["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
+                            "cpu_threads": os.cpu_count(), "cpu": cpu_name()}
     import onnxruntime
 
     info["onnxruntime"] = onnxruntime.__version__
@@ -130,15 +134,31 @@ def bench_interleaved(paths: list[Path], batches: list[int], iterations: int, wa
     return list(zip(rows, segs))
 
 
-def score(seg: Segmenter, images_rgb: list[np.ndarray], masks: list[np.ndarray]) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Dice and IoU of the artifact's masks (at each image's size) against ground truth."""
-    predicted = []
-    for i in range(0, len(images_rgb), 8):
-        predicted += seg.segment(images_rgb[i:i + 8])
-    per = [image_metrics(p.astype(bool), m) for p, m in zip(predicted, masks)]
-    return {"dice": float(np.mean([r["dice"] for r in per])), "iou": float(np.mean([r["iou"] for r in per]))}, predicted
+def bench_engines(paths: list[Path], batches: list[int], iterations: int, warmup: int, frames: list[np.ndarray],
+                  masks: list[np.ndarray] | None = None, interleave: bool = False,
+                  compile: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
+    """Time every artifact (in turns with `interleave`) and, with ground-truth `masks`, score it:
+    Dice/IoU against the truth and mask agreement with the first artifact (the comparator's).
 
-
-def agreement_dice(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Mean Dice between two lists of masks, image by image (1.0: identical masks)."""
-    return float(np.mean([image_metrics(y.astype(bool), x.astype(bool))["dice"] for x, y in zip(a, b)]))
+    Returns:
+        One row per artifact and batch size (see `bench_artifact`), scored rows with dice, iou and
+        dice_agreement_with_first.
+    """
+    if interleave:
+        runs = bench_interleaved(paths, batches, iterations, warmup, frames, compile=compile)
+    else:
+        runs = (bench_artifact(p, batches, iterations, warmup, frames, compile=compile) for p in paths)
+    results: list[dict[str, Any]] = []
+    first_masks = None
+    for rows, seg in runs:
+        try:
+            if masks is not None:
+                metrics, predicted = score(seg, frames, masks)
+                agree = 1.0 if first_masks is None else mask_agreement(first_masks, predicted)
+                first_masks = predicted if first_masks is None else first_masks
+                for r in rows:
+                    r.update(dice=metrics["dice"], iou=metrics["iou"], dice_agreement_with_first=agree)
+        finally:
+            seg.close()
+        results += rows
+    return results

@@ -53,7 +53,7 @@ def bench(
       llm4seg bench --engine grpc://127.0.0.1:8001/segment --engine art/model.onnx --streams 1 --streams 4
     """
     from llm4seg.errors import ConfigError
-    from llm4seg.runtime.bench import agreement_dice, bench_artifact, bench_interleaved, machine_info, score
+    from llm4seg.runtime.bench import bench_engines, machine_info
 
     for name, values, low in (("--batch", list(batch), 1), ("--iterations", [iterations], 1), ("--warmup", [warmup], 0),
                               ("--limit", [limit], 1)):
@@ -67,20 +67,7 @@ def bench(
 
         run_streams(list(engine), images, list(streams), stream_frames, out, json_out)
         return
-    if interleave:
-        runs = bench_interleaved(list(engine), list(batch), iterations, warmup, images, compile=compile_with)
-    else:
-        runs = (bench_artifact(p, list(batch), iterations, warmup, images, compile=compile_with) for p in engine)
-    results, first_masks = [], None
-    for rows, seg in runs:
-        if masks is not None:
-            metrics, predicted = score(seg, images, masks)
-            agree = 1.0 if first_masks is None else agreement_dice(first_masks, predicted)
-            first_masks = first_masks if first_masks is not None else predicted
-            for r in rows:
-                r.update(dice=metrics["dice"], iou=metrics["iou"], dice_agreement_with_first=agree)
-        seg.close()
-        results += rows
+    results = bench_engines(list(engine), list(batch), iterations, warmup, images, masks, interleave, compile_with)
     payload = {"machine": machine_info(), "data": data, "split": split,
                "scored_images": len(images) if masks is not None else 0, "results": results}
     if out:

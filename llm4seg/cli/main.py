@@ -104,6 +104,7 @@ _register()
 
 
 def main() -> None:
+    """The `llm4seg` console script: runs the Typer app (errors printed once, with their hint)."""
     app(prog_name="llm4seg")
 
 

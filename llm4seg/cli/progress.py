@@ -12,6 +12,8 @@ from llm4seg.cli.render import stderr
 
 
 class TrainProgress:
+    """Rich progress bars for `llm4seg train` on a wide terminal: epochs and the current epoch's steps."""
+
     def __init__(self, progress: Progress, trainer: Any) -> None:
         self.progress = progress
         start = trainer.state["epoch"]
@@ -20,9 +22,11 @@ class TrainProgress:
         self.epoch, self.total_epochs = start, trainer.cfg.epochs
 
     def on_step(self) -> None:
+        """Advance the step bar by one optimizer step."""
         self.progress.advance(self.steps)
 
     def on_epoch(self, row: dict[str, Any]) -> None:
+        """Show an epoch's row (loss, speed, validation Dice/IoU) and start the next epoch's bar."""
         self.epoch = row["epoch"]
         info = f"loss {row['train_loss']:.3f}  {row['it_per_s']:.2f} it/s"
         if "val_dice" in row:
@@ -43,6 +47,7 @@ class LineProgress:
         self.started = self.last = clock()
 
     def on_step(self) -> None:
+        """Count a step; print a progress line at most every `every_s` seconds."""
         self.step += 1
         now = self.clock()
         if now - self.last >= self.every_s and self.step < self.steps_per_epoch:
@@ -52,6 +57,7 @@ class LineProgress:
                          soft_wrap=True, markup=False, highlight=False)
 
     def on_epoch(self, row: dict[str, Any]) -> None:
+        """Print the finished epoch's line (loss, speed, validation Dice/IoU)."""
         self.epoch, self.step = row["epoch"] + 1, 0
         self.started = self.last = self.clock()
         line = f"epoch {row['epoch']}/{self.total}  loss {row['train_loss']:.3f}  {row['it_per_s']:.2f} it/s"
@@ -62,6 +68,7 @@ class LineProgress:
 
 @contextlib.contextmanager
 def train_progress(trainer: Any) -> Iterator[Any]:
+    """Progress for a trainer on stderr: bars on a wide terminal, plain lines elsewhere (logs, CI)."""
     if not stderr.is_terminal or stderr.width < 100:
         yield LineProgress(trainer)
         return

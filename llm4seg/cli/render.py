@@ -15,10 +15,12 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
+    """Write `data` as indented JSON to stdout (the `--json` output; non-JSON values as strings)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def human(n: float) -> str:
+    """A count with a G/M/k suffix (1.23 M), for tables."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"

@@ -30,6 +30,7 @@ class ArrayDataset:
         return len(self.stems)
 
     def subset(self, index: np.ndarray, name: str) -> "ArrayDataset":
+        """The images at `index` as a new dataset called `name` (masks, stems and encoding kept)."""
         return ArrayDataset(name, self.images[index], self.masks[index], [self.stems[i] for i in index],
                             self.skipped, self.mask_encoding, self.files)
 

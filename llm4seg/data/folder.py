@@ -21,6 +21,8 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 @dataclass
 class Pair:
+    """One image file and its mask file, matched by stem."""
+
     stem: str
     image: Path
     mask: Path
@@ -28,6 +30,8 @@ class Pair:
 
 @dataclass
 class Scan:
+    """The pairs of a dataset folder (or split) and the stems left out, with why."""
+
     pairs: list[Pair]
     skipped: dict[str, str] = field(default_factory=dict)  # stem -> reason
 
@@ -65,6 +69,12 @@ def read_split(root: Path, split: str) -> list[str]:
 
 
 def scan_folder(root: Path | str, split: str | None = None, skip_bad: bool = False) -> Scan:
+    """Match images/ and masks/ of a dataset folder by stem (only `split`'s stems when given).
+
+    Args:
+        skip_bad: leave out unmatched or unreadable items (reported in `Scan.skipped`) instead of
+            raising a DataError that lists them.
+    """
     root = Path(root)
     for sub in ("images", "masks"):
         if not (root / sub).is_dir():
@@ -95,6 +105,7 @@ def _finish(root, stems, images, masks, problems, skip_bad) -> Scan:
 
 
 def raise_problems(root: Path, problems: dict[str, str]) -> None:
+    """Raise one DataError listing the bad items of `root` (the first 20) and how to proceed."""
     listed = "; ".join(f"{s}: {r}" for s, r in list(problems.items())[:20])
     more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
     raise DataError(f"{len(problems)} bad item(s) in {root}: {listed}{more}",

@@ -34,6 +34,7 @@ class MaskEncoding:
     values: tuple[int, ...]  # the non-zero values seen (at most 12 listed)
 
     def describe(self) -> str:
+        """The rule in words (bit depth, values, what counts as foreground), for reports."""
         shown = "/".join(str(v) for v in (0, *self.values))
         if self.kind == "binary":
             return f"{self.bit_depth}-bit masks with values {shown}: foreground = value > 0"
@@ -41,9 +42,11 @@ class MaskEncoding:
                 f"foreground = value > {self.threshold}")
 
     def to_dict(self) -> dict:
+        """The encoding as JSON-ready data, with its rule in words."""
         return {**asdict(self), "values": list(self.values), "rule": self.describe()}
 
     def binarise(self, mask: np.ndarray) -> np.ndarray:
+        """A mask image -> boolean foreground (value above the encoding's threshold)."""
         return mask > self.threshold
 
 
@@ -57,6 +60,7 @@ class MaskStats:
         self.per_mask_max: list[tuple[str, int, int, int]] = []  # (stem, max value, non-zero pixels, distinct values)
 
     def add(self, stem: str, mask: np.ndarray) -> None:
+        """Count one mask's values (uint8 or uint16; other dtypes are refused)."""
         if mask.dtype == np.uint16:
             self.bit_depth = 16
         elif mask.dtype != np.uint8:
@@ -70,6 +74,9 @@ class MaskStats:
         self.pixels += mask.size
 
     def encoding(self, where: str) -> MaskEncoding:
+        """The encoding the counted masks use: binary (0 and one value) or lossy (many values,
+        thresholded at half range); a DataError when every mask is empty.
+        """
         full = 255 if self.bit_depth == 8 else 65535
         values = np.nonzero(self.hist)[0]
         nonzero = [int(v) for v in values if v > 0]

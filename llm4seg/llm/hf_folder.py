@@ -15,6 +15,7 @@ SINGLE_FILE = "model.safetensors"
 
 
 def read_config(path: Path) -> dict[str, Any]:
+    """A JSON file of a model folder, or an LLMSourceError naming it."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -30,6 +31,7 @@ def layer_keys(weight_map: dict[str, str], layer: int, prefix: str = "model.laye
 
 
 def weight_map_from_folder(folder: Path) -> dict[str, str]:
+    """Tensor name -> safetensors file of a transformers folder (its index, or the single file)."""
     index = folder / INDEX_FILE
     if index.is_file():
         return read_config(index)["weight_map"]
@@ -82,17 +84,21 @@ def _check_shard(shard: Path) -> None:
 
 
 class HFFolderSource:
+    """A decoder layer from a local transformers folder (config.json + safetensors)."""
+
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder).expanduser()
         self.name = str(self.folder)
         self._spec: LayerSpec | None = None
 
     def spec(self) -> LayerSpec:
+        """The layer's shapes from config.json (read once)."""
         if self._spec is None:
             self._spec = LayerSpec.from_hf_config(read_config(self.folder / "config.json"))
         return self._spec
 
     def read_layer(self, layer: int) -> dict[str, Any]:
+        """Decoder layer `layer`'s tensors, read only from the shards that hold them."""
         files = layer_keys(weight_map_from_folder(self.folder), layer)
         if not files:
             raise LLMSourceError(

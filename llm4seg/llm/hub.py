@@ -36,10 +36,12 @@ class HubClient(Protocol):
 
 
 def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE asks for no network (cached files only)."""
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
 def layer_cache_dir() -> Path:
+    """Where single layers read from the Hub are cached ($LLM4SEG_CACHE, else $HF_HOME/llm4seg)."""
     base = os.environ.get("LLM4SEG_CACHE") or os.path.join(
         os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "llm4seg"
     )
@@ -53,6 +55,7 @@ class HuggingFaceClient:
         self.repo_id, self.revision, self.token = repo_id, revision, token
 
     def download(self, filename: str) -> Path | None:
+        """A file of the repository, downloaded or from the cache; None when the repository lacks it."""
         hub = require("huggingface_hub", "reading models from the Hugging Face Hub")
         errors = require("huggingface_hub.errors")
         try:
@@ -81,11 +84,13 @@ class HuggingFaceClient:
             return None
 
     def cached(self, filename: str) -> Path | None:
+        """The cached copy of a file, or None (nothing is downloaded)."""
         hub = require("huggingface_hub")
         found = hub.try_to_load_from_cache(self.repo_id, filename, revision=self.revision)
         return Path(found) if isinstance(found, str) else None
 
     def open(self, filename: str) -> BinaryIO:
+        """A remote file opened for ranged reads (one layer's bytes, not the whole shard)."""
         hub = require("huggingface_hub")
         fs = hub.HfFileSystem(token=self.token)
         rev = f"@{self.revision}" if self.revision else ""
@@ -131,6 +136,10 @@ def tensors_from_ranges(stream: BinaryIO, keys: list[str], head: str) -> dict[st
 
 
 class HubSource:
+    """A decoder layer of a Hugging Face Hub model id: reads only that layer's byte ranges and
+    caches it as safetensors.
+    """
+
     def __init__(self, repo_id: str, revision: str | None = None, client: HubClient | None = None) -> None:
         self.repo_id, self.revision = repo_id, revision
         self.name = repo_id + (f"@{revision}" if revision else "")
@@ -138,6 +147,7 @@ class HubSource:
         self._spec: LayerSpec | None = None
 
     def spec(self) -> LayerSpec:
+        """The layer's shapes from the repository's config.json (read once)."""
         if self._spec is None:
             path = self.client.download("config.json")
             if path is None:
@@ -146,10 +156,12 @@ class HubSource:
         return self._spec
 
     def cache_path(self, layer: int) -> Path:
+        """Where layer `layer` of this repository (and revision) is cached."""
         safe = self.name.replace("/", "--").replace("@", "--")
         return layer_cache_dir() / safe / f"layer{layer}.safetensors"
 
     def read_layer(self, layer: int) -> dict[str, Any]:
+        """Decoder layer `layer`'s tensors: from the cache, else ranged reads of the shards, then cached."""
         cached = self.cache_path(layer)
         if cached.is_file():
             return _load_safetensors(cached)

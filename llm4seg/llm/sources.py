@@ -35,6 +35,7 @@ LAYER_TENSORS = (
 
 
 def layer_tensor_names(spec: LayerSpec) -> list[str]:
+    """The tensor names (relative to model.layers.N.) a layer of `spec` has, biases included."""
     names = list(LAYER_TENSORS)
     if spec.qkv_bias:
         names += [f"self_attn.{p}_proj.bias" for p in "qkv"]
@@ -56,11 +57,18 @@ class LayerWeights:
 
 
 class LayerSource(Protocol):
+    """Where one pre-trained decoder layer comes from (GGUF file, HF folder, Hub id, shapes only)."""
+
     name: str
 
-    def spec(self) -> LayerSpec: ...
+    def spec(self) -> LayerSpec:
+        """The layer's shapes and options (hidden size, heads, biases, RoPE), read from the source."""
+        ...
 
-    def read_layer(self, layer: int) -> dict[str, Any]: ...
+    def read_layer(self, layer: int) -> dict[str, Any]:
+        """The pre-trained tensors of decoder layer `layer` (0-based), named as in transformers
+        (self_attn.q_proj.weight, ...); an LLMSourceError when the source has none."""
+        ...
 
 
 class ShapeSource:
@@ -76,9 +84,11 @@ class ShapeSource:
         self._spec = LayerSpec.from_hf_config(KNOWN_SHAPES[shape_name])
 
     def spec(self) -> LayerSpec:
+        """The named architecture's shapes."""
         return self._spec
 
     def read_layer(self, layer: int) -> dict[str, Any]:
+        """Always an LLMSourceError: a shape source holds no weights (use init='random')."""
         raise LLMSourceError(
             f"the source {self.name!r} holds shapes only, no pre-trained weights",
             hint="use init='random' with it, or pass a GGUF file, HF folder or hub id",
@@ -119,6 +129,7 @@ def resolve_source(source: str | None) -> LayerSource:
 
 
 def check_layer_index(layer: int, spec: LayerSpec, source_name: str) -> None:
+    """Refuse a layer index outside 0..num_hidden_layers-1, naming the valid range."""
     n = spec.num_hidden_layers
     if not 0 <= layer < n:
         raise LLMSourceError(
@@ -144,6 +155,7 @@ def load_layer(source: str | None, layer: int | None = None) -> LayerWeights:
 
 
 def expected_shapes(spec: LayerSpec) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape every tensor of a layer of `spec` must have."""
     d, i = spec.hidden_size, spec.intermediate_size
     q, kv = spec.num_attention_heads * spec.head_dim, spec.num_key_value_heads * spec.head_dim
     shapes = {

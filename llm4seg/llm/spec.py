@@ -61,10 +61,12 @@ class LayerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready data (stored in checkpoint configs)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LayerSpec":
+        """The spec `to_dict` wrote."""
         return cls(**data)
 
     @classmethod
@@ -104,6 +106,7 @@ class LayerSpec:
 
     @property
     def frozen_params(self) -> int:
+        """Parameters of one decoder layer of this spec (projections, norms, biases)."""
         d, i = self.hidden_size, self.intermediate_size
         q, kv = self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
         n = d * q + 2 * d * kv + q * d + 3 * d * i + 2 * d

@@ -18,21 +18,26 @@ SIZES = {
 
 
 def conv_bn_relu(ch_in: int, ch_out: int) -> nn.Sequential:
+    """3x3 convolution, BatchNorm, ReLU."""
     return nn.Sequential(nn.Conv2d(ch_in, ch_out, 3, padding=1), nn.BatchNorm2d(ch_out), nn.ReLU(inplace=True))
 
 
 def conv_gelu_bn(ch_in: int, ch_out: int, kernel: int = 1, groups: int = 1) -> nn.Sequential:
+    """Convolution (`kernel`, `groups`), GELU, BatchNorm: CMUNeXt's unit."""
     return nn.Sequential(
         nn.Conv2d(ch_in, ch_out, kernel, padding=kernel // 2, groups=groups), nn.GELU(), nn.BatchNorm2d(ch_out)
     )
 
 
 class DepthwiseResidual(nn.Module):
+    """x + depthwise conv-GELU-BN(x): the large-kernel spatial mixing of a CMUNeXt block."""
+
     def __init__(self, ch: int, kernel: int) -> None:
         super().__init__()
         self.body = conv_gelu_bn(ch, ch, kernel, groups=ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + the depthwise branch of x."""
         return x + self.body(x)
 
 
@@ -50,6 +55,7 @@ class CMUNeXtBlock(nn.Module):
         self.up = conv_bn_relu(ch_in, ch_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The depthwise residual blocks, then the channel change."""
         return self.up(self.blocks(x))
 
 
@@ -63,20 +69,26 @@ class FusionConv(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fuse concatenated skip and upsampled features."""
         return self.body(x)
 
 
 class UpConv(nn.Module):
+    """Bilinear 2x upsampling, then 3x3 conv-BN-ReLU."""
+
     def __init__(self, ch_in: int, ch_out: int) -> None:
         super().__init__()
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.conv = conv_bn_relu(ch_in, ch_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Upsample x two-fold and convolve."""
         return self.conv(self.up(x))
 
 
 class CMUNeXtEncoder(nn.Module):
+    """CMUNeXt's encoder: a stem and one stage per dim, max-pooled between stages."""
+
     def __init__(self, in_channels: int, dims, depths, kernels) -> None:
         super().__init__()
         self.out_channels = list(dims)
@@ -88,6 +100,7 @@ class CMUNeXtEncoder(nn.Module):
         self.pool = nn.MaxPool2d(2, 2)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Image (N, C, S, S) -> one feature map per stage, the last the bottleneck (N, 256, S/16, S/16)."""
         feats = [self.stages[0](self.stem(x))]
         for stage in self.stages[1:]:
             feats.append(stage(self.pool(feats[-1])))
@@ -95,6 +108,8 @@ class CMUNeXtEncoder(nn.Module):
 
 
 class CMUNeXtDecoder(nn.Module):
+    """CMUNeXt's decoder: upsample, fuse with the skip feature, repeat; a 1x1 head gives logits."""
+
     def __init__(self, dims, num_classes: int) -> None:
         super().__init__()
         n = len(dims)
@@ -103,6 +118,7 @@ class CMUNeXtDecoder(nn.Module):
         self.head = nn.Conv2d(dims[0], num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Stage features (the encoder's) -> logits (N, num_classes, S, S)."""
         d = feats[-1]
         for up, fuse, skip in zip(self.ups, self.fuse, reversed(feats[:-1])):
             d = fuse(torch.cat([skip, up(d)], dim=1))

@@ -26,6 +26,7 @@ class BlockConfig:
     spec: dict[str, Any] | None = None
 
     def validate(self) -> None:
+        """Refuse unknown init, attention, position or layer options with a ConfigError naming them."""
         from llm4seg.models.rope import POSITION_MODES
 
         for name, value, allowed in (
@@ -39,6 +40,11 @@ class BlockConfig:
 
 @dataclass
 class ModelConfig:
+    """A model's architecture and its data contract (image size, channels, mean/std, threshold),
+    saved with every checkpoint and copied into every export manifest. `block` is the LLM layer
+    (None: the CMUNeXt baseline).
+    """
+
     name: str = "cmunext"
     in_channels: int = 3
     num_classes: int = 1
@@ -54,6 +60,7 @@ class ModelConfig:
     block: BlockConfig | None = field(default_factory=BlockConfig)
 
     def validate(self) -> None:
+        """Refuse inconsistent stage lists, sizes or normalisation values (ConfigError naming the field)."""
         n = len(self.dims)
         if not (len(self.depths) == len(self.kernels) == n):
             raise ConfigError(
@@ -76,10 +83,12 @@ class ModelConfig:
 
     @property
     def grid_hw(self) -> tuple[int, int]:
+        """The bottleneck's (height, width): image_size / 2**(stages - 1), 16 x 16 at 256 px."""
         side = self.image_size // 2 ** (len(self.dims) - 1)
         return side, side
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data (tuples as lists)."""
         data = asdict(self)
         for key in ("dims", "depths", "kernels", "mean", "std"):
             data[key] = list(data[key])
@@ -87,6 +96,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """The config `to_dict` wrote; unknown keys are refused, not ignored."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

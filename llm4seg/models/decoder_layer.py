@@ -15,6 +15,8 @@ from llm4seg.models.rope import rotate_half
 
 
 class RMSNorm(nn.Module):
+    """Root-mean-square normalisation with a learned scale, as in LLaMA and Qwen."""
+
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
@@ -22,12 +24,15 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Statistics in at least float32 as in the LLMs themselves (FP16 overflows here).
+        """x / rms(x) * weight, the statistics in at least float32."""
         x32 = x if x.dtype == torch.float64 else x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
 
 
 class Attention(nn.Module):
+    """Grouped-query self-attention with rotary positions (the LLM layer's, weights loadable from it)."""
+
     def __init__(self, spec: LayerSpec) -> None:
         super().__init__()
         d, hd = spec.hidden_size, spec.head_dim
@@ -38,6 +43,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_heads * hd, d, bias=spec.o_bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Tokens (B, T, D) -> attention output (B, T, D); `causal` masks later tokens as the LLM did."""
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
@@ -54,6 +60,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The LLM layer's gated SiLU MLP: down(silu(gate(x)) * up(x))."""
+
     def __init__(self, spec: LayerSpec) -> None:
         super().__init__()
         d, i, bias = spec.hidden_size, spec.intermediate_size, spec.mlp_bias
@@ -62,6 +70,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(i, d, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, T, D) -> (B, T, D)."""
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -77,6 +86,7 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(spec)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, causal: bool = True) -> torch.Tensor:
+        """Pre-norm attention and MLP, each with its residual: tokens (B, T, D) -> (B, T, D)."""
         h = x + self.self_attn(self.input_layernorm(x), cos, sin, causal)
         return h + self.mlp(self.post_attention_layernorm(h))
 

@@ -28,6 +28,7 @@ class LLMBlock(nn.Module):
         self.grid_hw = tuple(grid_hw)
 
     def set_trainable(self, trainable: bool) -> None:
+        """Freeze (the paper's default) or unfreeze the LLM layer's weights; the adapters stay trainable."""
         self.trainable = trainable
         for p in self.layer.parameters():
             p.requires_grad_(trainable)
@@ -39,6 +40,7 @@ class LLMBlock(nn.Module):
         return cos.to(self.rope_cos.device), sin.to(self.rope_sin.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck (B, C, H, W) -> H*W tokens -> Linear(C->D) -> LLM layer -> Linear(D->C) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         tokens = self.adapter_in(x.flatten(2).transpose(1, 2))
         cos, sin = self._tables(h, w)

@@ -29,6 +29,7 @@ class LLM4SegNet(nn.Module):
         self.decoder = CMUNeXtDecoder(config.dims, config.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (N, C, S, S), normalised -> logits (N, num_classes, S, S) (no sigmoid)."""
         feats = self.encoder(x)
         if self.block is not None:
             feats[-1] = self.block(feats[-1])
@@ -41,6 +42,7 @@ class LLM4SegNet(nn.Module):
         return {f"block.layer.{k}": v for k, v in self.block.layer.state_dict().items()}
 
     def param_counts(self) -> dict[str, int]:
+        """{'total', 'trainable', 'frozen'} parameter counts."""
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {"total": total, "trainable": trainable, "frozen": total - trainable}

@@ -33,10 +33,12 @@ _MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"name", "block"}
 
 
 def list_models() -> list[str]:
+    """The names `create_model` takes, sorted."""
     return sorted(_VARIANTS)
 
 
 def describe_models() -> dict[str, str]:
+    """Model name -> one line saying what it is."""
     return {name: v["doc"] for name, v in sorted(_VARIANTS.items())}
 
 

@@ -61,5 +61,6 @@ def rope_tables(spec: LayerSpec, rows: int, cols: int, mode: str) -> tuple[torch
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) over the last dimension: the rotation of rotary position embeddings."""
     half = x.shape[-1] // 2
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)

@@ -16,6 +16,10 @@ def _finite(value: Any) -> bool:
 
 @dataclass
 class TrainConfig:
+    """Everything a training run needs (the paper's protocol by default: SGD 0.01/0.9/1e-4, poly
+    decay, batch 8, 300 epochs, 0.5*BCE + Dice), saved in the run's config.json.
+    """
+
     out: str = "runs/llm4seg"
     model: str = "llm4seg"
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +46,7 @@ class TrainConfig:
     checkpoint_every_s: float = 60.0   # last/best/resume state written at most this often, and at the end
 
     def validate(self) -> None:
+        """Refuse values no run can use (ConfigError naming the field, its value and what is expected)."""
         checks = [
             ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", self.batch_size >= 2, "at least 2 (BatchNorm)"),
             ("lr", _finite(self.lr) and self.lr > 0, "a finite positive number"),
@@ -60,9 +65,11 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid", hint=f"{name} must be {expected}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """The config `to_dict` wrote (keys of older versions that no longer exist are dropped)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -11,15 +11,19 @@ import torch.distributed as dist
 
 @dataclass
 class World:
+    """This process's place in a torchrun job (rank, size, device); one process by default."""
+
     rank: int = 0
     size: int = 1
     device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that validates and writes the run folder."""
         return self.rank == 0
 
     def barrier(self) -> None:
+        """Wait for every process (a no-op alone)."""
         if self.size > 1:
             dist.barrier()
 
@@ -39,6 +43,7 @@ def is_rank_zero_process() -> bool:
 
 
 def init_world(device: str = "auto") -> World:
+    """The World from torchrun's environment (NCCL on GPUs, Gloo on CPUs), or one process."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World()
@@ -52,6 +57,7 @@ def init_world(device: str = "auto") -> World:
 
 
 def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
+    """The model in DistributedDataParallel when there are several processes, else as it is."""
     if world.size == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
@@ -61,5 +67,6 @@ def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
 
 
 def shutdown(world: World) -> None:
+    """Leave the process group (a no-op alone)."""
     if world.size > 1 and dist.is_initialized():
         dist.destroy_process_group()

@@ -8,7 +8,7 @@ tensor, and SGD (momentum, weight decay, no dampening, as torch.optim.SGD) is ap
 foreach ops on the momentum buffers that the optimizer's state holds, so checkpoints and resume
 are unchanged. The first steps run eagerly (the warm-up CUDA graphs need), then the step is
 captured and replayed. On the CPU the same function runs eagerly: its numerics and the resume
-protocol are tested there; the capture itself is GPU-only (benchmarks/gpu_train_busi.py, NOT RUN
+protocol are tested there; the capture itself is GPU-only (benchmarks/gpu/gpu_train_busi.py, NOT RUN
 yet on a GPU).
 """
 

@@ -34,20 +34,39 @@ log = logging.getLogger("llm4seg.train")
 
 @dataclass
 class RunPaths:
+    """Where a run folder keeps its files."""
+
     root: Path
 
     @property
-    def config(self) -> Path: return self.root / "config.json"
+    def config(self) -> Path:
+        """The run's config.json (training and model settings, data, versions)."""
+        return self.root / "config.json"
+
     @property
-    def metrics(self) -> Path: return self.root / "metrics.jsonl"
+    def metrics(self) -> Path:
+        """metrics.jsonl: one JSON line per epoch."""
+        return self.root / "metrics.jsonl"
+
     @property
-    def best(self) -> Path: return self.root / "checkpoints" / "best"
+    def best(self) -> Path:
+        """The checkpoint with the best validation IoU so far."""
+        return self.root / "checkpoints" / "best"
+
     @property
-    def last(self) -> Path: return self.root / "checkpoints" / "last"
+    def last(self) -> Path:
+        """The checkpoint of the last finished epoch."""
+        return self.root / "checkpoints" / "last"
+
     @property
-    def state(self) -> Path: return self.root / "state"
+    def state(self) -> Path:
+        """The resumable training state (optimizer, epoch, RNG) folder."""
+        return self.root / "state"
+
     @property
-    def checkpoints(self) -> Path: return self.root / "checkpoints"
+    def checkpoints(self) -> Path:
+        """The folder holding best/ and last/."""
+        return self.root / "checkpoints"
 
 
 def non_finite_loss(where: str, lr: float) -> TrainingError:
@@ -58,6 +77,7 @@ def non_finite_loss(where: str, lr: float) -> TrainingError:
 
 
 def pick_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; a ConfigError when CUDA is asked for and missing."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -66,14 +86,25 @@ def pick_device(name: str) -> torch.device:
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The seeded generator of an epoch's order and augmentations: a resumed run replays it exactly."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    """Poly decay: base * (1 - step / total) ** power."""
     return base * (1 - step / total) ** power
 
 
 class Trainer:
+    """One training run: set up (data, model, optimizer; resumed from the run folder's state when
+    asked), then `run` the epochs, validating and publishing best/last checkpoints atomically.
+
+    Args:
+        cfg: the run's settings.
+        world: this process's place in a torchrun job.
+        progress: unused, kept for callers that pass a progress object.
+    """
+
     def __init__(self, cfg: TrainConfig, world: dist_utils.World, progress: Any = None) -> None:
         cfg.validate()
         self.cfg, self.world, self.progress = cfg, world, progress
@@ -86,6 +117,7 @@ class Trainer:
 
     # -- setup -----------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
+        """Load the data, build the model and optimizer, and restore the saved state when `resume`."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.train_set, self.val_set = train_val_datasets(
@@ -132,6 +164,7 @@ class Trainer:
 
     # -- one epoch -------------------------------------------------------------------------
     def batches(self, epoch: int):
+        """This rank's batches of epoch `epoch` (index tensors) with the epoch's generator."""
         g = epoch_generator(self.cfg.seed, epoch)
         perm = torch.randperm(len(self.train_set), generator=g)
         n_rank = len(perm) // self.world.size
@@ -140,6 +173,11 @@ class Trainer:
             yield mine[s * self.per_rank_batch:(s + 1) * self.per_rank_batch].to(self.device), g
 
     def train_epoch(self, epoch: int, on_step=None) -> dict[str, float]:
+        """One epoch of SGD; `on_step` is called after each step.
+
+        Returns:
+            {'train_loss', 'it_per_s', ...} for the epoch's metrics row.
+        """
         cfg, model = self.cfg, self.forward_model
         model.train()
         total, n, t0 = 0.0, 0, time.perf_counter()
@@ -177,10 +215,17 @@ class Trainer:
         return loss
 
     def validate(self) -> dict[str, float]:
+        """Validation Dice and IoU (per-image means) of the current model."""
         return validate_on_device(self.model, self.val_images, self.val_masks, amp=self.cfg.amp)
 
     # -- the run ---------------------------------------------------------------------------
     def run(self, on_epoch=None, on_step=None) -> dict[str, Any]:
+        """Train the remaining epochs, validating every `val_every`; each epoch's state is saved so a
+        killed run resumes where it stopped.
+
+        Returns:
+            The run's summary (best validation IoU and its epoch, the last row, image counts, skipped items).
+        """
         cfg = self.cfg
         rows = self._read_metrics()[: self.state["epoch"]]
         for epoch in range(self.state["epoch"], cfg.epochs):

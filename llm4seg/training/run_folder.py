@@ -64,6 +64,7 @@ def saved_config(cfg: TrainConfig) -> TrainConfig:
 
 
 def write_run_config(cfg: TrainConfig, trainer: Trainer) -> None:
+    """Write the run's config.json: training and model settings, data sizes, versions (atomically)."""
     write_json_atomic(trainer.paths.config, {
         "format": RUN_FORMAT,
         "train": cfg.to_dict(),

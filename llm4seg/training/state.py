@@ -59,6 +59,7 @@ def _commit_folder(tmp: Path, final: Path) -> None:
 
 
 def optimizer_buffers(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """SGD momentum buffers keyed by parameter name (portable across processes and devices)."""
     names = {id(p): n for n, p in model.named_parameters()}
     buffers = {}
     for group in optimizer.param_groups:
@@ -152,6 +153,7 @@ def load_state(state_dir: Path, pointer: dict[str, Any]) -> SavedState:
 
 
 def restore_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, buffers: dict[str, torch.Tensor]) -> None:
+    """Put saved momentum buffers back; a CheckpointError when they name parameters the model lacks."""
     params = dict(model.named_parameters())
     for name, buf in buffers.items():
         if name not in params:

@@ -136,7 +136,7 @@ class TorchBackend(Backend):
 
     def _infer_cuda(self, image: np.ndarray) -> np.ndarray:
         """Through pinned host buffers reused per batch size, so both copies are asynchronous DMA.
-        GPU-only: exercised by benchmarks/gpu_runtime.py on a device, not by the CPU tests."""
+        GPU-only: exercised by benchmarks/gpu/gpu_runtime.py on a device, not by the CPU tests."""
         from llm4seg.runtime.backends import torch_overlap
 
         if self.overlap_chunk and image.shape[0] > self.overlap_chunk:

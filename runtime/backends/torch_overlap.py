@@ -6,7 +6,7 @@ the GPU idles while the host copies the frames into pinned memory and while the 
 back. In chunks: the CPU fills chunk k+1's slice of the pinned buffer while chunk k's DMA
 (copy stream) and compute run, and chunk k's results come back on a second copy stream while
 chunk k+1 computes; finished chunks are handed to the caller's array as soon as their copy is
-done. GPU-only, and NOT RUN on a GPU yet: benchmarks/gpu_runtime.py times it beside the
+done. GPU-only, and NOT RUN on a GPU yet: benchmarks/gpu/gpu_runtime.py times it beside the
 single-transfer path when a device is lent.
 """
 

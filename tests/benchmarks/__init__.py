@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 from types import ModuleType
 
@@ -10,8 +10,6 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def load_script(name: str) -> ModuleType:
-    """Import benchmarks/<name>.py (a script folder, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Import benchmarks.<name>, or benchmarks.gpu.<name> for the GPU-run tooling."""
+    package = "benchmarks.gpu" if (BENCHMARKS / "gpu" / f"{name}.py").is_file() else "benchmarks"
+    return importlib.import_module(f"{package}.{name}")

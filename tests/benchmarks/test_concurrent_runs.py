@@ -14,9 +14,9 @@ from tests.benchmarks import BENCHMARKS
 
 @pytest.mark.slow
 def test_levels_report_aggregate_throughput(tmp_path):
-    subprocess.run([sys.executable, str(BENCHMARKS / "concurrent_runs.py"), "--levels", "1,2", "--epochs", "1",
+    subprocess.run([sys.executable, "-m", "benchmarks.concurrent_runs", "--levels", "1,2", "--epochs", "1",
                     "--image-size", "32", "--synthetic-count", "16", "--device", "cpu", "--model", "cmunext_s",
-                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=600)
+                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=600, cwd=BENCHMARKS.parent)
     levels = json.loads((tmp_path / "concurrent_runs.json").read_text())["levels"]
     assert [r["runs"] for r in levels] == [1, 2] and levels[0]["scaling_vs_1"] == 1.0
     for r in levels:

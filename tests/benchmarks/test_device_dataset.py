@@ -1,4 +1,4 @@
-"""benchmarks/device_dataset.py: a packed-and-unpacked folder loads to the same training arrays."""
+"""benchmarks/gpu/device_dataset.py: a packed-and-unpacked folder loads to the same training arrays."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_compare_slot.py, on the CPU: a matrix carried across slots by its small state
+"""benchmarks/gpu/gpu_compare_slot.py, on the CPU: a matrix carried across slots by its small state
 archive; a slot that starts nothing still reports, and finished runs are never trained again."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from tests.benchmarks import BENCHMARKS, load_script
 
 
 def slot(npz, state, out, work, start_by=None):
-    cmd = [sys.executable, str(BENCHMARKS / "gpu_compare_slot.py"), "--npz", str(npz), "--variants", "cmunext_s,cmunext",
+    cmd = [sys.executable, "-m", "benchmarks.gpu.gpu_compare_slot", "--npz", str(npz), "--variants", "cmunext_s,cmunext",
            "--seeds", "0", "--epochs", "1", "--image-size", "32", "--parallel", "1", "--device", "cpu",
            "--minutes", "5", "--work", str(work), "--out", str(out)]
     cmd += ["--state", str(state)] if state else []
     cmd += ["--start-by", str(start_by)] if start_by is not None else []
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600, cwd=BENCHMARKS.parent)
     return json.loads((out / "slot.json").read_text()), json.loads((out / "report.json").read_text())
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_session.py's choices from the speed stage: the long run uses the CUDA-graph step
+"""benchmarks/gpu/gpu_session.py's choices from the speed stage: the long run uses the CUDA-graph step
 only when that step ran and was faster, and as many epochs as the measured speed allows."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""benchmarks/one_layer_folder.py: the SmolLM2 layer written as a one-layer HF folder reads back bit-identical."""
+"""benchmarks/gpu/one_layer_folder.py: the SmolLM2 layer written as a one-layer HF folder reads back bit-identical."""
 
 from __future__ import annotations
 

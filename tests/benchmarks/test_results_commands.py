@@ -1,5 +1,5 @@
-"""Every figure in RESULTS.md names a command that runs today (issue 23): each `python
-benchmarks/...` command names a script that exists and options its --help lists; each `llm4seg`
+"""Every figure in RESULTS.md names a command that runs today (issue 23): each `python -m
+benchmarks...` command names a module that exists and options its --help lists; each `llm4seg`
 command a real subcommand and real options."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from llm4seg.cli.main import app
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 # Scripts run on the H200 only or with the device image's packages: their --help needs no GPU either.
-SPAN = re.compile(r"`((?:python3? benchmarks/|llm4seg )[^`]+)`")
+SPAN = re.compile(r"`((?:python3? -m benchmarks\.|llm4seg )[^`]+)`")
 
 
 def commands() -> list[str]:
@@ -31,11 +31,11 @@ def options_used(command: str) -> set[str]:
 
 
 @lru_cache(maxsize=None)
-def script_help(script: str, subcommand: str | None = None) -> str:
-    """`python SCRIPT [SUBCOMMAND] --help`'s text (a script with subcommands documents each apart)."""
-    result = subprocess.run([sys.executable, str(ROOT / script), *([subcommand] if subcommand else []), "--help"],
+def script_help(module: str, subcommand: str | None = None) -> str:
+    """`python -m MODULE [SUBCOMMAND] --help`'s text (a script with subcommands documents each apart)."""
+    result = subprocess.run([sys.executable, "-m", module, *([subcommand] if subcommand else []), "--help"],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 0, f"{script} --help failed:\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, f"{module} --help failed:\n{result.stderr[-2000:]}"
     return result.stdout
 
 
@@ -49,16 +49,16 @@ def test_every_benchmark_command_names_a_script_and_options_it_has():
     for command in commands():
         if not command.startswith("python"):
             continue
-        script = command.split()[1]
-        if not (ROOT / script).is_file():
-            problems.append(f"{command}: no {script}")
-            continue
         words = command.split()
-        subcommand = words[2] if len(words) > 2 and re.fullmatch(r"[a-z][a-z_-]*", words[2]) else None
-        text = script_help(script, subcommand)
+        module = words[2]
+        if not (ROOT / (module.replace(".", "/") + ".py")).is_file():
+            problems.append(f"{command}: no module {module}")
+            continue
+        subcommand = words[3] if len(words) > 3 and re.fullmatch(r"[a-z][a-z_-]*", words[3]) else None
+        text = script_help(module, subcommand)
         missing = sorted(o for o in options_used(command) if o not in text)
         if missing:
-            problems.append(f"{command}: {script} has no {', '.join(missing)}")
+            problems.append(f"{command}: {module} has no {', '.join(missing)}")
     assert not problems, "\n".join(problems)
 
 

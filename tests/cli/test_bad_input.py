@@ -222,7 +222,7 @@ def test_refused_int8_with_engine_still_prints_the_fp16_build_commands(trained_c
 def test_eval_without_split_scores_the_held_out_split_like_export(trained_checkpoint, tmp_path):
     """Issue 19, item 5: one default rule (val, else val1) for eval and export, printed."""
     from llm4seg.data.datasets import held_out_split
-    from llm4seg.export.pipeline import ExportOptions, default_splits
+    from llm4seg.export.options import ExportOptions, default_splits
 
     data = _small_folder(tmp_path / "d")
     (data / "splits").mkdir()

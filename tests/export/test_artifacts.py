@@ -146,7 +146,8 @@ def test_int8_candidates_select_the_same_weights_for_both_exporters(trained_chec
 
 def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path):
     from llm4seg.data.datasets import load_dataset
-    from llm4seg.export.pipeline import _images, calibration_sample, default_calib_split
+    from llm4seg.export.heldout import calibration_sample, held_out_images
+    from llm4seg.export.options import default_calib_split
 
     images = np.arange(40).reshape(40, 1, 1, 1)
     picked = calibration_sample(images, 8)[:, 0, 0, 0]
@@ -158,7 +159,7 @@ def test_calibration_images_come_from_the_asked_split(synthetic_folder, tmp_path
     folder = split_folder(tmp_path / "data", synthetic_folder, {"train1": slice(0, 4), "val1": slice(4, None)})
     opts = ExportOptions(out=tmp_path / "art", int8=True, calib=str(folder), calib_split="train1", data=str(folder),
                          split="val1", parity_images=6, calib_images=16)
-    picked = _images(opts, 64)
+    picked = held_out_images(opts, 64)
     held, calib = picked.images, picked.calib
     train_images = load_dataset(str(folder), "train1", 64).images
     assert held.shape[0] == 6 and calib.shape[0] == 4 and np.array_equal(calib, train_images)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llm4seg.cli.main import app
-from llm4seg.runtime.bench import agreement_dice, score
+from llm4seg.runtime.comparator import mask_agreement, score
 
 
 class FixedSegmenter:
@@ -31,7 +31,7 @@ def test_score_on_hand_made_case():
     truth[:, :5] = True  # 50 px; prediction is 100 px containing them
     metrics, predicted = score(FixedSegmenter(), [image], [truth])
     assert metrics["dice"] == 2 * 50 / (50 + 100) and metrics["iou"] == 50 / 100
-    assert agreement_dice(predicted, predicted) == 1.0
+    assert mask_agreement(predicted, predicted) == 1.0
 
 
 @pytest.mark.parametrize("interleave", [False, True], ids=["sequential", "interleaved"])

@@ -11,8 +11,8 @@ masks (at 0.5) with the eager FP32 masks on the same frames. Targets on an H100/
 <= 0.5 ms/frame at batch 1 (>= 2x the one-liner), >= 5000 img/s at large batch, agreement
 >= 0.999. Writes gpu_runtime.json under --out and prints the table.
 
-Run there:  PYTHONPATH=. python benchmarks/gpu_runtime.py --out $OUT
-Smoke here: python benchmarks/gpu_runtime.py --device cpu --image-size 64 --large-batch 4 --iterations 2
+Run there (from the assembled package, see gpu_session.py): python3 -m benchmarks.gpu.gpu_runtime --out $OUT
+Smoke here: python -m benchmarks.gpu.gpu_runtime --device cpu --image-size 64 --large-batch 4 --iterations 2
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,15 +31,8 @@ import llm4seg
 from llm4seg.fileio import write_json_atomic
 from llm4seg.runtime import load_backend
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import median_ms  # noqa: E402
-
-
-def agreement(reference: np.ndarray, probs: np.ndarray) -> float:
-    """Dice between two sets of masks at 0.5 (1.0 when both are empty)."""
-    a, b = reference > 0.5, probs > 0.5
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+from llm4seg.runtime.comparator import mask_agreement
+from llm4seg.runtime.stats import median_ms
 
 
 def one_liner(model, device: str):
@@ -81,7 +73,7 @@ def timed(name: str, batch: int, fn, x: np.ndarray, reference: np.ndarray, args,
     first_s = time.perf_counter() - t
     ms = median_ms(lambda: fn(x), args.warmup, args.iterations, sync)
     row = {"way": name, "batch": batch, "ms": ms, "setup_s": setup_s, "first_call_s": first_s,
-           "ready_s": setup_s + first_s, "mask_agreement_dice": agreement(reference, probs)}
+           "ready_s": setup_s + first_s, "mask_agreement_dice": mask_agreement(list(reference[:, 0] > 0.5), list(probs[:, 0] > 0.5))}
     print(json.dumps(row), flush=True)
     return row
 

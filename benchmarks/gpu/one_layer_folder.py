@@ -5,7 +5,7 @@ The embedded SmolLM2 GGUF (94 MB) is too big to carry to the lent GPU; its layer
 folder is about 14 MB, and `--llm FOLDER --layer 27` then builds the same model there.
 tests/benchmarks/test_one_layer_folder.py checks the tensors come back bit-identical.
 
-Run: python benchmarks/one_layer_folder.py --llm smollm2 --layer 27 --out .device_carry/smollm2_l27
+Run: python -m benchmarks.gpu.one_layer_folder --llm smollm2 --layer 27 --out .device_carry/smollm2_l27
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ split files; `unpack` writes images/, masks/ and splits/ back. Training on the u
 sees the same pixels as on the original (the resize to the same size is then the identity);
 tests/benchmarks/test_device_dataset.py checks that.
 
-Here:  python benchmarks/device_dataset.py pack --data ../shared/datasets/busi --size 256 --out .device_carry/busi_256.npz
-There: python benchmarks/device_dataset.py unpack --npz .device_carry/busi_256.npz --out /tmp/busi_256
+Here:  python -m benchmarks.gpu.device_dataset pack --data ../shared/datasets/busi --size 256 --out .device_carry/busi_256.npz
+There: python -m benchmarks.gpu.device_dataset unpack --npz .device_carry/busi_256.npz --out /tmp/busi_256
 """
 
 from __future__ import annotations

@@ -6,15 +6,14 @@
 2. torch.profiler: the top CUDA kernels of one large-batch FP16 forward and of one training step.
 Writes gpu_profile.json (+ the kernel tables in it) under --out and prints everything.
 
-Run there: python3 benchmarks/gpu_profile.py --out $OUT
-Smoke here: python benchmarks/gpu_profile.py --device cpu --image-size 64 --large-batch 2 --iterations 2
+Run there: python3 -m benchmarks.gpu.gpu_profile --out $OUT
+Smoke here: python -m benchmarks.gpu.gpu_profile --device cpu --image-size 64 --large-batch 2 --iterations 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,8 +22,7 @@ import torch
 import llm4seg
 from llm4seg.training.losses import bce_dice_loss
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import median_ms  # noqa: E402
+from llm4seg.runtime.stats import median_ms
 
 
 def graphed(fn, x):

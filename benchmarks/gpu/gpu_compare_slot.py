@@ -9,11 +9,11 @@ Runs unfinished when the slot ends start again in the next slot (their checkpoin
 send back); `--stop-after` keeps new runs from starting too late to finish.
 
 Run there (device tool, carry .device_carry; assemble the package as gpu_session.py shows):
-  python3 benchmarks/gpu_compare_slot.py --npz .device_carry/busi_256.npz --llm .device_carry/smollm2_l27 \
+  python3 -m benchmarks.gpu.gpu_compare_slot --npz .device_carry/busi_256.npz --llm .device_carry/smollm2_l27 \
     --state .device_carry/compare_state.tgz --splits train1,train2,train3 --seeds 0 \
     --variants cmunext,llm4seg,llm4seg_random --parallel 3 --step-mode graph --minutes 9 --out $OUT
 Then here: copy $OUT's compare_state.tgz to .device_carry/ for the next slot.
-Smoke here: python benchmarks/gpu_compare_slot.py --npz D.npz --seeds 0 --variants cmunext_s,cmunext \
+Smoke here: python -m benchmarks.gpu.gpu_compare_slot --npz D.npz --seeds 0 --variants cmunext_s,cmunext \
     --epochs 1 --image-size 32 --device cpu --minutes 5 --out /tmp/slot
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from llm4seg.fileio import file_sha256, write_json_atomic
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository, where `python -m benchmarks...` runs
 
 
 def restore(state: Path | None, cmp_dir: Path, data: Path, npz_sha256: str) -> int:
@@ -92,8 +92,8 @@ def main() -> None:
     work, out = Path(args.work), Path(args.out)
     data, cmp_dir = work / "data", work / "cmp"
     if not (data / "splits").is_dir():
-        subprocess.run([sys.executable, str(HERE / "device_dataset.py"), "unpack", "--npz", args.npz, "--out", str(data)],
-                       check=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.gpu.device_dataset", "unpack", "--npz", args.npz, "--out", str(data)],
+                       check=True, cwd=ROOT)
     npz_sha256 = file_sha256(Path(args.npz))
     restored = restore(Path(args.state) if args.state else None, cmp_dir, data, npz_sha256)
     print(f"restored {restored} finished run(s) from {args.state}", flush=True)

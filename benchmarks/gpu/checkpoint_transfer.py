@@ -6,8 +6,8 @@ seed rebuilds bit for bit. `pack` keeps only the trained tensors (split into sma
 config.json; `unpack` rebuilds the model from the config and seed, loads the trained tensors,
 and refuses unless the rebuilt frozen layer's sha256 equals the one recorded at save time.
 
-  python benchmarks/checkpoint_transfer.py pack CKPT DIR
-  python benchmarks/checkpoint_transfer.py unpack DIR CKPT_OUT --seed 0
+  python -m benchmarks.gpu.checkpoint_transfer pack CKPT DIR
+  python -m benchmarks.gpu.checkpoint_transfer unpack DIR CKPT_OUT --seed 0
 """
 
 from __future__ import annotations

@@ -17,13 +17,13 @@ folded into one session.json (key: the stage's file name) as soon as the stage e
 cut short keeps what ran; the packed checkpoint (busi_run/, 4 files) is the rest.
 
 Run there (device tool, carry .device_carry; the image has torch but not this package, and
-llm4seg.export / llm4seg.runtime live in export/ and runtime/, so assemble one package first):
-  mkdir -p /tmp/pkg && cp -r llm4seg /tmp/pkg/ && cp -r export /tmp/pkg/llm4seg/export \
-    && cp -r runtime /tmp/pkg/llm4seg/runtime && export PYTHONPATH=/tmp/pkg PYTHONUNBUFFERED=1 \
-    && python3 benchmarks/gpu_session.py --npz .device_carry/busi_256.npz --out $OUT --budget-s 470
-(--npz: device_dataset.py's pack of every split, 26 MB, which the comparison slots carry too; or
-prepare_device_data.py's split-1 pack.)
-Smoke here: python benchmarks/gpu_session.py --npz ... --out /tmp/s --device cpu --smoke
+llm4seg.export / llm4seg.runtime live in export/ and runtime/, so assemble one package, with
+benchmarks/ beside it, and run from there):
+  mkdir -p /tmp/pkg && cp -r llm4seg benchmarks /tmp/pkg/ && cp -r export /tmp/pkg/llm4seg/export \
+    && cp -r runtime /tmp/pkg/llm4seg/runtime && export PYTHONUNBUFFERED=1 && REPO=$PWD && cd /tmp/pkg \
+    && python3 -m benchmarks.gpu.gpu_session --npz $REPO/.device_carry/busi_256.npz --out $OUT --budget-s 470
+(--npz: device_dataset.py's pack of every split, 26 MB, which the comparison slots carry too.)
+Smoke here: python -m benchmarks.gpu.gpu_session --npz ... --out /tmp/s --device cpu --smoke
 """
 
 from __future__ import annotations
@@ -37,12 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from llm4seg.fileio import write_json_atomic
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: stages run as `python -m benchmarks...` from it
 T0 = time.monotonic()
 
 
@@ -71,7 +68,7 @@ def run_stage(name: str, cmd: list[str], timeout_s: float, out: Path | None = No
     log(f"{name}: {' '.join(cmd)} (timeout {timeout_s:.0f} s)")
     t = time.monotonic()
     try:
-        rc = subprocess.run(cmd, timeout=max(timeout_s, 1)).returncode
+        rc = subprocess.run(cmd, timeout=max(timeout_s, 1), cwd=ROOT).returncode
     except subprocess.TimeoutExpired:
         rc = 124
     wall_s = time.monotonic() - t
@@ -90,27 +87,11 @@ def fresh_work(work: Path) -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor")  # inherited by every stage
 
 
-def folder_from_npz(npz: str, root: Path, limit: int) -> None:
-    """BUSI split 1 as a dataset folder (images/, masks/, splits/train1.txt, val1.txt); a
-    device_dataset.py pack (every split) is unpacked whole."""
-    data = np.load(npz)
-    if "image_blob" in data:
-        sys.path.insert(0, str(HERE))
-        from device_dataset import unpack
+def folder_from_npz(npz: str, root: Path) -> None:
+    """The packed dataset (device_dataset.py's pack of every split) as a dataset folder."""
+    from benchmarks.gpu.device_dataset import unpack
 
-        unpack(Path(npz), root)
-        return
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(exist_ok=True)
-    (root / "splits").mkdir(exist_ok=True)
-    for part, split in (("train", "train1"), ("val", "val1")):
-        images, masks = data[f"{part}_images"], data[f"{part}_masks"]
-        n = min(limit, len(images)) if limit else len(images)
-        stems = [f"{part}{i:04d}" for i in range(n)]
-        for stem, img, msk in zip(stems, images[:n], masks[:n]):
-            cv2.imwrite(str(root / "images" / f"{stem}.png"), img)
-            cv2.imwrite(str(root / "masks" / f"{stem}.png"), msk.astype(np.uint8) * 255)
-        (root / "splits" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    unpack(Path(npz), root)
 
 
 def fastest_step_mode(train_json: Path) -> str:
@@ -173,11 +154,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     fresh_work(work)
     py, smoke = sys.executable, args.smoke
-    limit = 16 if smoke else 0
-    folder_from_npz(args.npz, work / "busi", limit)
+    folder_from_npz(args.npz, work / "busi")
     log("dataset folder written")
     tiny = ["--limit", "16", "--iterations", "2", "--warmup", "1"] if smoke else ["--iterations", "40", "--warmup", "10"]
-    run_stage("train-speed", [py, str(HERE / "gpu_train_busi.py"), "--npz", args.npz, "--out", str(out),
+    run_stage("train-speed", [py, "-m", "benchmarks.gpu.gpu_train_busi", "--npz", args.npz, "--out", str(out),
                               "--device", args.device, "--ways", "authors,project,graph", *tiny], 150)
 
     step_mode = fastest_step_mode(out / "gpu_train.json")
@@ -194,21 +174,21 @@ def main() -> None:
     fold_results(out)  # gpu_train.json (read above) and busi_train_wall.json
     best = run_dir / "checkpoints" / "best"
     if best.is_dir():
-        run_stage("pack", [py, str(HERE / "checkpoint_transfer.py"), "pack", str(best), str(out / "busi_run")], 120)
+        run_stage("pack", [py, "-m", "benchmarks.gpu.checkpoint_transfer", "pack", str(best), str(out / "busi_run")], 120)
         if (run_dir / "metrics.jsonl").is_file():
             (out / "busi_run" / "metrics.jsonl").write_bytes((run_dir / "metrics.jsonl").read_bytes())
 
     left = args.budget_s - (time.monotonic() - T0)
     small = ["--image-size", "32", "--large-batch", "2", "--iterations", "2", "--warmup", "1"] if smoke else ["--iterations", "30"]
-    run_stage("runtime", [py, str(HERE / "gpu_runtime.py"), "--out", str(out), "--device", args.device,
+    run_stage("runtime", [py, "-m", "benchmarks.gpu.gpu_runtime", "--out", str(out), "--device", args.device,
                           "--skip-onnx", "--work", str(work / "runtime"), *small], min(400 if smoke else 210, left - 10), out)
     pt2 = work / "runtime" / "art" / "model.pt2"
     if pt2.is_file() and any((work / "runtime" / "cache").glob("compiled/*/model.aoti.pt2")):
         # The issue's warm-start target: a fresh process loading the package the stage above compiled.
         try:
-            warm = subprocess.run([py, str(HERE / "compile_warm_start.py"), "--pt2", str(pt2), "--device", args.device,
+            warm = subprocess.run([py, "-m", "benchmarks.compile_warm_start", "--pt2", str(pt2), "--device", args.device,
                                    "--warm-only", str(work / "runtime" / "cache")], capture_output=True, text=True,
-                                  timeout=120)
+                                  timeout=120, cwd=ROOT)
             line = (warm.stdout.strip().splitlines() or [json.dumps({"error": warm.stderr[-300:]})])[-1]
         except subprocess.TimeoutExpired:
             line = json.dumps({"error": "warm start took over 120 s"})
@@ -222,12 +202,12 @@ def main() -> None:
     if left > 120:
         levels = ["--levels", "1,2", "--epochs", "1", "--image-size", "32", "--synthetic-count", "16"] if smoke else \
             ["--levels", "1,3,6", "--epochs", "2", "--data", str(work / "busi"), "--split", "train1"]
-        run_stage("concurrent-runs", [py, str(HERE / "concurrent_runs.py"), "--model", "llm4seg_random", "--llm",
+        run_stage("concurrent-runs", [py, "-m", "benchmarks.concurrent_runs", "--model", "llm4seg_random", "--llm",
                                       "shape:llama-3.2-1b", "--device", args.device, "--out", str(out),
                                       "--step-mode", step_mode, *levels], min(200, left - 60), out)
     left = args.budget_s - (time.monotonic() - T0)
     if left > 100:
-        run_stage("train-speed-compile", [py, str(HERE / "gpu_train_busi.py"), "--npz", args.npz, "--out", str(out),
+        run_stage("train-speed-compile", [py, "-m", "benchmarks.gpu.gpu_train_busi", "--npz", args.npz, "--out", str(out),
                                           "--device", args.device, "--ways", "compile",
                                           "--json-name", "gpu_train_compile.json", *tiny], left - 10, out)
     fold_results(out)

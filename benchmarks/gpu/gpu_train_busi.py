@@ -6,8 +6,8 @@ data and augmentation on the GPU, with and without torch.compile) beside the aut
 the minutes a full 300-epoch run takes (steps per epoch = 452 // 8 = 56, validation each epoch).
 Writes gpu_train.json under --out and prints the table.
 
-Run there: PYTHONPATH=. python benchmarks/gpu_train_busi.py --npz .device_carry/busi1_256.npz --out $OUT
-Smoke test here (CPU): python benchmarks/gpu_train_busi.py --npz ... --device cpu --iterations 2 --warmup 1
+Run there (from the assembled package, see gpu_session.py): python3 -m benchmarks.gpu.gpu_train_busi --npz busi_256.npz --out $OUT
+Smoke test here (CPU): python -m benchmarks.gpu.gpu_train_busi --npz ... --device cpu --iterations 2 --warmup 1
 """
 
 from __future__ import annotations
@@ -15,32 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_ways import make_authors_step, make_project_step, time_steps  # noqa: E402
+from benchmarks.train_ways import make_authors_step, make_project_step, time_steps
 
-from llm4seg import create_model  # noqa: E402
-from llm4seg.training.val_metrics import validate_on_device  # noqa: E402
+from llm4seg import create_model
+from llm4seg.training.val_metrics import validate_on_device
 
 EPOCHS, BATCH = 300, 8
 
 
 def load_npz(path: str):
-    """Split 1's train and val arrays, from either pack: prepare_device_data.py's (split 1 only) or
-    device_dataset.py's (every split: one carry serves this script and the comparison slots)."""
-    data = np.load(path)
-    if "image_blob" in data:
-        from device_dataset import split_arrays
+    """Split 1's train and val arrays from device_dataset.py's pack (every split: one carry serves
+    this script and the comparison slots)."""
+    from benchmarks.gpu.device_dataset import split_arrays
 
-        return (*split_arrays(Path(path), "train1"), *split_arrays(Path(path), "val1"))
-    rgb = lambda a: np.repeat(a[..., None], 3, axis=3)  # noqa: E731
-    return rgb(data["train_images"]), data["train_masks"], rgb(data["val_images"]), data["val_masks"]
+    return (*split_arrays(Path(path), "train1"), *split_arrays(Path(path), "val1"))
 
 
 def validation_seconds(model, images, masks, device, amp: bool) -> float:

@@ -1,0 +1,152 @@
+"""`ExportJob`: one export in its staging folder, and how each artifact is entered, gated and timed.
+
+Every artifact goes the same way: its manifest entry is built once (`entry`), its runtime Backend
+is made from that very entry, the comparator runs the held-out images through the Segmenter's
+preprocessing of the entry and the backend (`gate`), and the measured agreement is recorded in
+the entry (`record`). The export steps (pipeline.py, engine_gate.py) only say which files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from llm4seg.checkpoint import load_checkpoint, read_checkpoint_config
+from llm4seg.evaluate import predict_probs
+from llm4seg.export.heldout import held_out_images
+from llm4seg.export.options import ExportOptions
+from llm4seg.profile import count_macs
+from llm4seg.runtime.backends import Backend, load_backend
+from llm4seg.runtime.comparator import Comparator, inputs_from_frames
+from llm4seg.runtime.manifest import artifact_sha256, build_manifest  # the runtime's digest cache: load hashes nothing
+from llm4seg.runtime.stats import median_ms
+
+
+def rtx_plan_name(precision: str, target: str) -> str:
+    """model.fp16.rtx-sm89.plan: a TensorRT-RTX engine for one compute capability."""
+    return f"model.{precision}.rtx-{target.lower()}.plan"
+
+
+def tensorrt_checks(path: Path) -> dict[str, Any]:
+    """The static TensorRT parser check for every recorded target version (see trt_check.py)."""
+    from llm4seg.export.trt_check import check_graph, target_versions
+
+    return {v: check_graph(path, v) for v in target_versions()}
+
+
+def graph_entry(path: Path, model_config: dict[str, Any], precision: str = "fp32",
+                batch_range: tuple[int, int, int] = (1, 1, 16), checkpoint_sha256: str = "",
+                folds: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                opset: int | None = None) -> dict[str, Any]:
+    """A manifest entry for the graph at `path` (its digest and size, the model's preprocessing), so
+    any graph, a candidate or a benchmark's variant too, runs through a runtime Backend."""
+    return build_manifest(artifact=path.name, precision=precision, model_config=model_config,
+                          checkpoint_sha256=checkpoint_sha256, opset=opset, batch_range=batch_range, folds=folds or {},
+                          extra={"sha256": artifact_sha256(path), "size_bytes": path.stat().st_size, **(extra or {})})
+
+
+def graph_backend(path: Path, model_config: dict[str, Any], precision: str = "fp32", **options: Any) -> Backend:
+    """The runtime backend of a graph that has no manifest on disk (see `graph_entry`)."""
+    return load_backend(path, manifest=graph_entry(path, model_config, precision), **options)
+
+
+class ExportJob:
+    """One export into the staging folder `work`: the checkpoint, its held-out images, the
+    checkpoint's own probabilities on them (the reference), and the entries written so far.
+
+    Args:
+        checkpoint: the training checkpoint folder (safetensors + config).
+        opts: the export's options.
+        work: the staging folder the artifacts are written into.
+        log: where progress lines go.
+    """
+
+    def __init__(self, checkpoint: Path, opts: ExportOptions, work: Path, log: Callable[[str], None]) -> None:
+        self.opts, self.work, self.log = opts, work, log
+        self.ckpt_cfg = read_checkpoint_config(checkpoint)
+        self.model = load_checkpoint(checkpoint)
+        self.cfg = self.model.config
+        self.data = held_out_images(opts, self.cfg.image_size)
+        log(f"held-out images: {len(self.data.images)} of {self.data.data_name}"
+            + (f"; calibration: {len(self.data.calib)} of {self.data.calib_source}" if opts.int8 else ""))
+        reference = predict_probs(self.model, self.data.images, torch.device("cpu"), batch_size=8)
+        self.checkpoint_comparator = self.comparator(reference)
+        self.macs_before = count_macs(self.model, self.cfg.image_size, self.cfg.in_channels)
+        self.rows: list[dict[str, Any]] = []
+        self.manifests: dict[str, dict[str, Any]] = {}
+        self.folds: dict[str, Any] = {}
+        self.int8_refused: dict[str, Any] | None = None
+        self.fp32_probs: np.ndarray | None = None
+
+    def comparator(self, reference: np.ndarray) -> Comparator:
+        """A comparator over the held-out images against `reference` probabilities."""
+        return Comparator(list(self.data.images), reference, self.cfg.threshold, self.data.masks)
+
+    def entry(self, path: Path, precision: str, extra: dict[str, Any] | None = None,
+              opset: int | None = None) -> dict[str, Any]:
+        """The manifest entry of the file at `path`, built once: its digest and size, the model's
+        preprocessing, and an empty `parity` that `record` fills with what the gate measured."""
+        return graph_entry(path, self.cfg.to_dict(), precision, self.opts.batch, self.ckpt_cfg["weights_sha256"],
+                           self.folds, extra, opset)
+
+    def backend(self, entry: dict[str, Any], folder: Path | None = None, **options: Any) -> Backend:
+        """The runtime backend of the entry's artifact (in `folder`, default the staging folder),
+        constructed from that entry, not from a manifest on disk."""
+        return load_backend((folder or self.work) / entry["artifact"], manifest=entry, **options)
+
+    def gate(self, entry: dict[str, Any], comparator: Comparator | None = None,
+             backend: Backend | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Run the entry's artifact on the held-out images and refuse it below `min_agreement`
+        with the reference (the checkpoint's probabilities unless `comparator` says otherwise).
+
+        Returns:
+            (its probabilities, the agreement stats).
+        """
+        self.log(f"checking {entry['artifact']} on {len(self.data.images)} images from {self.data.data_name}")
+        return (comparator or self.checkpoint_comparator).check(backend or self.backend(entry), self.opts.min_agreement,
+                                                                 what=entry["artifact"])
+
+    def record(self, entry: dict[str, Any], stats: dict[str, Any], latency_ms: float | None = None) -> None:
+        """Keep the entry with the agreement its gate measured, and its row in the export's table."""
+        entry["parity"] = stats
+        name = entry["artifact"]
+        self.manifests[name] = entry
+        self.rows.append({"artifact": name, "precision": entry["precision"], "size_mb": entry["size_bytes"] / 1e6,
+                          "macs": self.folds["macs_after"], "dice_agreement": stats["dice_agreement"],
+                          "max_abs_err": stats["max_abs_err"], "cpu_latency_ms": latency_ms})
+
+    def inputs(self, frames: np.ndarray) -> np.ndarray:
+        """Frames -> normalised model inputs by the FP32 entry's Segmenter preprocessing (calibration)."""
+        return inputs_from_frames(self.backend(self.manifests["model.onnx"]), list(frames))
+
+    def latency_ms(self, path: Path, entry: dict[str, Any], runs: int = 5) -> float:
+        """Median batch-1 latency of an ONNX graph in onnxruntime on this CPU (`latency_threads`)."""
+        with load_backend(path, manifest=entry, threads=self.opts.latency_threads) as backend:
+            x1 = inputs_from_frames(backend, self.data.images[:1])
+            return median_ms(lambda: backend.infer(x1), warmup=1, iterations=runs)
+
+    def real_build(self, name: str, precision: str) -> dict[str, Any]:
+        """Parse and build `name` with the real TensorRT-RTX builder (where installed); a refusal
+        fails the export. With --build-engines, its FP16/INT8 engines are kept (rtx_build.py)."""
+        from llm4seg.export import rtx_build
+
+        keep = None
+        if self.opts.engine and precision in ("fp16", "int8"):
+            keep = {t: self.work / rtx_plan_name(precision, t) for t in self.opts.rtx_targets}
+        record = self.candidate_build(self.work / name, keep)
+        self.log(f"{name}: {rtx_build.summary(record)}")
+        if record["ran"] and not record["ok"]:
+            raise rtx_build.refusal(name, record)
+        return record
+
+    def candidate_build(self, path: Path, keep: dict[str, Path] | None = None) -> dict[str, Any]:
+        """The real TensorRT-RTX build of a graph for the export's targets and profile (`keep`:
+        target -> where to write its engine; none kept for INT8 candidates)."""
+        from llm4seg.export import rtx_build
+        from llm4seg.export.tensorrt import profile_shapes
+
+        return rtx_build.build_record(path, self.opts.rtx_targets,
+                                      profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size), keep)

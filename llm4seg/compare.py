@@ -40,6 +40,26 @@ class Matrix:
         return [(v, s, seed) for s in self.splits for seed in self.seeds for v in self.variants]
 
 
+def seeds_from_text(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; a ConfigError naming the first entry that is not an integer."""
+    seeds = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if not item.lstrip("-").isdigit():
+            raise ConfigError(f"--seeds {text!r}: {item!r} is not an integer", hint="e.g. --seeds 0,1,2")
+        seeds.append(int(item))
+    return seeds
+
+
+def check_run_options(parallel: int, stop_after_min: float | None) -> None:
+    """Refuse a --parallel below 1 or a negative --stop-after (minutes)."""
+    if parallel < 1:
+        raise ConfigError(f"--parallel {parallel} must be at least 1", hint="e.g. --parallel 3 on a GPU")
+    if stop_after_min is not None and stop_after_min < 0:
+        raise ConfigError(f"--stop-after {stop_after_min:g} must be at least 0 minutes", hint="e.g. --stop-after 7")
+
+
 def _check(matrix: Matrix) -> None:
     from llm4seg.models.registry import list_models
 

@@ -52,14 +52,9 @@ def bench(
       llm4seg bench --engine art/model.pt2 --compile aoti --batch 1 --batch 64
       llm4seg bench --engine grpc://127.0.0.1:8001/segment --engine art/model.onnx --streams 1 --streams 4
     """
-    from llm4seg.errors import ConfigError
     from llm4seg.runtime.bench import bench_engines, machine_info
 
-    for name, values, low in (("--batch", list(batch), 1), ("--iterations", [iterations], 1), ("--warmup", [warmup], 0),
-                              ("--limit", [limit], 1)):
-        bad = [v for v in values if v < low]
-        if bad:
-            raise ConfigError(f"{name} {bad[0]} must be at least {low}", hint=f"e.g. {name} {max(low, 1) * 8 if name == '--batch' else 20}")
+    _check_counts(list(batch), iterations, warmup, limit)
     check_compile(compile_with, list(engine))
     images, masks = _load_frames(data, split, limit)
     if streams:
@@ -70,18 +65,35 @@ def bench(
     results = bench_engines(list(engine), list(batch), iterations, warmup, images, masks, interleave, compile_with)
     payload = {"machine": machine_info(), "data": data, "split": split,
                "scored_images": len(images) if masks is not None else 0, "results": results}
-    if out:
-        _write_json(out, payload)
     if json_out:
         print_json(payload)
     else:
         _render(payload, results, masks is not None, len(images), data, limit)
-    if out:  # results are out (printed, bench.json) before the optional plot is tried
-        plotted = _write_plot(out, payload)
+    _write_outputs(out, payload, json_out)
+
+
+def _check_counts(batches: list[int], iterations: int, warmup: int, limit: int) -> None:
+    """Refuse counts below their minimum, naming the flag."""
+    from llm4seg.errors import ConfigError
+
+    for name, values, low in (("--batch", batches, 1), ("--iterations", [iterations], 1), ("--warmup", [warmup], 0),
+                              ("--limit", [limit], 1)):
+        bad = [v for v in values if v < low]
+        if bad:
+            raise ConfigError(f"{name} {bad[0]} must be at least {low}",
+                              hint=f"e.g. {name} {max(low, 1) * 8 if name == '--batch' else 20}")
+
+
+def _write_outputs(out: Path | None, payload: dict, json_out: bool) -> None:
+    """bench.json, then the optional plot (results are already printed when the plot is tried)."""
+    if not out:
         if not json_out:
-            stdout.print(f"wrote {out / 'bench.json'}" + (f" and {out / 'bench.png'}" if plotted else ""), soft_wrap=True)
-    elif not json_out:
-        stdout.print("pass --out DIR to write bench.json and latency/Dice plots")
+            stdout.print("pass --out DIR to write bench.json and latency/Dice plots")
+        return
+    _write_json(out, payload)
+    plotted = _write_plot(out, payload)
+    if not json_out:
+        stdout.print(f"wrote {out / 'bench.json'}" + (f" and {out / 'bench.png'}" if plotted else ""), soft_wrap=True)
 
 
 def _render(payload: dict, results: list[dict], scored: bool, n_images: int, data, limit) -> None:

@@ -49,36 +49,38 @@ def compare(
     The authors' code divides normalised images by 255 a second time; --paper-double-scaling
     does too, for a baseline checked against their figures (CMUNeXt on BUSI: 71.56 IoU).
     """
-    from llm4seg.compare import Matrix, cell_name, run_matrix
-    from llm4seg.errors import ConfigError
+    from llm4seg.compare import Matrix, check_run_options, run_matrix, seeds_from_text
 
-    seed_list = []
-    for s in _list(seeds):
-        if not s.lstrip("-").isdigit():
-            raise ConfigError(f"--seeds {seeds!r}: {s!r} is not an integer", hint="e.g. --seeds 0,1,2")
-        seed_list.append(int(s))
-    if parallel < 1:
-        raise ConfigError(f"--parallel {parallel} must be at least 1", hint="e.g. --parallel 3 on a GPU")
-    if stop_after is not None and stop_after < 0:
-        raise ConfigError(f"--stop-after {stop_after:g} must be at least 0 minutes", hint="e.g. --stop-after 7")
+    seed_list = seeds_from_text(seeds)
+    check_run_options(parallel, stop_after)
     matrix = Matrix(variants=_list(variants), splits=_list(splits) or [None], seeds=seed_list, data=data, llm=llm,
                     train=dict(epochs=epochs, image_size=image_size, batch_size=batch_size,
                                synthetic_count=synthetic_count, device=device, step_mode=step_mode,
                                paper_double_scaling=paper_double_scaling))
-    total = len(matrix.cells())
+    report = run_matrix(matrix, out, parallel, None if json_out else _progress(len(matrix.cells())),
+                        stop_after_s=None if stop_after is None else 60 * stop_after)
+    if json_out:
+        print_json(report)
+    else:
+        _render(report, out, len(matrix.cells()))
+
+
+def _progress(total: int):
+    """A callback printing one line per finished run on stderr."""
+    from llm4seg.compare import cell_name
+
     done = {"n": 0}
 
     def on_cell(result: dict) -> None:
         done["n"] += 1
-        if not json_out:
-            stderr.print(f"[{done['n']}/{total}] {cell_name(result['variant'], result['split'], result['seed'])}: "
-                         f"val IoU {100 * result['metrics']['iou']:.2f}, Dice {100 * result['metrics']['dice']:.2f}",
-                         markup=False, soft_wrap=True)
+        stderr.print(f"[{done['n']}/{total}] {cell_name(result['variant'], result['split'], result['seed'])}: "
+                     f"val IoU {100 * result['metrics']['iou']:.2f}, Dice {100 * result['metrics']['dice']:.2f}",
+                     markup=False, soft_wrap=True)
 
-    report = run_matrix(matrix, out, parallel, on_cell, stop_after_s=None if stop_after is None else 60 * stop_after)
-    if json_out:
-        print_json(report)
-        return
+    return on_cell
+
+
+def _render(report: dict, out: Path, total: int) -> None:
     stdout.print((out / "report.md").read_text(), markup=False, soft_wrap=True, highlight=False)
     stdout.print(f"wrote {', '.join(report['files'])}", soft_wrap=True, markup=False)
     if report["missing"]:

@@ -39,17 +39,16 @@ def export(
       llm4seg export runs/busi1/checkpoints/best --out art --fp16
       llm4seg export runs/busi1/checkpoints/best --out art --int8 --calib DATA --data DATA --split val1
     """
+    from llm4seg.errors import ExportError
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint, parse_batch
     from llm4seg.export.rtx_build import parse_targets
+    from llm4seg.runtime.triton.repository import check_repository_folder, write_repository
 
-    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split, engine=engine, pt2=pt2, int8_target=int8_target,
-                         opset=opset, batch=parse_batch(batch), parity_images=parity_images, calib_images=calib_images,
-                         rtx_targets=parse_targets(rtx_targets))
-    from llm4seg.errors import ConfigError, ExportError
-
-    if triton is not None and triton.exists() and any(triton.iterdir()):  # before a long export, not after
-        raise ConfigError(f"the repository folder {triton} exists and is not empty",
-                          hint="pass a new folder to --triton (a repository is written whole, never merged)")
+    opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split,
+                         engine=engine, pt2=pt2, int8_target=int8_target, opset=opset, batch=parse_batch(batch),
+                         parity_images=parity_images, calib_images=calib_images, rtx_targets=parse_targets(rtx_targets))
+    if triton is not None:
+        check_repository_folder(triton)  # before a long export, not after
     try:
         summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(f"[dim]{s}[/dim]"))
     except ExportError as exc:  # INT8 refused: FP32/FP16 were written, and their engines still need building
@@ -57,13 +56,16 @@ def export(
             _print_recipes(exc.summary)
         raise
     if triton is not None:
-        from llm4seg.runtime.triton.repository import write_repository
-
         repo = write_repository(out, triton)
         summary["triton_repository"] = {"folder": str(repo.folder), "models": repo.models, "skipped": repo.skipped}
     if json_out:
         print_json(summary)
-        return
+    else:
+        _render(summary)
+
+
+def _render(summary: dict) -> None:
+    """The artifact table, then where things went and what to build on the target."""
     rows = [[r["artifact"], f"{r['size_mb']:.1f} MB", human(r["macs"]), f"{r['dice_agreement']:.4f}",
              f"{r['max_abs_err']:.2e}", "-" if r["cpu_latency_ms"] is None else f"{r['cpu_latency_ms']:.1f} ms"]
             for r in summary["rows"]]
@@ -75,9 +77,10 @@ def export(
     if summary.get("rtx_engines"):
         stdout.print(f"TensorRT-RTX engines built here (NOT RUN: they need an RTX GPU; check them there with "
                      f"llm4seg adopt-engine): {', '.join(summary['rtx_engines'])}", soft_wrap=True, markup=False)
-    if triton is not None:
-        stdout.print(f"Triton model repository: {triton} ({', '.join(summary['triton_repository']['models'])}); "
-                     f"serve it with llm4seg serve {triton}", soft_wrap=True, markup=False)
+    if summary.get("triton_repository"):
+        repo = summary["triton_repository"]
+        stdout.print(f"Triton model repository: {repo['folder']} ({', '.join(repo['models'])}); "
+                     f"serve it with llm4seg serve {repo['folder']}", soft_wrap=True, markup=False)
     _print_recipes(summary)
 
 

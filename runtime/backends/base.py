@@ -97,7 +97,14 @@ class Backend:
         return np.ascontiguousarray(image)
 
     def infer(self, image: np.ndarray) -> np.ndarray:
-        """image float32 (N, C, S, S), normalised -> probabilities float32 (N, 1, S, S)."""
+        """image float32 (N, C, S, S), normalised -> probabilities float32 (N, 1, S, S).
+
+        May be called any time after construction (the first call loads the artifact, once, however
+        many threads call at once) and from several threads; after `close()` it raises
+        BackendUnavailableError until `load()` reopens. The input is checked against `input_spec()`
+        first (InputSpecError naming what differs). The returned array is the caller's: a later call
+        never writes into it.
+        """
         image = self.validate(image)
         with self._state:
             if self.closed:

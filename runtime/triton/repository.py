@@ -183,6 +183,14 @@ def _skip_reason(artifact: str) -> str | None:
     return None
 
 
+def check_repository_folder(out: str | Path) -> None:
+    """Refuse a repository folder that exists and is not empty (callers check before a long export)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"the repository folder {out} exists and is not empty",
+                          hint="pass a new folder (a repository is written whole, never merged)")
+
+
 def write_repository(art: str | Path, out: str | Path, opts: RepositoryOptions | None = None) -> Repository:
     """Write the model repository for export folder `art` into `out` (must not exist, or be empty).
 
@@ -194,9 +202,7 @@ def write_repository(art: str | Path, out: str | Path, opts: RepositoryOptions |
     if not (art / MANIFEST_NAME).is_file():
         raise ConfigError(f"{art} has no {MANIFEST_NAME}", hint="pass the --out folder of `llm4seg export`")
     manifest = read_manifest(art)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"the repository folder {out} exists and is not empty",
-                          hint="pass a new folder (a repository is written whole, never merged)")
+    check_repository_folder(out)
     artifacts = manifest["artifacts"]
     segment_artifact = opts.segment_artifact or ("model.onnx" if "model.onnx" in artifacts else next(iter(artifacts)))
     if segment_artifact not in artifacts:

@@ -17,7 +17,7 @@ from llm4seg.cli.main import app
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 # Scripts run on the H200 only or with the device image's packages: their --help needs no GPU either.
-SPAN = re.compile(r"`((?:python3? -m benchmarks\.|llm4seg )[^`]+)`")
+SPAN = re.compile(r"`(?:[A-Z_]+=\S+ )*((?:python3? -m benchmarks\.|llm4seg )[^`]+)`")  # env prefixes dropped
 
 
 def commands() -> list[str]:

@@ -41,7 +41,7 @@ def frames(n: int = 32) -> list[np.ndarray]:
 def server(art: Path, work: Path, name: str, batching: bool) -> TritonServer:
     repo = write_repository(art, work / name, RepositoryOptions(segment_artifact=None, dynamic_batching=batching))
     return TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                        models=["segment"])
+                        models=["segment"], log_path=work / f"{name}.tritonserver.log")
 
 
 def main() -> None:

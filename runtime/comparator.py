@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from llm4seg.errors import ExportError
+from llm4seg.errors import ExportError, InputSpecError
 from llm4seg.metrics import image_metrics
 from llm4seg.runtime.backends import Backend
 from llm4seg.runtime.segmenter import Segmenter
@@ -25,14 +25,20 @@ def inputs_from_frames(backend: Backend, frames: Sequence[np.ndarray], layout: s
     """Frames -> the float32 (N, C, S, S) batch the backend takes, by the Segmenter's preprocessing
     of the backend's manifest entry (also what INT8 calibration reads)."""
     seg = Segmenter(backend, layout=layout)
-    return np.stack([seg.preprocess(f) for f in frames])
+    return np.stack([seg.preprocess(f) for f in _some(frames)])
 
 
 def probs_from_frames(backend: Backend, frames: Sequence[np.ndarray], layout: str = "rgb") -> np.ndarray:
     """Frames -> probabilities (N, S, S) at the model's size, chunked to the artifact's batch range.
     The backend is loaded if it is not (and left loaded: the caller owns it)."""
     seg = Segmenter(backend, layout=layout)
-    return seg.infer_batch(np.stack([seg.preprocess(f) for f in frames]))
+    return seg.infer_batch(np.stack([seg.preprocess(f) for f in _some(frames)]))
+
+
+def _some(frames: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+    if len(frames) == 0:  # an empty comparison would report nothing as perfect agreement
+        raise InputSpecError("the comparator got no frames", hint="pass at least one image (held-out or calibration)")
+    return frames
 
 
 def agreement(reference: np.ndarray, candidate: np.ndarray, threshold: float,

@@ -63,5 +63,6 @@ def serve(
         raise typer.Exit(130)
     finally:
         server.stop()
+        server.remove_workdir()  # the backend links; the log stays where it was printed
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)

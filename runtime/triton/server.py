@@ -126,6 +126,7 @@ class TritonServer:
 
     def _command(self) -> tuple[list[str], dict[str, str]]:
         binary, package = find_tritonserver()
+        self.workdir.mkdir(parents=True, exist_ok=True)  # a server started again after remove_workdir()
         backend_dir = pytriton_backends(package, self.workdir / "backends") if package else Path("/opt/tritonserver/backends")
         have = {p.name for p in backend_dir.iterdir()} if backend_dir.is_dir() else set()
         models = repository_models(self.repository)
@@ -207,4 +208,11 @@ class TritonServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+        self.remove_workdir()
+
+    def remove_workdir(self) -> None:
+        """Remove this server's temporary folder (its backend links), keeping the log: the folder
+        stays only when the log was written into it (the path `serve` printed)."""
         shutil.rmtree(self.workdir / "backends", ignore_errors=True)
+        if self.log_path.parent != self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)

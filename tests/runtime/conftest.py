@@ -87,6 +87,7 @@ def triton_server(tmp_path_factory, exported):
     from llm4seg.runtime.triton.server import TritonServer, free_port
 
     repo = write_repository(exported[0], tmp_path_factory.mktemp("triton") / "repo")
-    server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          log_path=repo.folder.parent / "tritonserver.log")
     with server:
         yield server

@@ -35,6 +35,14 @@ def test_frames_go_through_the_segmenters_preprocessing(exported):
         assert np.array_equal(probs_from_frames(backend, frames), seg.infer_batch(np.stack([seg.preprocess(f) for f in frames])))
 
 
+def test_no_frames_is_an_error_not_a_perfect_score(exported):
+    from llm4seg.errors import InputSpecError
+
+    out, _ = exported
+    with pytest.raises(InputSpecError, match="no frames"):
+        probs_from_frames(load_backend(out / "model.onnx"), [])
+
+
 def test_check_refuses_below_the_gate_and_names_the_artifact(exported):
     out, _ = exported
     frames = [np.full((64, 64, 3), v, np.uint8) for v in (30, 120, 220)]

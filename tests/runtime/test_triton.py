@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +116,7 @@ def test_a_server_that_dies_mid_stream_is_a_clear_error_within_the_timeout(expor
 
     repo = write_repository(exported[0], tmp_path / "repo")
     server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          models=["segment"])
+                          models=["segment"], log_path=tmp_path / "tritonserver.log")
     frames = frames_for_serving(2)
     with server:
         assert server.loaded == ["segment"] and "model_pt2" not in server.loaded
@@ -128,6 +130,8 @@ def test_a_server_that_dies_mid_stream_is_a_clear_error_within_the_timeout(expor
         assert time.perf_counter() - t0 < 3.5  # within the 3 s timeout (plus the last try's own time)
     leftovers = [p for p in Path("/dev/shm").glob(SHM_GLOB) if p.name not in server._shm_before]
     assert not leftovers and server.process.poll() is not None
+    # Its temporary folder is gone too (the log was written elsewhere); a default log would keep it.
+    assert not server.workdir.exists() and (tmp_path / "tritonserver.log").is_file()
 
 
 def test_nothing_answering_at_an_address_fails_within_the_timeout():
@@ -172,6 +176,9 @@ def test_serve_then_video_against_it_then_ctrl_c_leaves_nothing(exported, tmp_pa
     assert "stopping tritonserver" in rest
     assert {p.name for p in Path("/dev/shm").glob(SHM_GLOB)} <= before
     assert subprocess.run(["pgrep", "-f", f"grpc-port={ports[1]}"], capture_output=True).returncode == 1
+    log = Path(re.search(r"\(log: (\S+)\)", text).group(1))  # the printed log stays; the backend links go
+    assert log.is_file() and not (log.parent / "backends").exists()
+    shutil.rmtree(log.parent)  # the user's to keep; the test's to clear
 
 
 def test_bench_streams_against_the_server_beside_the_in_process_segmenter(triton_server, exported):

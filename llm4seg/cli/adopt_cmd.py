@@ -31,4 +31,4 @@ def adopt_engine(
         return
     p = entry["adoption"]
     stdout.print(f"adopted {plan}: TensorRT {entry['engine']['tensorrt_version']} on {entry['engine']['gpu_name']}, "
-                 f"mask Dice agreement {p['dice_agreement']:.4f} with {p['reference']} on {p['n']} seeded random inputs", soft_wrap=True)
+                 f"mask Dice agreement {p['dice_agreement']:.4f} with {p['reference']} on {p['n']} seeded random frames", soft_wrap=True)

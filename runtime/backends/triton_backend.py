@@ -102,12 +102,16 @@ class TritonBackend(Backend):
                 self._clients.append(client)
         return client
 
-    def _client(self) -> Any:
+    def _module(self) -> Any:
+        """tritonclient.grpc or tritonclient.http, by the address's scheme (the one place that picks)."""
         from llm4seg._optional import require
 
-        grpc = self.parts["scheme"] == "grpc"
-        module = require("tritonclient.grpc" if grpc else "tritonclient.http", "talking to Triton Inference Server")
-        if grpc:
+        return require("tritonclient.grpc" if self.parts["scheme"] == "grpc" else "tritonclient.http",
+                       "talking to Triton Inference Server")
+
+    def _client(self) -> Any:
+        module = self._module()
+        if self.parts["scheme"] == "grpc":
             return module.InferenceServerClient(self.parts["host"])
         return module.InferenceServerClient(self.parts["host"], ssl=self.parts["scheme"] == "https",
                                             connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
@@ -151,8 +155,7 @@ class TritonBackend(Backend):
                                           hint="see the server's log (it names why the model did not load)")
 
     def _request(self, name: str, array: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
-        module = __import__("tritonclient.grpc" if self.parts["scheme"] == "grpc" else "tritonclient.http",
-                            fromlist=["InferInput"])
+        module = self._module()
         tensor = module.InferInput(name, list(array.shape), NUMPY_TO_TRITON[array.dtype.name])
         tensor.set_data_from_numpy(array)
         wanted = [module.InferRequestedOutput(o) for o in outputs]

@@ -104,14 +104,20 @@ def _write_int8(job: ExportJob) -> ExportError | None:
         warning = f"only {len(calib_x)} calibration image(s): INT8 ranges from so few images rarely hold"
         job.log(f"warning: {warning}")
     versus_fp32 = job.comparator(job.fp32_probs)
+    entries: dict[Path, dict[str, Any]] = {}  # one entry per candidate graph, for its score and its timing
+
+    def entry_of(trial: Path) -> dict[str, Any]:
+        if trial not in entries:
+            entries[trial] = job.entry(trial, "int8")
+        return entries[trial]
 
     def candidate_stats(trial: Path) -> dict[str, Any]:
-        return versus_fp32.run(job.backend(job.entry(trial, "int8"), folder=trial.parent))[1]
+        return versus_fp32.run(job.backend(entry_of(trial), folder=trial.parent))[1]
 
     # CPU speed says nothing about a TensorRT engine (INT8 convs and MatMuls are fast there):
     # for that target the most-INT8 candidate that passes the gate is kept.
     target = opts.int8_target or ("tensorrt" if opts.engine else "cpu")
-    timer = (lambda trial: job.latency_ms(trial, job.entry(trial, "int8"))) if target == "cpu" else None
+    timer = (lambda trial: job.latency_ms(trial, entry_of(trial))) if target == "cpu" else None
     try:
         report = int8_from_onnx(job.work / "model.onnx", job.work / "model.int8.onnx", calib_x, candidate_stats,
                                 opts.max_int8_drop, job.log, latency=timer, builder=job.candidate_build)

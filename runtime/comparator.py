@@ -31,8 +31,7 @@ def inputs_from_frames(backend: Backend, frames: Sequence[np.ndarray], layout: s
 def probs_from_frames(backend: Backend, frames: Sequence[np.ndarray], layout: str = "rgb") -> np.ndarray:
     """Frames -> probabilities (N, S, S) at the model's size, chunked to the artifact's batch range.
     The backend is loaded if it is not (and left loaded: the caller owns it)."""
-    seg = Segmenter(backend, layout=layout)
-    return seg.infer_batch(np.stack([seg.preprocess(f) for f in _some(frames)]))
+    return Segmenter(backend, layout=layout).infer_batch(inputs_from_frames(backend, frames, layout))
 
 
 def _some(frames: Sequence[np.ndarray]) -> Sequence[np.ndarray]:

@@ -9,6 +9,9 @@ TORCH_SPEC ?= torch==2.13.0
 GST_DEBS := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav libgirepository1.0-dev libcairo2-dev pkg-config
 
+# Another apt (unattended upgrades, a second make) may hold the dpkg lock: wait for it, bounded.
+APT_WAIT := -o DPkg::Lock::Timeout=300
+
 .PHONY: setup demo test bench docs clean system-packages
 
 setup: $(VENV)/.installed
@@ -19,8 +22,9 @@ system-packages:
 	@if dpkg -s $(GST_DEBS) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing GStreamer's Debian packages"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GST_DEBS) >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GST_DEBS) >/dev/null; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -q $(GST_DEBS) >/dev/null 2>&1 || \
+	  { apt-get $(APT_WAIT) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -q $(GST_DEBS) >/dev/null; } || \
+	  { echo "apt-get failed (another apt may hold the dpkg lock for more than 5 minutes): rerun make setup"; exit 1; }; \
 	else echo "note: GStreamer's system packages are missing and this is not root: apt-get install $(GST_DEBS)"; fi
 
 $(VENV)/.installed: pyproject.toml

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from llm4seg.contract import FrameContract
 from llm4seg.data.augment import augment_batch, normalise
 from llm4seg.models.config import IMAGENET_MEAN, IMAGENET_STD
 from llm4seg.training.losses import bce_dice_loss
@@ -83,11 +84,12 @@ def make_project_step(model, images, masks, batch, device, amp: bool, channels_l
     msks = torch.from_numpy(masks)[:, None].to(device)
     g = torch.Generator().manual_seed(0)
     cuda = device.type == "cuda"
+    contract = FrameContract(image_size=images.shape[1], mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
     def step(i: int) -> None:
         idx = torch.randint(0, len(imgs), (batch,), generator=g).to(device)
         x, y = augment_batch(imgs[idx], msks[idx], g)
-        x = normalise(x, IMAGENET_MEAN, IMAGENET_STD)
+        x = normalise(x, contract)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if graphed is not None:

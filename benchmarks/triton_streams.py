@@ -1,11 +1,14 @@
 """Many streams on Triton vs in-process, dynamic batching on and off, in one run (issue 21, item 4).
 
     python -m benchmarks.triton_streams --artifact ART/model.onnx [--streams 1,4,16] [--frames 30]
+    python -m benchmarks.triton_streams --artifact ART/model.onnx --compare segment   (issue 32)
 
-Two tritonservers serve the export folder of ART (its `segment` model; one repository with
-dynamic batching, one without) on free local ports, started together; then for each stream
-count the three targets run in turns (server with batching, server without, the in-process
-Segmenter the streams share), `--rounds` times, so the VM's drifting speed hits them alike.
+Two tritonservers serve the export folder of ART (its `segment` model) on free local ports,
+started together: with `--compare batching` one repository with dynamic batching and one without
+(`segment` on ART); with `--compare segment` both batching, `segment` on the frames graph
+(model.frames.onnx: no host preprocessing in the stub) and on ART (the Segmenter's host contract).
+Then for each stream count the three targets run in turns (the two servers and the in-process
+Segmenter on ART the streams share), `--rounds` times, so the VM's drifting speed hits them alike.
 Frames: BUSI images at their native size ($LLM4SEG_DATA or ../shared/datasets), else synthetic;
 `--size 256` resizes them all to one shape (Triton's dynamic batcher only batches equal shapes).
 Prints frames/s (all streams), the median stream's p50 and the worst stream's p99, and errors.
@@ -38,8 +41,8 @@ def frames(n: int = 32) -> list[np.ndarray]:
     return list(synthetic_dataset(n, 320, seed=3)[0])
 
 
-def server(art: Path, work: Path, name: str, batching: bool) -> TritonServer:
-    repo = write_repository(art, work / name, RepositoryOptions(segment_artifact=None, dynamic_batching=batching))
+def server(art: Path, work: Path, name: str, batching: bool, segment: str | None = None) -> TritonServer:
+    repo = write_repository(art, work / name, RepositoryOptions(segment_artifact=segment, dynamic_batching=batching))
     return TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                         models=["segment"], log_path=work / f"{name}.tritonserver.log")
 
@@ -50,6 +53,8 @@ def main() -> None:
     parser.add_argument("--streams", default="1,4,16")
     parser.add_argument("--frames", type=int, default=30, help="frames per stream")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compare", choices=("batching", "segment"), default="batching",
+                        help="batching: dynamic batching on vs off; segment: `segment` on the frames graph vs on ART")
     parser.add_argument("--size", type=int, help="resize every frame to SIZE x SIZE (one probe type: Triton batches "
                         "only requests of the same shape); default: native sizes")
     args = parser.parse_args()
@@ -57,8 +62,14 @@ def main() -> None:
     images = frames()
     if args.size:
         images = [cv2.resize(im, (args.size, args.size), interpolation=cv2.INTER_AREA) for im in images]
-    servers = {"triton, dynamic batching": server(args.artifact.parent, work, "on", True),
-               "triton, no batching": server(args.artifact.parent, work, "off", False)}
+    art = args.artifact.parent
+    if args.compare == "segment":
+        frames_graph = args.artifact.name.replace(".onnx", ".frames.onnx")
+        servers = {"triton, frames graph": server(art, work, "graph", True, frames_graph),
+                   "triton, Segmenter + graph": server(art, work, "host", True, args.artifact.name)}
+    else:
+        servers = {"triton, dynamic batching": server(art, work, "on", True, args.artifact.name),
+                   "triton, no batching": server(art, work, "off", False, args.artifact.name)}
     for s in servers.values():
         s.start()
     try:

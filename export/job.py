@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from llm4seg.checkpoint import load_checkpoint, read_checkpoint_config
+from llm4seg.contract import FrameContract
 from llm4seg.evaluate import predict_probs
 from llm4seg.export.heldout import held_out_images
 from llm4seg.export.options import ExportOptions
 from llm4seg.profile import count_macs
 from llm4seg.runtime.backends import Backend, load_backend
-from llm4seg.runtime.comparator import Comparator, inputs_from_frames
+from llm4seg.runtime.comparator import Comparator, inputs_from_frames, tolerance_for
 from llm4seg.runtime.manifest import artifact_sha256, build_manifest  # the runtime's digest cache: load hashes nothing
 from llm4seg.runtime.stats import median_ms
 
@@ -40,12 +41,14 @@ def tensorrt_checks(path: Path) -> dict[str, Any]:
 def graph_entry(path: Path, model_config: dict[str, Any], precision: str = "fp32",
                 batch_range: tuple[int, int, int] = (1, 1, 16), checkpoint_sha256: str = "",
                 folds: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-                opset: int | None = None) -> dict[str, Any]:
+                opset: int | None = None, frames: dict[str, Any] | None = None) -> dict[str, Any]:
     """A manifest entry for the graph at `path` (its digest and size, the model's preprocessing), so
-    any graph, a candidate or a benchmark's variant too, runs through a runtime Backend."""
+    any graph, a candidate or a benchmark's variant too, runs through a runtime Backend (`frames`:
+    a frames graph's form and input colour, see build_manifest)."""
     return build_manifest(artifact=path.name, precision=precision, model_config=model_config,
                           checkpoint_sha256=checkpoint_sha256, opset=opset, batch_range=batch_range, folds=folds or {},
-                          extra={"sha256": artifact_sha256(path), "size_bytes": path.stat().st_size, **(extra or {})})
+                          extra={"sha256": artifact_sha256(path), "size_bytes": path.stat().st_size, **(extra or {})},
+                          frames=frames)
 
 
 def graph_backend(path: Path, model_config: dict[str, Any], precision: str = "fp32", **options: Any) -> Backend:
@@ -72,8 +75,8 @@ class ExportJob:
         self.data = held_out_images(opts, self.cfg.image_size)
         log(f"held-out images: {len(self.data.images)} of {self.data.data_name}"
             + (f"; calibration: {len(self.data.calib)} of {self.data.calib_source}" if opts.int8 else ""))
-        reference = predict_probs(self.model, self.data.images, torch.device("cpu"), batch_size=8)
-        self.checkpoint_comparator = self.comparator(reference)
+        self.contract = FrameContract.from_model_config(self.cfg)
+        self.checkpoint_comparator = self.comparator(self.reference_probs(self.data.frames))
         self.macs_before = count_macs(self.model, self.cfg.image_size, self.cfg.in_channels)
         self.rows: list[dict[str, Any]] = []
         self.manifests: dict[str, dict[str, Any]] = {}
@@ -81,16 +84,24 @@ class ExportJob:
         self.int8_refused: dict[str, Any] | None = None
         self.fp32_probs: np.ndarray | None = None
 
-    def comparator(self, reference: np.ndarray) -> Comparator:
-        """A comparator over the held-out images against `reference` probabilities."""
-        return Comparator(list(self.data.images), reference, self.cfg.threshold, self.data.masks)
+    def reference_probs(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """The checkpoint's probabilities on RGB frames at each frame's size, through the frame
+        contract as training applies it (its resize, torch's normalisation, its resize back)."""
+        resized = np.stack([self.contract.resize_image(f) for f in frames])
+        probs = predict_probs(self.model, resized, torch.device("cpu"), batch_size=8)
+        return [self.contract.prob_at_size(p, f.shape[:2]) for p, f in zip(probs, frames)]
+
+    def comparator(self, reference: list[np.ndarray]) -> Comparator:
+        """A comparator over the gate frames (held-out images at several sizes, some tinted) against
+        `reference` probabilities at those frames' sizes."""
+        return Comparator(self.data.frames, reference, self.cfg.threshold, self.data.frame_masks)
 
     def entry(self, path: Path, precision: str, extra: dict[str, Any] | None = None,
-              opset: int | None = None) -> dict[str, Any]:
+              opset: int | None = None, frames: dict[str, Any] | None = None) -> dict[str, Any]:
         """The manifest entry of the file at `path`, built once: its digest and size, the model's
         preprocessing, and an empty `parity` that `record` fills with what the gate measured."""
         return graph_entry(path, self.cfg.to_dict(), precision, self.opts.batch, self.ckpt_cfg["weights_sha256"],
-                           self.folds, extra, opset)
+                           self.folds, extra, opset, frames)
 
     def backend(self, entry: dict[str, Any], folder: Path | None = None, **options: Any) -> Backend:
         """The runtime backend of the entry's artifact (in `folder`, default the staging folder),
@@ -99,14 +110,17 @@ class ExportJob:
 
     def gate(self, entry: dict[str, Any], comparator: Comparator | None = None,
              backend: Backend | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Run the entry's artifact on the held-out images and refuse it below `min_agreement`
-        with the reference (the checkpoint's probabilities unless `comparator` says otherwise).
+        """Run the entry's artifact on the gate frames and refuse it outside the bounds of its
+        precision (`tolerance_for`: probability error, then mask agreement at `min_agreement`)
+        against the reference (the checkpoint's probabilities unless `comparator` says otherwise).
 
         Returns:
-            (its probabilities, the agreement stats).
+            (its probabilities at each frame's size, the agreement stats).
         """
-        self.log(f"checking {entry['artifact']} on {len(self.data.images)} images from {self.data.data_name}")
-        return (comparator or self.checkpoint_comparator).check(backend or self.backend(entry), self.opts.min_agreement,
+        self.log(f"checking {entry['artifact']} on {len(self.data.frames)} frames ({len(self.data.images)} images "
+                 f"of {self.data.data_name} at three sizes, some tinted)")
+        tolerance = tolerance_for(entry["precision"], self.opts.min_agreement)
+        return (comparator or self.checkpoint_comparator).check(backend or self.backend(entry), tolerance,
                                                                  what=entry["artifact"])
 
     def record(self, entry: dict[str, Any], stats: dict[str, Any], latency_ms: float | None = None) -> None:
@@ -116,7 +130,8 @@ class ExportJob:
         self.manifests[name] = entry
         self.rows.append({"artifact": name, "precision": entry["precision"], "size_mb": entry["size_bytes"] / 1e6,
                           "macs": self.folds["macs_after"], "dice_agreement": stats["dice_agreement"],
-                          "max_abs_err": stats["max_abs_err"], "cpu_latency_ms": latency_ms})
+                          "max_abs_err": stats["max_abs_err"], "mean_abs_err": stats["mean_abs_err"],
+                          "cpu_latency_ms": latency_ms})
 
     def inputs(self, frames: np.ndarray) -> np.ndarray:
         """Frames -> normalised model inputs by the FP32 entry's Segmenter preprocessing (calibration)."""
@@ -128,25 +143,30 @@ class ExportJob:
             x1 = inputs_from_frames(backend, self.data.images[:1])
             return median_ms(lambda: backend.infer(x1), warmup=1, iterations=runs)
 
-    def real_build(self, name: str, precision: str) -> dict[str, Any]:
+    def real_build(self, name: str, precision: str, frames_form: str | None = None) -> dict[str, Any]:
         """Parse and build `name` with the real TensorRT-RTX builder (where installed); a refusal
-        fails the export. With --build-engines, its FP16/INT8 engines are kept (rtx_build.py)."""
+        fails the export. With --build-engines, the FP16/INT8 float graphs' engines are kept
+        (rtx_build.py); a frames graph (`frames_form`) is built with its NHWC profile, not kept."""
         from llm4seg.export import rtx_build
+        from llm4seg.export.frames_graph import frames_profile
 
         keep = None
-        if self.opts.engine and precision in ("fp16", "int8"):
+        if self.opts.engine and precision in ("fp16", "int8") and not frames_form:
             keep = {t: self.work / rtx_plan_name(precision, t) for t in self.opts.rtx_targets}
-        record = self.candidate_build(self.work / name, keep)
+        profile = frames_profile(self.opts.batch, self.cfg.image_size, frames_form) if frames_form else None
+        record = self.candidate_build(self.work / name, keep, profile)
         self.log(f"{name}: {rtx_build.summary(record)}")
         if record["ran"] and not record["ok"]:
             raise rtx_build.refusal(name, record)
         return record
 
-    def candidate_build(self, path: Path, keep: dict[str, Path] | None = None) -> dict[str, Any]:
+    def candidate_build(self, path: Path, keep: dict[str, Path] | None = None,
+                        profile: tuple[tuple[int, ...], ...] | None = None) -> dict[str, Any]:
         """The real TensorRT-RTX build of a graph for the export's targets and profile (`keep`:
-        target -> where to write its engine; none kept for INT8 candidates)."""
+        target -> where to write its engine; none kept for INT8 candidates; `profile`: default the
+        float input's batch range at the model's size)."""
         from llm4seg.export import rtx_build
         from llm4seg.export.tensorrt import profile_shapes
 
-        return rtx_build.build_record(path, self.opts.rtx_targets,
-                                      profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size), keep)
+        profile = profile or profile_shapes(self.opts.batch, self.cfg.in_channels, self.cfg.image_size)
+        return rtx_build.build_record(path, self.opts.rtx_targets, profile, keep)

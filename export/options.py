@@ -27,6 +27,9 @@ class ExportOptions:
             half a point).
         latency_threads: onnxruntime threads for the CPU latency column.
         rtx_targets: compute capabilities the real TensorRT-RTX build is made for.
+        frames: beside each ONNX graph, write its two frames graphs (uint8 NHWC frames in, mask out).
+        frames_color: the channel order those frames graphs take (BGR: OpenCV, PyAV bgr24).
+        deepstream: also write each precision's `nvinfer` frames graph and a DeepStream nvinfer config.
     """
 
     out: Path
@@ -47,6 +50,9 @@ class ExportOptions:
     max_int8_drop: float = 0.005
     latency_threads: int = 2
     rtx_targets: tuple[str, ...] = ("SM89",)
+    frames: bool = True
+    frames_color: str = "BGR"
+    deepstream: bool = False
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -69,6 +75,9 @@ def validate_options(opts: ExportOptions) -> None:
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} {value!r} must be at least 1",
                               hint=f"e.g. --{name.replace('_', '-')} 16")
+    if opts.frames_color not in ("BGR", "RGB"):
+        raise ConfigError(f"--frames-color {opts.frames_color!r} is not known",
+                          hint="BGR (OpenCV, PyAV bgr24, GStreamer BGR caps) or RGB")
     if opts.int8 and not opts.calib:
         raise ConfigError("--int8 needs calibration images", hint="pass --calib DIR (a dataset folder with images/ and masks/)")
 

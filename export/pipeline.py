@@ -14,6 +14,7 @@ from llm4seg.export.onnx_export import onnx_from_model
 from llm4seg.export.options import ExportOptions, default_splits, parse_batch, validate_options
 from llm4seg.export.workdir import staged_folder
 from llm4seg.profile import count_macs
+from llm4seg.runtime.comparator import gate_record, tolerance_for, verdict
 from llm4seg.runtime.manifest import write_manifest
 
 __all__ = ["ExportOptions", "export_checkpoint", "parse_batch", "rtx_plan_name"]
@@ -31,6 +32,8 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
     """
     opts = replace(default_splits(opts), out=Path(opts.out))
     validate_options(opts)
+    if opts.deepstream and not opts.frames:
+        raise ExportError("--deepstream needs the frames graphs", hint="drop --no-frames")
     int8_refusal: ExportError | None = None
     with staged_folder(opts.out, log) as work:
         job = ExportJob(checkpoint, opts, work, log)
@@ -43,6 +46,10 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
         top = {**({"int8_refused": job.int8_refused} if int8_refusal else {}),
                **({"engine_recipes": recipes} if recipes else {})}
         write_manifest(work, job.manifests, top or None)
+        if opts.deepstream:
+            from llm4seg.runtime.deepstream import write_nvinfer_config
+
+            log(f"wrote {write_nvinfer_config(work).name} (DeepStream nvinfer, NOT RUN here)")
     summary = {"out": str(opts.out), "rows": job.rows, "data": job.data.data_name,
                "manifest": str(opts.out / "manifest.json"), "calibration": job.data.calib_source if opts.int8 else None,
                "engine_recipes": recipes, "rtx_engines": [n for n in job.manifests if ".rtx-" in n]}
@@ -54,18 +61,38 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
     return summary
 
 
-def _onnx(job: ExportJob, name: str, precision: str, extra: dict[str, Any] | None = None, comparator=None):
-    """Gate, time, check with the TensorRT parsers and record one ONNX artifact; returns its probabilities."""
+def _onnx(job: ExportJob, name: str, precision: str, extra: dict[str, Any] | None = None, comparator=None,
+          frames: dict[str, Any] | None = None):
+    """Gate, time, check with the TensorRT parsers and record one ONNX artifact (a float graph, or a
+    frames graph when `frames` names its form); returns its probabilities. A float graph's frames
+    graphs follow it, gated against the same reference."""
     path = job.work / name
-    entry = job.entry(path, precision, extra, opset=job.opts.opset)
+    entry = job.entry(path, precision, extra, opset=job.opts.opset, frames=frames)
     probs, stats = job.gate(entry, comparator)
-    latency_ms = job.latency_ms(path, entry)
+    latency_ms = None if frames else job.latency_ms(path, entry)
     trt = tensorrt_checks(path)
     job.log(f"{name}: TensorRT 10.x parser prediction " + ", ".join(
         f"{v} {'ok' if r['ok'] else 'FAILS'}{' (matrix assumed)' if r['assumed'] else ''}" for v, r in trt.items()))
-    entry.update(tensorrt_check=trt, tensorrt_rtx_build=job.real_build(name, precision))
+    entry.update(tensorrt_check=trt,
+                 tensorrt_rtx_build=job.real_build(name, precision, frames["form"] if frames else None))
     job.record(entry, stats, latency_ms)
+    if not frames and job.opts.frames:
+        _frames_graphs(job, name, precision, comparator)
     return probs
+
+
+def _frames_graphs(job: ExportJob, source: str, precision: str, comparator=None) -> None:
+    """The two frames graphs of one float graph (llm4seg.export.frames_graph), each gated like it."""
+    from llm4seg.export.frames_graph import FORMS, frames_graph_from_onnx, frames_name
+
+    for form in (*FORMS, *(("nvinfer",) if job.opts.deepstream else ())):
+        name = frames_name(source, form, job.cfg.image_size)
+        # nvinfer hands over pixels in the colour order it is told: the model's own.
+        color = job.contract.color if form == "nvinfer" else job.opts.frames_color
+        job.log(f"writing {name} ({'float pixel values' if form == 'nvinfer' else 'uint8'} {color} frames in, "
+                f"mask out; {form})")
+        frames_graph_from_onnx(job.work / source, job.work / name, job.contract, form, color)
+        _onnx(job, name, precision, comparator=comparator, frames={"form": form, "input_color": color, "source": source})
 
 
 def _write_fp(job: ExportJob) -> None:
@@ -111,8 +138,11 @@ def _write_int8(job: ExportJob) -> ExportError | None:
             entries[trial] = job.entry(trial, "int8")
         return entries[trial]
 
+    int8_bounds = tolerance_for("int8", 1.0 - opts.max_int8_drop)
+
     def candidate_stats(trial: Path) -> dict[str, Any]:
-        return versus_fp32.run(job.backend(entry_of(trial), folder=trial.parent))[1]
+        stats = versus_fp32.run(job.backend(entry_of(trial), folder=trial.parent))[1]
+        return {**stats, "failed": verdict(stats, int8_bounds), "gate": gate_record(stats, int8_bounds)}
 
     # CPU speed says nothing about a TensorRT engine (INT8 convs and MatMuls are fast there):
     # for that target the most-INT8 candidate that passes the gate is kept.

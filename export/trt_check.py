@@ -160,7 +160,9 @@ def _profile_findings(graph) -> list[Finding]:
         if not dims or not dims[0].dim_param:
             found.append(Finding(value.name, "-", "the batch dimension is fixed", "re-export (llm4seg keeps it dynamic)",
                                  "warning"))
-        if any(d.dim_param or d.dim_value <= 0 for d in dims[1:]):
+        # A frames graph's uint8 frames take any H x W (its optimization profile bounds them).
+        frames_input = value.type.tensor_type.elem_type == 2  # UINT8
+        if not frames_input and any(d.dim_param or d.dim_value <= 0 for d in dims[1:]):
             found.append(Finding(value.name, "-", "an image dimension is dynamic", "export at a fixed image size"))
     return found
 

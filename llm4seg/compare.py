@@ -146,12 +146,14 @@ def _subprocess_cell(matrix: Matrix, out: Path, cell: tuple[str, str | None, int
 
 def run_matrix(matrix: Matrix, out: Path, parallel: int = 1,
                on_cell: Callable[[dict[str, Any]], None] | None = None,
-               stop_after_s: float | None = None) -> dict[str, Any]:
+               stop_after_s: float | None = None,
+               on_epoch: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every cell (continuing a killed matrix) and write the report; returns the report.
 
     Args:
         stop_after_s: start no cell after this many seconds (started ones finish); the report then
             lists the cells not run as missing, and a rerun continues with them.
+        on_epoch: gets one line per finished epoch of any cell (cell, epoch, val IoU, time left).
     """
     _check(matrix)
     out = Path(out)
@@ -176,8 +178,13 @@ def run_matrix(matrix: Matrix, out: Path, parallel: int = 1,
         return run_cell(matrix, out, cell) if parallel <= 1 else _subprocess_cell(matrix, out, cell)
 
     results = []
+    from llm4seg.compare_progress import CellWatcher
+    from llm4seg.training.config import TrainConfig
+
+    epochs = int(matrix.train.get("epochs", TrainConfig.epochs))
+    watcher = CellWatcher(out, matrix.cells(), epochs, on_epoch) if on_epoch else nullcontext()
     # One cell at a time runs in this thread, so Ctrl-C reaches the training loop, which keeps its state.
-    with ThreadPoolExecutor(parallel) if parallel > 1 else nullcontext() as pool:
+    with watcher, ThreadPoolExecutor(parallel) if parallel > 1 else nullcontext() as pool:
         finished = pool.map(cell_result, matrix.cells()) if pool else map(cell_result, matrix.cells())
         for result in finished:
             if result is not None:

@@ -49,11 +49,24 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def settings_text(train: dict[str, Any], data: str) -> str:
+    """The cells' training settings as the `llm4seg compare` flags that give them ('--epochs 300
+    --image-size 256 ...'): flags set to false or unset are left out, and --synthetic-count when
+    the cells train on a dataset folder (it applies to the synthetic set only)."""
+    flags = []
+    for key, value in train.items():
+        if value is None or value is False or (key == "synthetic_count" and data != "synthetic"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        flags.append(flag if value is True else f"{flag} {value}")
+    return " ".join(flags)
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown document (tables of means and paired differences)."""
     lines = [f"# Comparison on {report['data']} (baseline: {report['baseline']})", "",
              f"Splits {', '.join(report['splits'])}; seeds {', '.join(map(str, report['seeds']))}; "
-             f"settings {report['train']}.", "",
+             f"settings `{settings_text(report['train'], report['data'])}`.", "",
              "| variant | runs | IoU mean (%) | IoU sd (%) | Dice mean (%) | Dice sd (%) |", "|---|---:|---:|---:|---:|---:|"]
     for v, s in report["per_variant"].items():
         lines.append(f"| {v} | {s['runs']} | {_pct(s['iou']['mean'])} | {_pct(s['iou']['sd'])} | "
@@ -75,26 +88,61 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MIN_SPAN_POINTS = 10.0  # the IoU axis spans at least this: a 0.7-point gap must not look like a cliff
+
+
 def _plot(report: dict[str, Any], path: Path) -> None:
+    plt = require("matplotlib.pyplot")
+    fig = compare_figure(report)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def compare_figure(report: dict[str, Any]) -> Any:
+    """compare.png's figure: IoU per run on an axis spanning at least MIN_SPAN_POINTS, and the
+    paired differences against the baseline with their intervals (the figure is the caller's)."""
     matplotlib = require("matplotlib", "the comparison plot")
     matplotlib.use("Agg")
     plt = require("matplotlib.pyplot")
     variants = report["variants"]
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(variants), 4))
+    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(3.6 + 2.4 * len(variants), 4),
+                                   gridspec_kw={"width_ratios": [len(variants), max(1, len(variants) - 1)]})
     by_pair: dict[tuple[str, int], dict[str, float]] = {}
     for r in report["runs"]:
         by_pair.setdefault((r["split"], r["seed"]), {})[r["variant"]] = 100 * r["metrics"]["iou"]
     for (split, seed), values in sorted(by_pair.items()):
         xs = [i for i, v in enumerate(variants) if v in values]
         ax.plot(xs, [values[variants[i]] for i in xs], marker="o", alpha=0.7, label=f"{split} s{seed}")
+    all_values = [v for values in by_pair.values() for v in values.values()] or [0.0]
+    middle, span = (max(all_values) + min(all_values)) / 2, max(MIN_SPAN_POINTS, max(all_values) - min(all_values) + 2)
+    ax.set_ylim(middle - span / 2, middle + span / 2)
     ax.set_xticks(range(len(variants)), variants, rotation=15)
-    ax.set_ylabel("val IoU (%)")
-    ax.set_title("IoU per run; lines join the same split and seed")
+    ax.set_ylabel(f"val IoU (%); the axis spans {span:.0f} points")
+    ax.set_title("IoU per run; lines join the same split and seed", fontsize=9)
     ax.legend(fontsize=7, loc="best")
+    _plot_paired(ax_d, report)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    return fig
+
+
+def _plot_paired(ax: Any, report: dict[str, Any]) -> None:
+    """Paired IoU differences against the baseline with their 95 % t intervals, and the zero line."""
+    others = list(report["paired_vs_baseline"])
+    for i, v in enumerate(others):
+        d = report["paired_vs_baseline"][v]["iou"]
+        if "mean" not in d:
+            continue
+        low, high = d.get("ci95", (d["mean"], d["mean"]))
+        ax.errorbar([i], [100 * d["mean"]], yerr=[[100 * (d["mean"] - low)], [100 * (high - d["mean"])]],
+                    fmt="o", capsize=6, color="black")
+        ax.annotate(f"{100 * d['mean']:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]", (i, 100 * d["mean"]),
+                    textcoords="offset points", xytext=(8, 0), fontsize=7, va="center")
+    ax.axhline(0.0, color="grey", lw=1)
+    ax.set_xticks(range(len(others)), others, rotation=15)
+    ax.set_xlim(-0.5, len(others) - 0.2)
+    ax.set_ylabel(f"IoU minus {report['baseline']} (points)")
+    ax.set_title("paired difference, 95 % CI", fontsize=9)
 
 
 def write_report(matrix: Any, results: list[dict[str, Any]], out: Path) -> dict[str, Any]:

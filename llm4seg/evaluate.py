@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 
+from llm4seg.contract import FrameContract, prob_at_size
 from llm4seg.data.augment import normalise
 from llm4seg.data.datasets import ArrayDataset
 from llm4seg.fileio import atomic_path, write_json_atomic
@@ -20,14 +21,14 @@ from llm4seg.metrics import METRIC_NAMES, image_metrics, summarise
 def predict_probs(model: torch.nn.Module, images_u8: np.ndarray | torch.Tensor, device: torch.device,
                   batch_size: int = 16, amp: bool = False) -> np.ndarray:
     """images uint8 (N, S, S, 3) -> probabilities float32 (N, S, S)."""
-    cfg = model.config
+    contract = FrameContract.from_model_config(model.config)
     model.eval()
     out = []
     for i in range(0, len(images_u8), batch_size):
         chunk = images_u8[i:i + batch_size]
         x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
         x = x.to(device).permute(0, 3, 1, 2)
-        x = normalise(x, cfg.mean, cfg.std, cfg.paper_double_scaling)
+        x = normalise(x, contract)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             logits = model(x)
         out.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
@@ -73,11 +74,23 @@ def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray, caption
     lines = [("truth", TRUTH_BGR), ("prediction", PREDICTION_BGR)] + ([(caption, (255, 255, 255))] if caption else [])
     step = int(22 * font / 0.5)
     width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, font, thickness)[0][0] for t, _ in lines)
-    box = canvas[: step * len(lines) + step // 2, : width + 16]
+    y, x = _legend_corner(pred | target, step * len(lines) + step // 2, width + 16)
+    box = canvas[y: y + step * len(lines) + step // 2, x: x + width + 16]
     box[:] = (box * 0.35).astype(canvas.dtype)  # a dark legend background, so the text reads on bright images
     for i, (text, colour) in enumerate(lines):
-        cv2.putText(canvas, text, (8, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness, cv2.LINE_AA)
+        cv2.putText(canvas, text, (x + 8, y + step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness,
+                    cv2.LINE_AA)
     return canvas
+
+
+def _legend_corner(masks: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """(y, x) of the image corner where a height x width legend covers the fewest mask pixels (a
+    margin of 3 % around the masks counts too, so no contour runs under the legend); top left on ties."""
+    h, w = masks.shape
+    pad = max(2, round(0.03 * max(h, w)))
+    grown = cv2.dilate(masks.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8))
+    corners = [(0, 0), (0, max(0, w - width)), (max(0, h - height), 0), (max(0, h - height), max(0, w - width))]
+    return min(corners, key=lambda c: int(grown[c[0]: c[0] + height, c[1]: c[1] + width].sum()))
 
 
 def native_overlay(data: ArrayDataset, i: int, prob: np.ndarray, threshold: float, caption: str) -> np.ndarray:
@@ -90,7 +103,7 @@ def native_overlay(data: ArrayDataset, i: int, prob: np.ndarray, threshold: floa
         image, _ = read_image_rgb(files[0])
         mask, _ = read_mask_raw(files[1])
         if image is not None and mask is not None:
-            full = cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+            full = prob_at_size(prob, image.shape[:2])  # the frame contract's way back to the image's size
             return overlay(image, full > threshold, mask > data.mask_encoding["threshold"], caption)
     return overlay(data.images[i], prob > threshold, data.masks[i], caption)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from llm4seg._optional import require
 from llm4seg.errors import ConfigError, ExportError
-from llm4seg.runtime.comparator import Comparator, probs_from_frames
+from llm4seg.runtime.comparator import Comparator, gate_record, probs_from_frames, tolerance_for, verdict
 from llm4seg.runtime.manifest import MANIFEST_NAME, add_entry, artifact_sha256, check_entry, read_manifest
 
 
@@ -73,14 +73,17 @@ def adopt_engine(plan: Path | str, samples: int = 8, min_agreement: float = 0.99
     with OnnxRuntimeBackend(plan.parent / source) as reference:
         comparator = Comparator(frames, probs_from_frames(reference, frames), float(entry["threshold"]))
     _, stats = comparator.run(TensorRTBackend(plan, manifest=entry))
+    bounds = tolerance_for(entry["precision"], min_agreement)
+    failed = verdict(stats, bounds)
     # Its own key: random frames on this device, not the export's held-out-image gate (`parity`).
     entry["adoption"] = {"check": "mask agreement with the source graph on seeded random frames, on this device",
                          "n": n, "reference": f"{source} in onnxruntime (CPU)",
                          "inputs": f"seeded random uint8 frames (seed {seed}) through the Segmenter's preprocessing",
                          "dice_agreement": stats["dice_agreement"], "max_abs_err": stats["max_abs_err"],
+                         "mean_abs_err": stats["mean_abs_err"], "gate": gate_record(stats, bounds),
                          "min_agreement": min_agreement, "host": platform.node(), "tool_versions": _tool_versions(trt)}
-    if entry["adoption"]["dice_agreement"] < min_agreement:
-        raise ExportError(f"{plan.name} disagrees with {source}: mask Dice agreement {entry['adoption']['dice_agreement']:.4f} "
-                          f"< {min_agreement}", hint="rebuild with the recipe's exact flags (--stronglyTyped); report it")
+    if failed:
+        raise ExportError(f"{plan.name} disagrees with {source}: {'; '.join(failed)}",
+                          hint="rebuild with the recipe's exact flags (--stronglyTyped); report it")
     add_entry(plan.parent, plan.name, entry)
     return entry

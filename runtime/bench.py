@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from llm4seg.runtime.backends import backend_for, load_backend
-from llm4seg.runtime.comparator import mask_agreement, score
+from llm4seg.runtime.comparator import agreement, score
 from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
 
@@ -56,9 +56,9 @@ def peak_rss_mb() -> float:
 
 def _time_once(seg: Segmenter, chunk: list[np.ndarray]) -> tuple[float, float, float]:
     """(preprocess, inference, postprocess) milliseconds for one batch (a server's `segment` model
-    does all three remotely: its time is counted as inference)."""
+    does all three remotely, a frames graph inside itself: their time is counted as inference)."""
     t0 = time.perf_counter()
-    if getattr(seg.backend, "takes_frames", False):
+    if getattr(seg.backend, "takes_frames", False) or seg.frames:
         seg.segment(chunk)
         return 0.0, (time.perf_counter() - t0) * 1e3, 0.0
     x = np.stack([seg.preprocess(f) for f in chunk])
@@ -142,22 +142,24 @@ def bench_engines(paths: list[Path], batches: list[int], iterations: int, warmup
 
     Returns:
         One row per artifact and batch size (see `bench_artifact`), scored rows with dice, iou and
-        dice_agreement_with_first.
+        dice_agreement_with_first (over the frames where either has foreground), max_abs_err_with_first
+        and mean_abs_err_with_first (probabilities).
     """
     if interleave:
         runs = bench_interleaved(paths, batches, iterations, warmup, frames, compile=compile)
     else:
         runs = (bench_artifact(p, batches, iterations, warmup, frames, compile=compile) for p in paths)
     results: list[dict[str, Any]] = []
-    first_masks = None
+    first = None
     for rows, seg in runs:
         try:
             if masks is not None:
-                metrics, predicted = score(seg, frames, masks)
-                agree = 1.0 if first_masks is None else mask_agreement(first_masks, predicted)
-                first_masks = predicted if first_masks is None else first_masks
+                metrics, probs = score(seg, frames, masks)
+                first = first or (probs, seg.threshold)
+                versus = agreement(first[0], probs, first[1])  # the comparator's figures, raw outputs first
                 for r in rows:
-                    r.update(dice=metrics["dice"], iou=metrics["iou"], dice_agreement_with_first=agree)
+                    r.update(dice=metrics["dice"], iou=metrics["iou"], dice_agreement_with_first=versus["dice_agreement"],
+                             max_abs_err_with_first=versus["max_abs_err"], mean_abs_err_with_first=versus["mean_abs_err"])
         finally:
             seg.close()
         results += rows

@@ -33,19 +33,26 @@ class EngineKey:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        """The key as the manifest records it."""
+        """The key as the manifest records it; the builder's version under its product's name
+        (`tensorrt_version`, or `tensorrt_rtx_version` for a TensorRT-RTX engine)."""
         data = asdict(self)
+        data[version_field(self.product)] = data.pop("tensorrt_version")
         data["profile"] = [list(s) for s in self.profile]
         data["digest"] = self.digest()
         return data
 
 
+def version_field(product: str) -> str:
+    """Where a key records its builder's version: TensorRT-RTX versions are not TensorRT versions."""
+    return "tensorrt_rtx_version" if product == "TensorRT-RTX" else "tensorrt_version"
+
+
 def mismatches(recorded: dict[str, Any], current: EngineKey) -> list[str]:
     """What differs between an engine's recorded key and this machine: empty means usable."""
     now = current.to_dict()
+    version = version_field(current.product)
     return [f"{k}: engine has {recorded.get(k)!r}, this machine {now[k]!r}"
-            for k in ("product", "onnx_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision",
-                      "profile")
+            for k in ("product", "onnx_sha256", version, "gpu_name", "compute_capability", "precision", "profile")
             if recorded.get(k, "TensorRT" if k == "product" else None) != now[k]]
 
 

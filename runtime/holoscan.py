@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from llm4seg.errors import ConfigError
+from llm4seg.errors import ConfigError, Llm4SegError
 from llm4seg.runtime.stats import percentiles_ms
 
 EXAMPLE_CONFIG = Path(__file__).with_name("segment_app.yaml")
@@ -262,38 +262,70 @@ def _with_overrides(kwargs: Any, overrides: dict[str, dict]) -> Any:
 
 
 def inference_op_config(manifest_path: str | Path, artifact: str) -> dict[str, Any]:
-    """The configuration of Holoscan's FormatConverterOp + InferenceOp for one manifest artifact,
-    for a GPU Holoscan app (NOT RUN here: those operators need CUDA).
+    """The configuration of Holoscan's FormatConverterOp + InferenceOp for one manifest artifact, on
+    its any-size frames graph, for a GPU Holoscan app (NOT RUN here: those operators need CUDA).
 
-    InferenceOp runs ONNX (backend onnxrt, or trt: Holoscan builds the engine) and TensorRT plans.
-    FormatConverterOp resizes and converts to float32 in [0, 1]; it has no per-channel mean/std,
-    so the manifest's normalisation is written under `llm4seg_normalise` for the graph's author
-    to apply (a custom operator, or a model exported with it inside)."""
+    The frames graph (`model[.fp16|.int8].frames.onnx`; a float graph's own is found through the
+    manifest) takes uint8 HWC frames of any size and does the colour order, the contract's resize,
+    the normalisation and the resize back inside: FormatConverterOp only drops the alpha channel of
+    an RGBA source and orders the channels (no resize, no scaling), and InferenceOp runs with
+    dynamic input dimensions (Holoscan 4.6's inference module takes kUInt8 inputs). Outputs:
+    `prob` and `mask` (0/1) at the frame's size.
+
+    Returns:
+        {'format_converter': ..., 'inference': ..., 'llm4seg': what runs where, 'status'}; the two
+        operator sections are the YAML sections a Holoscan app passes as `**self.kwargs(name)`.
+    """
     manifest_path = Path(manifest_path)
-    manifest = json.loads(manifest_path.read_text())
-    entry = manifest.get("artifacts", {}).get(artifact)
-    if entry is None:
-        raise ConfigError(f"{artifact!r} is not in {manifest_path}",
-                          hint=f"choose one of {', '.join(manifest.get('artifacts', {})) or '(none)'}")
-    spec, out, pre = entry["inputs"][0], entry["outputs"][0], entry["preprocess"]
-    height, width = spec["shape"][2:4] if spec.get("layout", "NCHW") == "NCHW" else spec["shape"][1:3]
-    backend = "trt" if artifact.endswith(".plan") or entry.get("precision") == "fp16" else "onnxrt"
+    entries = json.loads(manifest_path.read_text()).get("artifacts", {})
+    if artifact not in entries:
+        raise ConfigError(f"{artifact!r} is not in {manifest_path}", hint=f"choose one of {', '.join(entries) or '(none)'}")
+    name = _any_size_graph(entries, artifact)
+    if name is None:
+        raise ConfigError(f"{artifact} has no any-size frames graph in {manifest_path}",
+                          hint="re-export with this llm4seg version (frames graphs are written unless --no-frames)")
+    entry = entries[name]
+    spec = entry["inputs"][0]
+    order = [2, 1, 0] if spec["color"] == "BGR" else [0, 1, 2]  # FormatConverterOp's output is RGB
     return {
-        "format_converter": {"in_dtype": "rgb888", "out_dtype": "float32", "resize_width": width,
-                             "resize_height": height, "scale_min": 0.0, "scale_max": 1.0,
+        "format_converter": {"in_dtype": "rgba8888", "out_dtype": "rgb888", "out_channel_order": order,
                              "out_tensor_name": spec["name"]},
-        "llm4seg_normalise": {"mean": pre["mean"], "std": pre["std"], "color": spec.get("color", "RGB")},
-        "inference": {"backend": backend, "model_path_map": {"llm4seg": str(manifest_path.parent / artifact)},
-                      "pre_processor_map": {"llm4seg": [spec["name"]]}, "inference_map": {"llm4seg": [out["name"]]},
-                      "enable_fp16": entry.get("precision") == "fp16", "input_on_cuda": True,
-                      "output_on_cuda": True, "transmit_on_cuda": True, "is_engine_path": artifact.endswith(".plan")},
-        "status": "NOT RUN: generated from the manifest; InferenceOp needs a CUDA GPU",
+        "inference": {"backend": "trt", "model_path_map": {"llm4seg": str(manifest_path.parent / name)},
+                      "pre_processor_map": {"llm4seg": [spec["name"]]},
+                      "inference_map": {"llm4seg": [o["name"] for o in entry["outputs"]]},
+                      "dynamic_input_dims": True, "enable_fp16": entry.get("precision") == "fp16",
+                      "input_on_cuda": True, "output_on_cuda": True, "transmit_on_cuda": True, "is_engine_path": False},
+        "llm4seg": {"artifact": name, "source": entry["frames"].get("source"), "inside_the_graph": entry["frames"]["inside"],
+                    "input": f"uint8 (H, W, 3) {spec['color']} frames of any size"},
+        "status": "NOT RUN: generated from the manifest; FormatConverterOp and InferenceOp need a CUDA GPU",
     }
 
 
+def _any_size_graph(entries: dict[str, Any], artifact: str) -> str | None:
+    """`artifact` if it is an any-size frames graph, else the any-size frames graph made from it."""
+    if (entries[artifact].get("frames") or {}).get("form") == "any-size":
+        return artifact
+    return next((n for n, e in entries.items() if (e.get("frames") or {}).get("form") == "any-size"
+                 and e["frames"].get("source") == artifact), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m llm4seg.runtime.holoscan APP.yaml [--json]`: run the app, print its report."""
-    args = sys.argv[1:] if argv is None else argv
+    """`python -m llm4seg.runtime.holoscan APP.yaml [--json]`: run the app, print its report. A
+    boundary like the CLI's: errors print `error:` and `hint:` (exit 1; tracebacks with
+    LLM4SEG_DEBUG=1), Ctrl-C exits 130."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except Llm4SegError as exc:
+        if os.environ.get("LLM4SEG_DEBUG"):
+            raise
+        print(f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 1
+
+
+def _main(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(f"usage: python -m llm4seg.runtime.holoscan APP.yaml [--json]\nexample config: {EXAMPLE_CONFIG}")
         return 0 if args else 2

@@ -8,12 +8,11 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from llm4seg.contract import FrameContract
 from llm4seg.errors import InputSpecError
 from llm4seg.runtime.backends import Backend, load_backend
 
 LAYOUTS = ("bgr", "rgb", "gray")
-INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
-                  "nearest": cv2.INTER_NEAREST}
 
 
 def to_uint8(frame: np.ndarray, bit_depth: int | None) -> np.ndarray:
@@ -76,22 +75,13 @@ def to_rgb(frame: np.ndarray, layout: str, bit_depth: int | None = None) -> np.n
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if layout == "bgr" else frame
 
 
-def _preprocess_spec(m: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest says about feeding the artifact; unknown values are refused, not ignored."""
-    pre, spec = m["preprocess"], m["inputs"][0]
-    resize = pre.get("resize", {"down": "area", "up": "linear"})
-    if isinstance(resize, str):  # manifests of llm4seg 0.1 wrote one sentence; it meant this
-        resize = {"down": "area", "up": "linear"}
-    color, layout = spec.get("color", "RGB"), spec.get("layout", "NCHW")
-    bad = [f"{k}={v!r}" for k, v, ok in (("resize.down", resize.get("down"), resize.get("down") in INTERPOLATIONS),
-                                         ("resize.up", resize.get("up"), resize.get("up") in INTERPOLATIONS),
-                                         ("color", color, color in ("RGB", "BGR")),
-                                         ("layout", layout, layout in ("NCHW", "NHWC"))) if not ok]
-    if bad:
-        raise InputSpecError(f"the manifest asks for {', '.join(bad)}, which this runtime does not know",
-                             hint=f"resize: {sorted(INTERPOLATIONS)}; color: RGB or BGR; layout: NCHW or NHWC")
-    return {"down": INTERPOLATIONS[resize["down"]], "up": INTERPOLATIONS[resize["up"]], "color": color,
-            "layout": layout, "scale": float(pre.get("scale", 1 / 255.0))}
+def contract_of(m: dict[str, Any]) -> FrameContract:
+    """The frame contract a manifest entry records; values it does not know are refused, not ignored."""
+    layout = m["inputs"][0].get("layout", "NCHW")
+    if layout not in ("NCHW", "NHWC"):
+        raise InputSpecError(f"the manifest asks for layout={layout!r}, which this runtime does not know",
+                             hint="layout: NCHW or NHWC")
+    return FrameContract.from_manifest(m)
 
 
 class Segmenter:
@@ -116,13 +106,12 @@ class Segmenter:
         self.backend = artifact if isinstance(artifact, Backend) else load_backend(artifact, backend, **backend_options)
         self.layout, self.bit_depth = layout, bit_depth
         m = self.backend.manifest
-        pre = m["preprocess"]
-        self.spec = _preprocess_spec(m)
-        self.size, self.threshold = int(m["image_size"]), float(m["threshold"])
+        self.contract = contract_of(m)
+        self.size, self.threshold = self.contract.image_size, self.contract.threshold
         self.max_batch = int(m["batch"]["max"])
-        self.mean = np.array(pre["mean"], np.float32).reshape(1, 1, 3)
-        self.std = np.array(pre["std"], np.float32).reshape(1, 1, 3)
-        self.extra_scale = 1 / 255.0 if pre.get("paper_double_scaling") else 1.0
+        self.input_layout = m["inputs"][0].get("layout", "NCHW")
+        # A frames graph (frames in, the contract inside): which form, and the colour it takes.
+        self.frames = m.get("frames")
 
     def __enter__(self) -> "Segmenter":
         self.backend.load()
@@ -136,15 +125,10 @@ class Segmenter:
         self.backend.close()
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
-        """One frame -> float32 (3, S, S), normalised as at training."""
+        """One frame -> float32 (3, S, S), by the artifact's frame contract (as training fed the model)."""
         rgb = to_rgb(frame, self.layout, self.bit_depth)
-        if self.spec["color"] == "BGR":
-            rgb = rgb[:, :, ::-1]
-        h, w = rgb.shape[:2]
-        interp = self.spec["down"] if h >= self.size and w >= self.size else self.spec["up"]
-        x = cv2.resize(rgb, (self.size, self.size), interpolation=interp).astype(np.float32) * self.spec["scale"]
-        x = ((x - self.mean) / self.std) * self.extra_scale
-        return x if self.spec["layout"] == "NHWC" else x.transpose(2, 0, 1)
+        x = self.contract.tensor_from_image(rgb[:, :, ::-1] if self.contract.color == "BGR" else rgb)
+        return x.transpose(1, 2, 0) if self.input_layout == "NHWC" else x
 
     def to_bgr(self, frame: np.ndarray) -> np.ndarray:
         """One frame in this Segmenter's layout and dtype -> BGR uint8 (what a server's `segment` takes)."""
@@ -153,10 +137,9 @@ class Segmenter:
         return np.ascontiguousarray(to_rgb(frame, self.layout, self.bit_depth)[:, :, ::-1])
 
     def postprocess(self, prob: np.ndarray, shape_hw: tuple[int, int], binary: bool) -> np.ndarray:
-        """prob (S, S) -> (H, W): uint8 {0, 1} mask, or float32 probabilities."""
-        h, w = shape_hw
-        full = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
-        return (full > self.threshold).astype(np.uint8) if binary else full
+        """prob (S, S) -> (H, W): uint8 {0, 1} mask, or float32 probabilities (the contract's step 3)."""
+        full = self.contract.prob_at_size(prob, shape_hw)
+        return self.contract.mask_from_prob(full) if binary else full
 
     def infer_batch(self, x: np.ndarray) -> np.ndarray:
         """Normalised float32 (N, 3, S, S) -> probabilities (N, S, S), chunked to the artifact's batch range."""
@@ -174,9 +157,36 @@ class Segmenter:
             return []
         if getattr(self.backend, "takes_frames", False):  # a server's `segment` model: it pre/post-processes
             return self.backend.segment_frames([self.to_bgr(f) for f in frames], binary)
+        if self.frames:
+            return self._segment_with_graph(frames, binary)
         x = np.stack([self.preprocess(f) for f in frames])
         probs = self.infer_batch(x)
         return [self.postprocess(p, f.shape[:2], binary) for p, f in zip(probs, frames)]
+
+    def frame_input(self, frame: np.ndarray) -> np.ndarray:
+        """One frame -> what a frames graph takes: uint8 (H, W, 3) in its colour order (at S x S for
+        the model-size form, resized by the contract)."""
+        rgb = to_rgb(frame, self.layout, self.bit_depth)
+        image = rgb[:, :, ::-1] if self.frames["input_color"] == "BGR" else rgb
+        if self.frames["form"] == "any-size":
+            return image
+        resized = self.contract.resize_image(image)  # what the SDK's own resize stands for
+        return resized.astype(np.float32).transpose(2, 0, 1) if self.frames["form"] == "nvinfer" else resized
+
+    def _segment_with_graph(self, frames: list[np.ndarray], binary: bool) -> list[np.ndarray]:
+        """Frames through a frames graph: no host normalisation; frames of one size share a batch."""
+        inputs = [self.frame_input(f) for f in frames]
+        out: list[np.ndarray | None] = [None] * len(frames)
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(inputs):
+            by_size.setdefault(x.shape, []).append(i)
+        for index in by_size.values():
+            for k in range(0, len(index), self.max_batch):
+                chunk = index[k:k + self.max_batch]
+                probs = self.backend.infer(np.stack([np.ascontiguousarray(inputs[i]) for i in chunk]))[:, 0]
+                for i, p in zip(chunk, probs):
+                    out[i] = self.postprocess(p, frames[i].shape[:2], binary)
+        return out  # type: ignore[return-value]
 
     def segment_one(self, frame: np.ndarray, binary: bool = True) -> np.ndarray:
         """One frame -> its mask (or probabilities) at its size."""

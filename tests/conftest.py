@@ -37,9 +37,18 @@ def installed_or_skip(probe, what: str, fix: str) -> None:
         pytest.skip(message)
 
 
-def pytest_report_header(config):
+def _datasets_line() -> str:
     found = [n for n in ("busi", "kvasir-seg") if (DATASETS / n).is_dir()]
     return f"llm4seg datasets: {DATASETS} ({', '.join(found) or 'none found'}; set LLM4SEG_DATA to change)"
+
+
+def pytest_report_header(config):
+    return _datasets_line()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The datasets line again at the end: `pytest -q` (make test) prints no header."""
+    terminalreporter.write_line(_datasets_line())
 
 
 TINY_LLAMA = dict(
@@ -107,9 +116,13 @@ def synthetic_folder(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory, tiny_llama):
+    """A checkpoint that segments on any x86-64 (validation Dice 0.91 after 10 epochs with AVX-512,
+    AVX2 and the default kernels alike; tests/export/test_frames_graph.py checks that it segments),
+    so agreement tests compare real masks, not two empty ones (4 epochs at lr 0.01 gave empty masks
+    with AVX-512 kernels)."""
     run = tmp_path_factory.mktemp("run") / "r"
     train(TrainConfig(out=str(run), model="llm4seg", model_overrides={"llm": str(tiny_llama[0]), "size": "s"},
-                      image_size=64, epochs=4, batch_size=8, synthetic_count=64, device="cpu", seed=1,
+                      image_size=64, epochs=10, lr=0.05, batch_size=8, synthetic_count=64, device="cpu", seed=1,
                       checkpoint_every_s=0.0))
     return run / "checkpoints" / "last"
 

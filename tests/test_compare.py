@@ -124,7 +124,49 @@ def test_paper_double_scaling_reaches_every_run_and_is_part_of_the_matrix(tmp_pa
     assert result.exit_code == 0, result.output
     configs = [json.loads(p.read_text())["train"] for p in sorted((tmp_path / "d" / "runs").glob("*/config.json"))]
     assert len(configs) == 2 and all(c["paper_double_scaling"] is True for c in configs)
-    assert "'paper_double_scaling': True" in (tmp_path / "d" / "report.md").read_text()
+    text = (tmp_path / "d" / "report.md").read_text()
+    assert "--paper-double-scaling" in text and "--synthetic-count 12" in text  # the flags, not a dict
     plain = CliRunner().invoke(app, args)
     assert plain.exit_code == 1 and "holds another comparison" in plain.output
     assert "paper_double_scaling" in plain.output
+
+
+def test_the_picture_shows_its_scale_and_the_paired_interval_and_the_settings_read_as_flags():
+    """Issue 34, item 6: compare.png zoomed to 25.5-26.2 % (a 0.74-point gap looked like a cliff);
+    report.md printed a raw dict with synthetic_count for a BUSI run."""
+    import matplotlib.pyplot as plt
+
+    from llm4seg.compare_report import MIN_SPAN_POINTS, compare_figure, settings_text
+
+    runs = [{"variant": v, "split": s, "seed": 0, "metrics": {"iou": iou}}
+            for s, (a, b) in (("val1", (0.255, 0.262)), ("val2", (0.258, 0.2654))) for v, iou in (("cmunext", a), ("llm4seg", b))]
+    report = {"variants": ["cmunext", "llm4seg"], "baseline": "cmunext", "runs": runs,
+              "paired_vs_baseline": {"llm4seg": {"iou": {"n": 2, "mean": 0.0072, "ci95": [-0.001, 0.0154]}}}}
+    fig = compare_figure(report)
+    low, high = fig.axes[0].get_ylim()
+    assert high - low >= MIN_SPAN_POINTS and "spans" in fig.axes[0].get_ylabel()
+    assert any("+0.72" in t.get_text() for t in fig.axes[1].texts)  # the paired mean and its interval
+    plt.close(fig)
+    train = {"epochs": 300, "image_size": 256, "synthetic_count": 200, "paper_double_scaling": False, "device": "auto"}
+    assert settings_text(train, "/data/busi") == "--epochs 300 --image-size 256 --device auto"
+    assert "--synthetic-count 200" in settings_text(train, "synthetic")
+
+
+def test_each_cells_epochs_are_reported_while_it_trains(tmp_path):
+    """Issue 34, item 5: compare printed nothing until a cell finished (hours at 300 epochs); now a
+    line per finished epoch of any cell, with its validation IoU and the time left, also for cells
+    that train in their own processes (--parallel)."""
+    from llm4seg.compare import Matrix, run_matrix
+
+    lines: list[str] = []
+    matrix = Matrix(variants=["cmunext_s", "cmunext"], splits=[None], seeds=[0], data=None,
+                    train={"image_size": 32, "epochs": 2, "batch_size": 4, "synthetic_count": 12, "device": "cpu"})
+    run_matrix(matrix, tmp_path / "cmp", parallel=2, on_epoch=lines.append)
+    for cell in ("cmunext_s-all-s0", "cmunext-all-s0"):
+        mine = [line for line in lines if line.startswith(cell + ":")]
+        assert [line.split(",")[0] for line in mine] == [f"{cell}: epoch 1/2", f"{cell}: epoch 2/2"], lines
+        assert all("s/epoch" in line and "left" in line for line in mine)
+    assert any("val IoU" in line for line in lines)
+    again: list[str] = []  # a continued matrix reports nothing old as news
+    run_matrix(matrix, tmp_path / "cmp", parallel=2, on_epoch=again.append)
+    assert again == []

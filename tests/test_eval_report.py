@@ -63,3 +63,18 @@ def test_overlay_prediction_stays_visible_on_red_tissue_and_the_legend_has_a_bac
     drawn = canvas[100, 150]  # the prediction's top edge, in BGR
     assert tuple(int(v) for v in drawn) == PREDICTION_BGR and PREDICTION_BGR != (0, 0, 255)
     assert int(canvas[2, 2, 2]) < 100  # the legend corner is darkened (red channel 200 before)
+
+
+def test_the_legend_goes_to_the_corner_that_covers_no_mask():
+    """Issue 34, item 6: the legend box covered part of the image and of the truth contour."""
+    import numpy as np
+
+    from llm4seg.evaluate import overlay
+
+    image = np.full((200, 300, 3), 120, np.uint8)
+    truth = np.zeros((200, 300), bool)
+    truth[5:80, 5:120] = True  # a lesion in the top-left corner, where the legend used to go
+    canvas = overlay(image, truth, truth, caption="Dice 1.000")
+    assert (canvas[20:60, 30:100] == 120).all()  # the lesion is not under a darkened box
+    assert int(canvas[198, 298, 0]) < 100 or int(canvas[2, 298, 0]) < 100 or int(canvas[198, 2, 0]) < 100
+    assert int(canvas[60, 60, 0]) == 120  # inside the lesion: untouched (neither box nor contour)

@@ -12,7 +12,7 @@ from llm4seg.cli.render import print_json, stdout
 
 
 def adopt_engine(
-    plan: Annotated[Path, typer.Argument(help="model.fp16.plan or model.int8.plan, built from the export's recipe.")],
+    plan: Annotated[Path, typer.Argument(metavar="PLAN", help="model.fp16.plan or model.int8.plan, built from the export's recipe.")],
     json_out: JsonOpt = False,
 ) -> None:
     """On the device that built PLAN (needs tensorrt and cuda-python, not torch): compare it with its
@@ -24,11 +24,15 @@ def adopt_engine(
       llm4seg adopt-engine model.fp16.plan
     """
     from llm4seg.runtime.adopt import adopt_engine as adopt
+    from llm4seg.runtime.engine_key import version_field
 
     entry = adopt(plan)
     if json_out:
         print_json(entry)
         return
     p = entry["adoption"]
-    stdout.print(f"adopted {plan}: TensorRT {entry['engine']['tensorrt_version']} on {entry['engine']['gpu_name']}, "
-                 f"mask Dice agreement {p['dice_agreement']:.4f} with {p['reference']} on {p['n']} seeded random frames", soft_wrap=True)
+    engine = entry["engine"]
+    product = engine.get("product", "TensorRT")
+    stdout.print(f"adopted {plan}: {product} {engine[version_field(product)]} on {engine['gpu_name']}, "
+                 f"mask agreement {p['dice_agreement']:.4f} and max probability error {p['max_abs_err']:.2e} with "
+                 f"{p['reference']} on {p['n']} seeded random frames", soft_wrap=True)

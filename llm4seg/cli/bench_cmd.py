@@ -109,7 +109,8 @@ def _render(payload: dict, results: list[dict], scored: bool, n_images: int, dat
                      f"{r['dice']:.4f}" if "dice" in r else "-"])
     print_table(f"llm4seg bench on {payload['machine'].get('cpu')}", headers, rows)
     if scored:
-        stdout.print(f"Dice scored on {n_images} image(s) of {data} (--limit {limit})")
+        where = f"split {payload['split']} of {data}" if payload.get("split") else f"{data} (every image: no --split)"
+        stdout.print(f"Dice scored on {n_images} image(s) of {where} (--limit {limit})", soft_wrap=True)
     compiled: dict[str, dict] = {}  # one line per artifact: its first row's compile
     for r in results:
         if r.get("compiled"):

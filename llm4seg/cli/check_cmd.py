@@ -13,7 +13,7 @@ from llm4seg.cli.render import print_json, print_table, stdout
 
 
 def check(
-    artifact: Annotated[Path, typer.Argument(help="An ONNX graph (model.onnx, model.fp16.onnx, model.int8.onnx).")],
+    artifact: Annotated[Path, typer.Argument(metavar="ARTIFACT", help="An ONNX graph (model.onnx, model.fp16.onnx, model.int8.onnx).")],
     trt: Annotated[str, typer.Option("--trt", help="TensorRT version to predict (10.3 = JetPack 6, 10.15, 11).")] = "10.3",
     rtx_targets: Annotated[str, typer.Option("--rtx-targets", help="Compute capabilities for the real TensorRT-RTX build, where it is installed.")] = "SM89",
     json_out: JsonOpt = False,

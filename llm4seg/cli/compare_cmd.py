@@ -58,7 +58,8 @@ def compare(
                                synthetic_count=synthetic_count, device=device, step_mode=step_mode,
                                paper_double_scaling=paper_double_scaling))
     report = run_matrix(matrix, out, parallel, None if json_out else _progress(len(matrix.cells())),
-                        stop_after_s=None if stop_after is None else 60 * stop_after)
+                        stop_after_s=None if stop_after is None else 60 * stop_after,
+                        on_epoch=lambda line: stderr.print(line, markup=False, soft_wrap=True))
     if json_out:
         print_json(report)
     else:

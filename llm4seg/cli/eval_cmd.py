@@ -12,7 +12,7 @@ from llm4seg.cli.render import print_json, print_table, stderr, stdout
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (config.json + model.safetensors).")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint folder (config.json + model.safetensors).")],
     data: DataOpt = None,
     split: SplitOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: RUN/eval-<best|last>-<dataset>-<split> for a run's checkpoint, else CHECKPOINT/eval-<dataset>-<split>).")] = None,

@@ -12,7 +12,7 @@ from llm4seg.cli.render import human, print_json, print_table, stderr, stdout
 
 
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder.")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact folder.")] = Path("artifacts"),
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx (typed FP16).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write model.int8.onnx (QDQ, Dice-gated).")] = False,
@@ -23,11 +23,14 @@ def export(
     int8_target: Annotated[Optional[str], typer.Option("--int8-target", help="Pick the INT8 candidate for cpu (fastest passing one, timed here) or tensorrt (most INT8 passing one) [default: tensorrt with --build-engines, else cpu].", show_default=False)] = None,
     pt2: Annotated[bool, typer.Option("--pt2", help="Also write model.pt2 (torch.export program) for the runtime's torch backend.")] = False,
     engine: Annotated[bool, typer.Option("--build-engines", "--engine", help="Build TensorRT engines from the FP16/INT8 graphs (--engine is the older name; in bench and video --engine names an artifact).")] = False,
-    rtx_targets: Annotated[str, typer.Option("--rtx-targets", help="Compute capabilities the real TensorRT-RTX parse and build is made for, where TensorRT-RTX is installed (SM75, SM80, SM86, SM89, SM120, SM121); with --engine their engines are kept.")] = "SM89",
+    rtx_targets: Annotated[str, typer.Option("--rtx-targets", help="Compute capabilities the real TensorRT-RTX parse and build is made for, where TensorRT-RTX is installed (SM75, SM80, SM86, SM89, SM120, SM121); with --build-engines their engines are kept.")] = "SM89",
     opset: Annotated[int, typer.Option("--opset", help="17 (decomposed ops, any TensorRT 10.x, Jetson) or 23 (ONNX Attention, RMSNormalization; TensorRT >= 10.15).")] = 17,
     batch: Annotated[str, typer.Option("--batch", help="Dynamic batch range MIN:OPT:MAX.")] = "1:1:16",
     parity_images: Annotated[int, typer.Option("--parity-images", help="Held-out images for parity and INT8 gates.")] = 16,
     calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images for INT8 (memory grows with it).")] = 16,
+    frames: Annotated[bool, typer.Option("--frames/--no-frames", help="Beside each ONNX graph, write its frames graphs (uint8 frames in, mask out, the preprocessing inside): .frames.onnx (any size) and .frames<S>.onnx (model size).")] = True,
+    frames_color: Annotated[str, typer.Option("--frames-color", help="Channel order the frames graphs take: BGR (OpenCV, PyAV bgr24) or RGB.")] = "BGR",
+    deepstream: Annotated[bool, typer.Option("--deepstream", help="Also write .nvinfer<S>.onnx frames graphs (float pixel values in) and deepstream_nvinfer.txt for DeepStream's nvinfer.")] = False,
     triton: Annotated[Optional[Path], typer.Option("--triton", help="Also write a Triton model repository here "
                                                    "(same as `llm4seg triton OUT --out REPO`).")] = None,
     json_out: JsonOpt = False,
@@ -46,7 +49,8 @@ def export(
 
     opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split,
                          engine=engine, pt2=pt2, int8_target=int8_target, opset=opset, batch=parse_batch(batch),
-                         parity_images=parity_images, calib_images=calib_images, rtx_targets=parse_targets(rtx_targets))
+                         parity_images=parity_images, calib_images=calib_images, rtx_targets=parse_targets(rtx_targets),
+                         frames=frames, frames_color=frames_color.upper(), deepstream=deepstream)
     if triton is not None:
         check_repository_folder(triton)  # before a long export, not after
     try:
@@ -54,6 +58,9 @@ def export(
     except ExportError as exc:  # INT8 refused: FP32/FP16 were written, and their engines still need building
         if getattr(exc, "summary", None) and not json_out:
             _print_recipes(exc.summary)
+        if getattr(exc, "summary", None) and triton is not None:  # what was kept can still be served
+            stderr.print(f"the Triton repository {triton} was not written (the export stopped); write it from the "
+                         f"artifacts that were kept: llm4seg triton {out} --out {triton}", soft_wrap=True, markup=False)
         raise
     if triton is not None:
         repo = write_repository(out, triton)
@@ -67,10 +74,11 @@ def export(
 def _render(summary: dict) -> None:
     """The artifact table, then where things went and what to build on the target."""
     rows = [[r["artifact"], f"{r['size_mb']:.1f} MB", human(r["macs"]), f"{r['dice_agreement']:.4f}",
-             f"{r['max_abs_err']:.2e}", "-" if r["cpu_latency_ms"] is None else f"{r['cpu_latency_ms']:.1f} ms"]
-            for r in summary["rows"]]
-    print_table(f"artifacts in {summary['out']} (parity on {summary['data']})",
-                ["artifact", "size", "MACs", "parity Dice", "max error", "CPU latency b1"], rows)
+             f"{r['max_abs_err']:.2e}", f"{r['mean_abs_err']:.1e}",
+             "-" if r["cpu_latency_ms"] is None else f"{r['cpu_latency_ms']:.1f} ms"] for r in summary["rows"]]
+    print_table(f"artifacts in {summary['out']} (gated on {summary['data']} at three sizes, some tinted)",
+                ["artifact", "size", "MACs", "mask agreement", "max prob error", "mean prob error", "CPU latency b1"],
+                rows)
     if summary.get("calibration"):
         stdout.print(f"INT8 calibrated on {summary['calibration']}; gates scored {summary['data']}", soft_wrap=True)
     stdout.print(f"manifest: {summary['manifest']}", soft_wrap=True)

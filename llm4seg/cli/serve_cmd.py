@@ -11,11 +11,11 @@ from typing import Annotated, Optional
 import typer
 
 from llm4seg.cli.render import stdout
-from llm4seg.cli.triton_cmd import DynamicOpt, SegmentOpt, repository_options
+from llm4seg.cli.triton_cmd import DynamicOpt, SegmentBackendOpt, SegmentOpt, repository_options
 
 
 def serve(
-    source: Annotated[Path, typer.Argument(help="Export folder (a repository is written for it) or model repository.")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Export folder (a repository is written for it) or model repository.")],
     host: Annotated[str, typer.Option("--host", help="Address to bind (0.0.0.0 exposes the server to the network).")] = "127.0.0.1",
     http_port: Annotated[int, typer.Option("--http-port")] = 8000,
     grpc_port: Annotated[int, typer.Option("--grpc-port")] = 8001,
@@ -24,6 +24,7 @@ def serve(
                                                   "this server can run).")] = None,
     dynamic_batching: DynamicOpt = True,
     segment_artifact: SegmentOpt = None,
+    segment_backend: SegmentBackendOpt = "auto",
     instances: Annotated[int, typer.Option("--instances", help="Instances per model.")] = 1,
     ready_timeout_s: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the models.")] = 180.0,
 ) -> None:
@@ -42,7 +43,8 @@ def serve(
     if (source / "manifest.json").is_file():  # an export folder: a repository for this run, removed after it
         made = Path(tempfile.mkdtemp(prefix="llm4seg-repo-"))
         repo = made / "repository"
-        write_repository(source, repo, repository_options(dynamic_batching, segment_artifact, instances, False))
+        write_repository(source, repo, repository_options(dynamic_batching, segment_artifact, instances, False,
+                                                          segment_backend))
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
     server = TritonServer(repo, host, http_port, grpc_port, metrics_port, models=wanted)
     stdout.print(f"starting tritonserver on {repo} (log: {server.log_path})", soft_wrap=True)

@@ -99,10 +99,12 @@ def _run(cfg: Any, resume: bool, json_out: bool) -> None:
     from llm4seg.cli.progress import train_progress
     from llm4seg.training.run import train as run_training
 
-    if not json_out:
+    def announced(trainer: Any) -> Any:  # named once the run folder is really in use (a refused run writes none)
         stderr.print(f"{'resuming' if resume else 'run folder'}: {cfg.out}")
+        return train_progress(trainer)
+
     try:
-        summary = run_training(cfg, resume=resume, progress_factory=None if json_out else train_progress)
+        summary = run_training(cfg, resume=resume, progress_factory=None if json_out else announced)
     except KeyboardInterrupt:
         stderr.print(f"interrupted (Ctrl-C). {_kept(Path(cfg.out))}", soft_wrap=True)
         raise typer.Exit(130) from None
@@ -118,6 +120,9 @@ def _kept(run: Path) -> str:
     try:
         pointer = json.loads((run / "state" / "CURRENT").read_text())
         kept = f"Kept the state of epoch {pointer['epoch']} (step {pointer['step']})"
+        if pointer.get("epoch_step"):  # a timed save inside an epoch
+            kept = (f"Kept the state after step {pointer['step']} ({pointer['epoch_step']} steps into epoch "
+                    f"{pointer['epoch'] + 1})")
     except (OSError, ValueError, KeyError):
         kept = "No epoch was saved yet" if (run / "config.json").is_file() else "Nothing was written"
     if not (run / "config.json").is_file():
@@ -137,7 +142,11 @@ def _report(summary: dict[str, Any], cfg: Any) -> None:
                  f"last epoch val Dice {last.get('val_dice', float('nan')):.4f}, IoU {last.get('val_iou', float('nan')):.4f}")
     stdout.print(f"wrote {run}/: checkpoints/best, checkpoints/last, metrics.jsonl, curves.png, train.log",
                  soft_wrap=True)
-    data = f"--data {cfg.data} --split {summary.get('val_split') or 'VAL'}" if cfg.data else "--synthetic-count 64"
+    from llm4seg.training.run_folder import saved_config
+
+    saved = saved_config(cfg)  # the run's own settings: a resumed run's command line names no --data
+    data = (f"--data {saved.data} --split {summary.get('val_split') or 'VAL'}" if saved.data
+            else f"--synthetic-count {saved.synthetic_count}")
     stdout.print(f"next: llm4seg eval {run}/checkpoints/best {data}", soft_wrap=True)
 
 

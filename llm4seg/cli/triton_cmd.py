@@ -13,25 +13,38 @@ from llm4seg.cli.render import print_json, stdout
 DynamicOpt = Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching",
                                           help="Let Triton gather concurrent requests into batches.")]
 SegmentOpt = Annotated[Optional[str], typer.Option("--segment-artifact", help="Artifact the `segment` model runs "
-                                                   "(default model.onnx).")]
+                                                   "(default model.frames.onnx, else model.onnx).")]
+SegmentBackendOpt = Annotated[str, typer.Option("--segment-backend", help="auto: Triton's onnxruntime backend runs the "
+                                                "frames graph as `segment` where the server found here has it (NVIDIA's "
+                                                "container), else the python backend (PyTriton's server); or python / "
+                                                "onnxruntime.")]
 
 
-def repository_options(dynamic_batching: bool, segment_artifact: str | None, instances: int, gpu: bool):
-    """RepositoryOptions from the CLI's values (shared by `triton` and `serve`)."""
+def repository_options(dynamic_batching: bool, segment_artifact: str | None, instances: int, gpu: bool,
+                       segment_backend: str = "auto"):
+    """RepositoryOptions from the CLI's values (shared by `triton` and `serve`); `auto` asks the
+    tritonserver `serve` would start which backends it has."""
     from llm4seg.errors import ConfigError
     from llm4seg.runtime.triton.repository import RepositoryOptions
 
     if instances < 1:
         raise ConfigError(f"--instances {instances} must be at least 1", hint="e.g. --instances 2")
+    if segment_backend not in ("auto", "python", "onnxruntime"):
+        raise ConfigError(f"--segment-backend {segment_backend!r} is not known", hint="auto, python or onnxruntime")
+    if segment_backend == "auto":
+        from llm4seg.runtime.triton.server import available_backends
+
+        segment_backend = "onnxruntime" if "onnxruntime" in available_backends() else "python"
     return RepositoryOptions(segment_artifact=segment_artifact, dynamic_batching=dynamic_batching,
-                             instances=instances, gpu=gpu)
+                             instances=instances, gpu=gpu, segment_backend=segment_backend)
 
 
 def triton(
-    art: Annotated[Path, typer.Argument(help="Export folder (holds manifest.json).")],
+    art: Annotated[Path, typer.Argument(metavar="ART", help="Export folder (holds manifest.json).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the model repository.")],
     dynamic_batching: DynamicOpt = True,
     segment_artifact: SegmentOpt = None,
+    segment_backend: SegmentBackendOpt = "auto",
     instances: Annotated[int, typer.Option("--instances", help="Instances per model.")] = 1,
     gpu: Annotated[bool, typer.Option("--gpu", help="Place every model on the GPU (KIND_GPU).")] = False,
     json_out: JsonOpt = False,
@@ -46,7 +59,8 @@ def triton(
     """
     from llm4seg.runtime.triton.repository import write_repository
 
-    repo = write_repository(art, out, repository_options(dynamic_batching, segment_artifact, instances, gpu))
+    repo = write_repository(art, out, repository_options(dynamic_batching, segment_artifact, instances, gpu,
+                                                         segment_backend))
     payload = {"repository": str(repo.folder), "models": repo.models, "skipped": repo.skipped}
     if json_out:
         print_json(payload)

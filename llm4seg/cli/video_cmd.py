@@ -12,7 +12,7 @@ from llm4seg.cli.render import print_json, stdout
 
 
 def video(
-    source: Annotated[str, typer.Argument(help="Video file, camera index (0), stream URL (rtsp://...) or "
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Video file, camera index (0), stream URL (rtsp://...) or "
                                           "'gst:<GStreamer pipeline>' (its appsink is added or converted to BGR).")],
     engine: Annotated[Path, typer.Option("--engine", help="Artifact: .onnx, .plan or .pt2 from `llm4seg export`, "
                                          "or a served model: grpc://HOST:8001/segment.")],
@@ -45,6 +45,9 @@ def video(
         pipeline.sink = open_sink(out, pipeline.fps, overlay_mode, writer)
         report = pipeline.run().summary()
     report.update(out=out, reader=pipeline.cap.reader, codec=pipeline.sink.codec, container=pipeline.sink.container)
+    if report["codec"] == "mp4v" and writer == "auto":  # issue 34: say how to get H.264
+        report["events"].append("PyAV is not installed, so OpenCV wrote MPEG-4 Part 2 (mp4v), which browsers and most "
+                                "players do not show: pip install 'llm4seg[video]' writes H.264")
     if json_out:
         print_json(report)
         if pipeline.interrupted:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
+
+from llm4seg.contract import FrameContract
 
 
 def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,10 +27,8 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
     return out_i, out_m
 
 
-def normalise(images_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-              paper_double_scaling: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float: (x/255 - mean)/std, and /255 again only for the authors' quirk."""
-    m = torch.tensor(mean, device=images_u8.device, dtype=dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=images_u8.device, dtype=dtype).view(1, -1, 1, 1)
-    x = (images_u8.to(dtype) / 255.0 - m) / s
-    return x / 255.0 if paper_double_scaling else x
+def normalise(images_u8: torch.Tensor, contract: FrameContract, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> the model's input: a * x + b per channel, (a, b) from the frame contract
+    (llm4seg.contract: scale, mean/std, the authors' extra /255 when asked)."""
+    a, b = (torch.from_numpy(v).to(device=images_u8.device, dtype=dtype).view(1, -1, 1, 1) for v in contract.affine())
+    return images_u8.to(dtype) * a + b

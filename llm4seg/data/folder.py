@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from llm4seg.contract import resize_square
 from llm4seg.data.decode import read_image_rgb, read_mask_raw
 from llm4seg.data.masks import MaskStats
 from llm4seg.errors import DataError
@@ -136,8 +137,8 @@ def read_pairs(scan: Scan, skip_bad: bool, root: Path, resize_to: int | None = N
             problems[pair.stem] = reason
             continue
         stats.add(pair.stem, mask)
-        if resize_to:  # nearest keeps the stored values, so binarising after resizing is exact
-            img = cv2.resize(img, (resize_to, resize_to), interpolation=cv2.INTER_AREA)
+        if resize_to:  # images by the frame contract's rule; masks nearest (binarising after is exact)
+            img = resize_square(img, resize_to)
             mask = cv2.resize(mask, (resize_to, resize_to), interpolation=cv2.INTER_NEAREST)
         images.append(img)
         raw_masks.append(mask)

@@ -10,12 +10,12 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from llm4seg.contract import FrameContract
 from llm4seg.data.augment import augment_batch, normalise
 from llm4seg.data.datasets import train_val_datasets
 from llm4seg.errors import ConfigError, TrainingError
@@ -26,47 +26,12 @@ from llm4seg.training.config import TrainConfig
 from llm4seg.training.curves import plot_curves
 from llm4seg.training.graphed_step import make_step
 from llm4seg.training.losses import bce_dice_loss
+from llm4seg.training.paths import RunPaths
 from llm4seg.training.state import load_state, publish, read_pointer, restore_optimizer, save_state
 from llm4seg.training.val_metrics import validate_on_device
+from llm4seg.training.within_epoch import WithinEpoch
 
 log = logging.getLogger("llm4seg.train")
-
-
-@dataclass
-class RunPaths:
-    """Where a run folder keeps its files."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        """The run's config.json (training and model settings, data, versions)."""
-        return self.root / "config.json"
-
-    @property
-    def metrics(self) -> Path:
-        """metrics.jsonl: one JSON line per epoch."""
-        return self.root / "metrics.jsonl"
-
-    @property
-    def best(self) -> Path:
-        """The checkpoint with the best validation IoU so far."""
-        return self.root / "checkpoints" / "best"
-
-    @property
-    def last(self) -> Path:
-        """The checkpoint of the last finished epoch."""
-        return self.root / "checkpoints" / "last"
-
-    @property
-    def state(self) -> Path:
-        """The resumable training state (optimizer, epoch, RNG) folder."""
-        return self.root / "state"
-
-    @property
-    def checkpoints(self) -> Path:
-        """The folder holding best/ and last/."""
-        return self.root / "checkpoints"
 
 
 def non_finite_loss(where: str, lr: float) -> TrainingError:
@@ -131,14 +96,17 @@ class Trainer:
         self.resumed_from = pointer
         self.model = saved.model if saved else create_model(cfg.model, **overrides)
         self.model.to(self.device).train()
+        self.contract = FrameContract.from_model_config(self.model.config)  # how images become inputs
         if self.cuda and cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]  # frozen layer: no optimizer state
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": None, "best_state": None}
+        self.within: WithinEpoch | None = None  # set when the saved state is inside an epoch
         if saved:
             restore_optimizer(self.model, self.optimizer, saved.buffers)
             self.state = {k: saved.counters.get(k) for k in self.state}
+            self.within = WithinEpoch.from_dict(saved.counters.get("within_epoch"))
             if self.world.is_main:
                 publish(self.paths.state, pointer, self.paths.checkpoints)
         if cfg.step_mode == "graph" and self.world.size > 1:
@@ -163,13 +131,16 @@ class Trainer:
         self.graphed = make_step(cfg.step_mode, self)  # after the optimizer state is restored
 
     # -- one epoch -------------------------------------------------------------------------
-    def batches(self, epoch: int):
-        """This rank's batches of epoch `epoch` (index tensors) with the epoch's generator."""
+    def batches(self, epoch: int, start: int = 0, generator_state: torch.Tensor | None = None):
+        """This rank's batches of epoch `epoch` (index tensors) with the epoch's generator, from step
+        `start` (with the generator's state saved there: a resume inside the epoch)."""
         g = epoch_generator(self.cfg.seed, epoch)
         perm = torch.randperm(len(self.train_set), generator=g)
+        if generator_state is not None:
+            g.set_state(generator_state)
         n_rank = len(perm) // self.world.size
         mine = perm[self.world.rank::self.world.size][:n_rank]
-        for s in range(self.steps_per_epoch):
+        for s in range(start, self.steps_per_epoch):
             yield mine[s * self.per_rank_batch:(s + 1) * self.per_rank_batch].to(self.device), g
 
     def train_epoch(self, epoch: int, on_step=None) -> dict[str, float]:
@@ -180,10 +151,13 @@ class Trainer:
         """
         cfg, model = self.cfg, self.forward_model
         model.train()
-        total, n, t0 = 0.0, 0, time.perf_counter()
-        for idx, g in self.batches(epoch):
+        point, self.within = (self.within if self.within and self.within.epoch == epoch else None), None
+        total = point.loss_tensor(self.device) if point else 0.0
+        n = start = point.steps if point else 0
+        t0 = time.perf_counter()
+        for idx, g in self.batches(epoch, start, point.generator_state() if point else None):
             x, y = augment_batch(self.images[idx], self.masks[idx], g)
-            x = normalise(x, self.model.config.mean, self.model.config.std, cfg.paper_double_scaling)
+            x = normalise(x, self.contract)
             if self.cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = poly_lr(cfg.lr, self.state["step"], self.total_steps, cfg.poly_power)
@@ -196,12 +170,27 @@ class Trainer:
                 raise non_finite_loss(f"at step {self.state['step']} (epoch {epoch + 1})", cfg.lr)
             total = total + loss.detach()  # stays on the device: no sync per step
             n += 1
+            if n < self.steps_per_epoch and self._save_due():  # an epoch's end saves with its metrics row
+                self._save_within_epoch(WithinEpoch.capture(epoch, n, self._finite(total, epoch, n), g))
             if on_step:
                 on_step()
         seconds = time.perf_counter() - t0
-        if not math.isfinite(float(total)):  # on a GPU checked once per epoch (one sync), before any save
-            raise non_finite_loss(f"in epoch {epoch + 1} (steps {self.state['step'] - n + 1}-{self.state['step']})", cfg.lr)
-        return {"train_loss": float(total) / max(n, 1), "it_per_s": n / seconds, "epoch_s": seconds, "lr": lr}
+        self._finite(total, epoch, n)  # on a GPU checked once per epoch (one sync), before any save
+        return {"train_loss": float(total) / max(n, 1), "it_per_s": (n - start) / seconds, "epoch_s": seconds, "lr": lr}
+
+    def _finite(self, total: torch.Tensor, epoch: int, n: int) -> torch.Tensor:
+        if not math.isfinite(float(total)):
+            raise non_finite_loss(f"in epoch {epoch + 1} (steps {self.state['step'] - n + 1}-{self.state['step']})",
+                                  self.cfg.lr)
+        return total
+
+    def _save_due(self) -> bool:
+        """A timed save inside an epoch (one process only: DDP ranks save at epoch ends)."""
+        return self.world.size == 1 and time.monotonic() - self.last_save >= self.cfg.checkpoint_every_s
+
+    def _save_within_epoch(self, point: WithinEpoch) -> None:
+        """Save the state after `point.steps` steps of the epoch: a kill now loses no more than that."""
+        self._save({"epoch": self.state["epoch"], "epoch_step": point.steps}, within=point)
 
     def _eager_step(self, model, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         for group in self.optimizer.param_groups:
@@ -259,7 +248,7 @@ class Trainer:
         # Saving a 1B-shaped model every epoch would cost minutes over 300 epochs: save on an interval.
         final = row["epoch"] == self.cfg.epochs
         if final or time.monotonic() - self.last_save >= self.cfg.checkpoint_every_s:
-            self._save(row, rows)
+            self._save({"epoch": row["epoch"], **_metrics_of(row)})
         if row["epoch"] % 10 == 0:
             plot_curves(rows, self.paths.root / "curves.png")
 
@@ -268,13 +257,19 @@ class Trainer:
         frozen = set(self.model.frozen_state_dict())
         return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k not in frozen}
 
-    def _save(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    def _save(self, extra: dict[str, Any], within: WithinEpoch | None = None) -> None:
         # One atomic unit (see training/state.py): best, last weights, optimizer and counters.
+        # A finite loss can still be followed by an update that overflows: never save such weights.
+        if not all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values() if t.is_floating_point()):
+            epoch = self.state["epoch"] + (1 if within else 0)
+            raise TrainingError(f"the weights became non-finite (NaN or inf) at step {self.state['step']} (epoch {epoch}) "
+                                "although the loss was finite; nothing was saved",
+                                hint=non_finite_loss("", self.cfg.lr).hint)
         best = None
         if self.best_snapshot is not None:
             best = (self.best_snapshot, {"epoch": self.best_row["epoch"], **_metrics_of(self.best_row)})
-        pointer = save_state(self.paths.state, self.model, self.optimizer, self.state,
-                             {"epoch": row["epoch"], **_metrics_of(row)}, best)
+        counters = {**self.state, "within_epoch": within.to_dict() if within else None}
+        pointer = save_state(self.paths.state, self.model, self.optimizer, counters, extra, best)
         self.state["best_state"] = pointer["best_state"]
         self.best_snapshot = None
         publish(self.paths.state, pointer, self.paths.checkpoints)
@@ -286,9 +281,8 @@ class Trainer:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def _read_metrics(self) -> list[dict[str, Any]]:
-        if not self.paths.metrics.is_file():
-            return []
-        return [json.loads(line) for line in self.paths.metrics.read_text().splitlines() if line.strip()]
+        text = self.paths.metrics.read_text() if self.paths.metrics.is_file() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:

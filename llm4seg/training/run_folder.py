@@ -13,7 +13,8 @@ from pathlib import Path
 from llm4seg.errors import CheckpointError, ConfigError
 from llm4seg.fileio import remove_leftovers, write_json_atomic
 from llm4seg.training.config import TrainConfig
-from llm4seg.training.loop import RunPaths, Trainer
+from llm4seg.training.loop import Trainer
+from llm4seg.training.paths import RunPaths
 
 RUN_FORMAT = "llm4seg-run"
 

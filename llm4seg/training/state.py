@@ -96,7 +96,7 @@ def save_state(state_dir: Path, model, optimizer, counters: dict[str, Any], extr
     write_json_atomic(tmp / COUNTERS_FILE, counters)
     _commit_folder(tmp, state_dir / name)
     pointer = {"state": name, "step": counters["step"], "epoch": counters["epoch"],
-               "best_state": counters.get("best_state")}
+               "epoch_step": (counters.get("within_epoch") or {}).get("steps", 0), "best_state": counters.get("best_state")}
     write_json_atomic(state_dir / POINTER_FILE, pointer)
     _prune(state_dir, pointer)
     return pointer

@@ -5,8 +5,11 @@ Same definitions and empty-mask rule as llm4seg.metrics; a test checks they agre
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from llm4seg.contract import FrameContract
 from llm4seg.data.augment import normalise
 
 
@@ -26,15 +29,17 @@ def dice_iou(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
 def validate_on_device(model, images_u8: torch.Tensor, masks: torch.Tensor, batch_size: int = 32,
                        amp: bool = False) -> dict[str, float]:
     """images uint8 (N, 3, S, S) and masks bool (N, 1, S, S), both on the model's device."""
-    cfg = model.config
+    contract = FrameContract.from_model_config(model.config)
+    # prob > threshold <=> logit > log(t / (1 - t)) (0 for the default 0.5)
+    threshold_logit = math.log(contract.threshold / (1 - contract.threshold))
     was_training = model.training
     model.eval()
     dices, ious = [], []
     for i in range(0, len(images_u8), batch_size):
-        x = normalise(images_u8[i:i + batch_size], cfg.mean, cfg.std, cfg.paper_double_scaling)
+        x = normalise(images_u8[i:i + batch_size], contract)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
             logits = model(x)
-        d, j = dice_iou(logits[:, 0].float() > 0.0, masks[i:i + batch_size, 0])  # logit > 0 <=> prob > 0.5
+        d, j = dice_iou(logits[:, 0].float() > threshold_logit, masks[i:i + batch_size, 0])
         dices.append(d)
         ious.append(j)
     model.train(was_training)

@@ -87,7 +87,9 @@ class Backend:
         if image.dtype != np.dtype(spec["dtype"]):
             raise InputSpecError(f"input '{spec['name']}' has dtype {image.dtype}, expected {spec['dtype']}",
                                  hint=f"convert with .astype(np.{spec['dtype']}); Segmenter does this for frames")
-        if image.ndim != 4 or list(image.shape[1:]) != list(spec["shape"][1:]):
+        # A named dimension (a frames graph's 'height', 'width') takes any size of at least 1.
+        if image.ndim != 4 or not all(d >= 1 if isinstance(want, str) else d == want
+                                      for d, want in zip(image.shape[1:], spec["shape"][1:])):
             raise InputSpecError(f"input '{spec['name']}' has shape {tuple(image.shape)}, expected {expected}",
                                  hint="resize and normalise frames with llm4seg.runtime.Segmenter")
         lo, hi = spec["batch"]
@@ -97,7 +99,8 @@ class Backend:
         return np.ascontiguousarray(image)
 
     def infer(self, image: np.ndarray) -> np.ndarray:
-        """image float32 (N, C, S, S), normalised -> probabilities float32 (N, 1, S, S).
+        """image float32 (N, C, S, S), normalised -> probabilities float32 (N, 1, S, S); for a frames
+        graph, uint8 frames (N, H, W, 3) -> its first output, probabilities (N, 1, H, W).
 
         May be called any time after construction (the first call loads the artifact, once, however
         many threads call at once) and from several threads; after `close()` it raises

@@ -46,7 +46,7 @@ class TensorRTBackend(Backend):
         recorded = self.manifest.get("engine")
         if not recorded:
             raise BackendUnavailableError(f"{self.artifact.name} has no engine key in its manifest",
-                                          hint="rebuild it with `llm4seg export --engine`")
+                                          hint="rebuild it with `llm4seg export CKPT --build-engines`, or add a trtexec-built one with `llm4seg adopt-engine PLAN`")
         gpu, cc = gpu_identity()
         product = recorded.get("product", "TensorRT")
         if product == "TensorRT-RTX" and recorded.get("gpu_name") == ANY_GPU:
@@ -56,7 +56,7 @@ class TensorRTBackend(Backend):
         diffs = mismatches(recorded, current)
         if diffs:
             raise BackendUnavailableError(f"{self.artifact.name} was built for another machine: {'; '.join(diffs)}",
-                                          hint="rebuild the engine here: llm4seg export CKPT --engine (engines are not portable)")
+                                          hint="rebuild the engine here: llm4seg export CKPT --build-engines (engines are not portable)")
 
     def _source_digest(self, recorded: dict[str, Any]) -> str:
         """The ONNX graph's digest recomputed from the file beside the engine when it is there
@@ -74,6 +74,8 @@ class TensorRTBackend(Backend):
         # TensorRT-RTX engines (built for a compute capability by `export --engine` anywhere) load
         # with TensorRT-RTX's own runtime; NOT RUN: no RTX GPU on the development machines.
         product = (self.manifest.get("engine") or {}).get("product", "TensorRT")
+        if product == "TensorRT-RTX":
+            self._rtx_gpu_or_explain()
         trt = require(MODULE_FOR_PRODUCT.get(product, "tensorrt"), f"the TensorRT backend ({product} engine)")
         self.cudart = require("cuda.bindings.runtime", "the TensorRT backend (cuda-python)")
         self._verify_engine_key(trt)
@@ -82,7 +84,7 @@ class TensorRTBackend(Backend):
         self.engine = runtime.deserialize_cuda_engine(self.artifact.read_bytes())
         if self.engine is None:
             raise BackendUnavailableError(f"TensorRT could not deserialize {self.artifact.name}",
-                                          hint="rebuild the engine on this machine with `llm4seg export --engine`")
+                                          hint="rebuild the engine on this machine with `llm4seg export CKPT --build-engines`")
         self.context = self.engine.create_execution_context()
         self.stream = _check(self.cudart.cudaStreamCreate())
         self.in_name, self.out_name = self._io_names(trt)
@@ -97,7 +99,22 @@ class TensorRTBackend(Backend):
         for name, address in ((self.in_name, self.d_in), (self.out_name, self.d_out)):
             if not self.context.set_tensor_address(name, int(address)):
                 raise BackendUnavailableError(f"TensorRT refused the address of tensor {name!r} in {self.artifact.name}",
-                                              hint="rebuild the engine with `llm4seg export --engine`")
+                                              hint="rebuild the engine with `llm4seg export CKPT --build-engines`")
+
+    def _rtx_gpu_or_explain(self) -> None:
+        """A TensorRT-RTX engine runs only on an RTX GPU of the compute capability it was built for:
+        say so (not a pip hint) where this machine has no such GPU."""
+        from llm4seg.runtime.engine_key import gpu_identity
+
+        cc = (self.manifest.get("engine") or {}).get("compute_capability", "?")
+        try:
+            gpu_identity()  # a GPU of another capability is named by the engine key check that follows
+        except BackendUnavailableError as exc:
+            raise BackendUnavailableError(
+                f"{self.artifact.name} is a TensorRT-RTX engine for compute capability {cc}: it runs only on an NVIDIA "
+                f"RTX GPU of compute capability {cc}, and this machine has none ({exc.message})",
+                hint=f"run it on such a GPU; here use {self.manifest.get('source_onnx') or 'the .onnx artifacts'} "
+                     "(or a frames graph, model.frames.onnx) instead") from exc
 
     def _io_names(self, trt) -> tuple[str, str]:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from llm4seg.errors import BackendUnavailableError, ConfigError, InputSpecError
+from llm4seg.errors import BackendUnavailableError, ConfigError, InputSpecError, Llm4SegError
 from llm4seg.runtime.backends.base import Backend
 
 URL = re.compile(r"^(?P<scheme>grpc|https?):/+(?P<host>[^/]+)/(?P<model>[A-Za-z0-9_.-]+)(?:/(?P<version>\d+))?/?$")
@@ -85,6 +85,7 @@ class TritonBackend(Backend):
         if "llm4seg_manifest" not in params:
             raise ConfigError(f"the model {self.parts['model']!r} at {self.url} has no llm4seg manifest in its config",
                               hint="serve a repository written by `llm4seg triton ART --out REPO`")
+        self.params = params
         self.kind = params.get("llm4seg_kind", "tensor")
         self.takes_frames = self.kind == "frames"
         super().__init__(Path(self.parts["model"]), manifest=json.loads(params["llm4seg_manifest"]))
@@ -127,13 +128,16 @@ class TritonBackend(Backend):
         while True:
             try:
                 return fn()
+            except Llm4SegError:
+                raise  # ours already says what and how (e.g. tritonclient not installed: the pip extra)
             except Exception as exc:  # tritonclient raises its own exceptions, gevent and socket errors
                 retry = _retryable(exc) and attempt < self.retries and time.monotonic() + 0.2 * 2 ** attempt < deadline
                 if retry:
                     time.sleep(0.2 * 2 ** attempt)
                     attempt += 1
                     continue
-                message = str(getattr(exc, "message", lambda: "")() or exc).strip()
+                text = getattr(exc, "message", None)  # tritonclient's errors have a message() method
+                message = str((text() if callable(text) else text) or exc).strip()
                 if _retryable(exc) or "deadline" in message.lower() or "timed out" in message.lower():
                     raise BackendUnavailableError(
                         f"could not {what} at {self.url} after {attempt + 1} tr{'y' if attempt == 0 else 'ies'}: {message}",
@@ -179,7 +183,8 @@ class TritonBackend(Backend):
                 raise BackendUnavailableError(f"the triton backend of {self.url} was closed", hint="call load() again")
             if not self.loaded:
                 self.load()
-        out_name, top = ("MASK" if binary else "PROB"), int(self.manifest["batch"]["max"])
+        io = json.loads(self.params.get("llm4seg_io") or '{"input": "FRAME", "mask": "MASK", "prob": "PROB"}')
+        out_name, top = io["mask" if binary else "prob"], int(self.manifest["batch"]["max"])
         results: list[np.ndarray | None] = [None] * len(frames_bgr)
         i = 0
         while i < len(frames_bgr):
@@ -187,8 +192,8 @@ class TritonBackend(Backend):
             while j < len(frames_bgr) and j - i < top and frames_bgr[j].shape == frames_bgr[i].shape:
                 j += 1
             batch = np.ascontiguousarray(np.stack(frames_bgr[i:j]))
-            got = self._request("FRAME", batch, [out_name])[out_name]
-            results[i:j] = list(got)
+            got = self._request(io["input"], batch, [out_name])[out_name]
+            results[i:j] = list(got[:, 0] if got.ndim == 4 else got)  # a frames graph's (N, 1, H, W)
             i = j
         return results  # type: ignore[return-value]
 

@@ -1,14 +1,17 @@
 """A Triton Inference Server model repository from an export folder (its manifest and artifacts).
 
-    REPO/segment/config.pbtxt            python backend: uint8 frames of any size in, masks out
-    REPO/segment/1/{model.py, model.onnx, manifest.json}
+    REPO/segment/config.pbtxt            uint8 frames of any size in, masks out: the any-size frames
+                                         graph on the onnxruntime backend where the server has one
+                                         (segment_backend), else the python backend running it
+    REPO/segment/1/{model.py, model.frames.onnx, manifest.json}
     REPO/model_onnx/config.pbtxt         onnxruntime_onnx: the artifact's own tensors
     REPO/model_fp16_plan/config.pbtxt    tensorrt_plan
     REPO/model_pt2/config.pbtxt          python backend running the .pt2 through llm4seg.runtime
 
 Every config carries the manifest entry of its artifact as the parameter `llm4seg_manifest`, so a
 client (`load_backend("grpc://HOST:8001/NAME")`) preprocesses exactly as the export wrote, and
-`llm4seg_kind` ("frames" or "tensor"). Tensor names, dtypes, dims and the batch range come from
+`llm4seg_kind` ("frames" or "tensor") and, for `segment`, `llm4seg_io` (its input, mask and
+probability tensor names: FRAME/MASK/PROB on the python backend, the graph's own on onnxruntime). Tensor names, dtypes, dims and the batch range come from
 the manifest; dynamic batching uses preferred sizes within that range. TensorRT-RTX engines
 (`*.rtx-smXX.plan`) are not Triton models (Triton's tensorrt backend loads TensorRT engines) and
 are left out, with the reason returned.
@@ -50,7 +53,11 @@ class RepositoryOptions:
     """How the repository is configured.
 
     Args:
-        segment_artifact: the artifact the `segment` model runs (default: the FP32 ONNX graph).
+        segment_artifact: the artifact the `segment` model runs (default: the FP32 any-size frames
+            graph, model.frames.onnx, else the FP32 ONNX graph).
+        segment_backend: 'python' (the python stub runs the artifact through llm4seg.runtime; what a
+            server with only the python backend can serve) or 'onnxruntime' (Triton's onnxruntime
+            backend runs the any-size frames graph itself: no Python in front of the model).
         dynamic_batching: let Triton gather requests into batches (off: one request per execution).
         max_queue_delay_us: how long a request may wait for others to batch with.
         instances: model instances per model (CPU: each runs one execution at a time).
@@ -59,6 +66,7 @@ class RepositoryOptions:
     """
 
     segment_artifact: str | None = None
+    segment_backend: str = "python"
     dynamic_batching: bool = True
     max_queue_delay_us: int = 2000
     instances: int = 1
@@ -117,8 +125,9 @@ def _tensor(spec: dict[str, Any]) -> str:
     return f"{{ name: {_pbtxt_value(spec['name'])} data_type: {dtype} dims: {_dims(spec['shape'])} }}"
 
 
-def _warmup_tensor(spec: dict[str, Any]) -> str:
-    dims = ", ".join(str(d) for d in spec["shape"][1:])
+def _warmup_tensor(spec: dict[str, Any], size: int) -> str:
+    # A named dimension (a frames graph's height, width) warms up at the model's size.
+    dims = ", ".join(str(d) if isinstance(d, int) else str(size) for d in spec["shape"][1:])
     return (f"model_warmup [ {{ name: \"warmup\" batch_size: 1 inputs {{ key: {_pbtxt_value(spec['name'])} value {{ "
             f"data_type: {TRITON_DTYPE[spec['dtype']]} dims: [ {dims} ] zero_data: true }} }} }} ]")
 
@@ -132,9 +141,9 @@ def tensor_model_config(name: str, artifact: str, entry: dict[str, Any], opts: R
              f"max_batch_size: {int(entry['batch']['max'])}"]
     if backend != "python":
         lines.append(f"default_model_filename: {_pbtxt_value(artifact)}")
-    lines += [f"input [ {_tensor(entry['inputs'][0])} ]", f"output [ {_tensor(entry['outputs'][0])} ]",
+    lines += [f"input [ {_tensor(entry['inputs'][0])} ]", f"output [ {', '.join(_tensor(o) for o in entry['outputs'])} ]",
               _instances("KIND_GPU" if needs_gpu or opts.gpu else "KIND_CPU", opts), *_batching(entry, opts),
-              _warmup_tensor(entry["inputs"][0]),
+              _warmup_tensor(entry["inputs"][0], int(entry["image_size"])),
               *_parameters({"llm4seg_kind": "tensor", "llm4seg_artifact": artifact,
                             "llm4seg_manifest": json.dumps(entry, sort_keys=True)})]
     return "\n".join(lines) + "\n"
@@ -152,6 +161,32 @@ def segment_model_config(artifact: str, entry: dict[str, Any], opts: RepositoryO
              f'model_warmup [ {{ name: "warmup" batch_size: 1 inputs {{ key: "FRAME" value {{ data_type: TYPE_UINT8 '
              f'dims: [ {size}, {size}, 3 ] zero_data: true }} }} }} ]',
              *_parameters({"llm4seg_kind": "frames", "llm4seg_artifact": artifact,
+                           "llm4seg_io": json.dumps(PYTHON_SEGMENT_IO),
+                           "llm4seg_manifest": json.dumps(entry, sort_keys=True)})]
+    return "\n".join(lines) + "\n"
+
+
+PYTHON_SEGMENT_IO = {"input": "FRAME", "mask": "MASK", "prob": "PROB"}
+
+
+def graph_segment_config(artifact: str, entry: dict[str, Any], opts: RepositoryOptions) -> str:
+    """config.pbtxt of a `segment` model that is the any-size frames graph itself on Triton's
+    onnxruntime backend: uint8 frames (N, H, W, 3) -> prob float32 and mask uint8 (N, 1, H, W),
+    tensor names and dtypes from the manifest (the graph's own). NOT RUN here: PyTriton's server
+    has no onnxruntime backend."""
+    if (entry.get("frames") or {}).get("form") != "any-size":
+        raise ConfigError(f"segment on the onnxruntime backend needs an any-size frames graph, not {artifact}",
+                          hint="pass --segment model.frames.onnx (export writes it unless --no-frames), or use "
+                          "--segment-backend python")
+    size, spec = int(entry["image_size"]), entry["inputs"][0]
+    io = {"input": spec["name"], "mask": "mask", "prob": "prob"}
+    lines = [f"name: {_pbtxt_value(SEGMENT_MODEL)}", 'backend: "onnxruntime"',
+             f"max_batch_size: {int(entry['batch']['max'])}", f"default_model_filename: {_pbtxt_value(artifact)}",
+             f"input [ {_tensor(spec)} ]", f"output [ {', '.join(_tensor(o) for o in entry['outputs'])} ]",
+             _instances("KIND_GPU" if opts.gpu else "KIND_CPU", opts), *_batching(entry, opts),
+             f'model_warmup [ {{ name: "warmup" batch_size: 1 inputs {{ key: {_pbtxt_value(spec["name"])} value {{ '
+             f'data_type: TYPE_UINT8 dims: [ {size}, {size}, 3 ] zero_data: true }} }} }} ]',
+             *_parameters({"llm4seg_kind": "frames", "llm4seg_artifact": artifact, "llm4seg_io": json.dumps(io),
                            "llm4seg_manifest": json.dumps(entry, sort_keys=True)})]
     return "\n".join(lines) + "\n"
 
@@ -204,7 +239,10 @@ def write_repository(art: str | Path, out: str | Path, opts: RepositoryOptions |
     manifest = read_manifest(art)
     check_repository_folder(out)
     artifacts = manifest["artifacts"]
-    segment_artifact = opts.segment_artifact or ("model.onnx" if "model.onnx" in artifacts else next(iter(artifacts)))
+    default = next((n for n in ("model.frames.onnx", "model.onnx") if n in artifacts), next(iter(artifacts)))
+    segment_artifact = opts.segment_artifact or default
+    if opts.segment_backend not in ("python", "onnxruntime"):
+        raise ConfigError(f"segment backend {opts.segment_backend!r} is not known", hint="use python or onnxruntime")
     if segment_artifact not in artifacts:
         raise ConfigError(f"{segment_artifact!r} is not in {art / MANIFEST_NAME}",
                           hint=f"choose one of {', '.join(artifacts)}")
@@ -221,9 +259,10 @@ def write_repository(art: str | Path, out: str | Path, opts: RepositoryOptions |
         _write_model(out, name, config, [art / artifact, manifest_file], artifact.endswith(".pt2"))
         repo.models[name] = BACKEND_FOR_SUFFIX[Path(artifact).suffix]
     entry = load_manifest(art / segment_artifact)
-    _write_model(out, SEGMENT_MODEL, segment_model_config(segment_artifact, entry, opts),
-                 [art / segment_artifact, manifest_file], True)
-    repo.models[SEGMENT_MODEL] = "python"
+    python = opts.segment_backend == "python"
+    config = (segment_model_config if python else graph_segment_config)(segment_artifact, entry, opts)
+    _write_model(out, SEGMENT_MODEL, config, [art / segment_artifact, manifest_file], python)
+    repo.models[SEGMENT_MODEL] = opts.segment_backend
     return repo
 
 

@@ -68,6 +68,20 @@ def find_tritonserver() -> tuple[Path, Path | None]:
     return binary, package
 
 
+def available_backends() -> set[str]:
+    """The backends the tritonserver `llm4seg serve` would start has: PyTriton's has only python; a
+    server on PATH (NVIDIA's container) those in its backends folder. Empty when there is none."""
+    try:
+        binary, package = find_tritonserver()
+    except BackendUnavailableError:
+        return set()
+    if package is not None:
+        return {"python"}
+    folder = next((f for f in (binary.resolve().parent.parent / "backends", Path("/opt/tritonserver/backends"))
+                   if f.is_dir()), None)
+    return {p.name for p in folder.iterdir() if p.is_dir()} if folder else set()
+
+
 def pytriton_backends(package: Path, folder: Path) -> Path:
     """A backend folder holding PyTriton's python backend with the stub of this interpreter's version."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"

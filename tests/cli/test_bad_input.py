@@ -84,10 +84,34 @@ def test_train_refused_on_its_data_leaves_nothing_and_the_fix_just_runs(tmp_path
             out.mkdir()
         result = invoke("train", *common, "--data", data, *extra, "--out", out)
         assert_error(result, "error:", "hint:")
+        assert "run folder:" not in result.output  # issue 34: no folder named that is then removed
         assert (not out.exists()) if out.name == "new" else list(out.iterdir()) == []
         fixed = invoke("train", *common, "--data", good, "--out", out)
         assert fixed.exit_code == 0, fixed.output
         assert (out / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
+def test_resumed_real_data_run_suggests_eval_on_its_own_data(tmp_path):
+    """Issue 34, item 18 of issue 33: `train --resume RUN` names no --data, yet the next step must
+    evaluate on the run's data, not on the synthetic set."""
+    data = _small_folder(tmp_path / "d")
+    run = tmp_path / "run"
+    common = ["--model", "cmunext_s", "--image-size", 32, "--epochs", 1, "--batch-size", 4, "--device", "cpu"]
+    assert invoke("train", *common, "--data", data, "--out", run).exit_code == 0
+    resumed = invoke("train", "--resume", run, "--device", "cpu")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"--data {data}" in resumed.output and "--synthetic-count" not in resumed.output
+
+
+def test_bench_names_the_split_it_scored(exported, tmp_path):
+    """Issue 34, item 7: `bench --data DIR --split val1` printed the images used without the split."""
+    data = _small_folder(tmp_path / "d")
+    (data / "splits").mkdir()
+    (data / "splits" / "val1.txt").write_text("c0\nc1\nc2\n")
+    result = invoke("bench", "--engine", exported[0] / "model.onnx", "--data", data, "--split", "val1",
+                    "--iterations", 1, "--warmup", 0)
+    assert result.exit_code == 0, result.output
+    assert f"3 image(s) of split val1 of {data}" in result.output
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
@@ -217,6 +241,26 @@ def test_refused_int8_with_engine_still_prints_the_fp16_build_commands(trained_c
     result = invoke("export", trained_checkpoint, "--out", tmp_path / "a", "--fp16", "--int8", "--calib",
                     synthetic_folder, "--engine", "--parity-images", 2, "--calib-images", 2)
     assert_error(result, "no INT8 candidate", "trtexec --onnx=model.fp16.onnx", "llm4seg adopt-engine model.fp16.plan")
+
+
+def test_refused_int8_with_triton_says_the_repository_was_skipped_and_how_to_write_it(trained_checkpoint,
+                                                                                    synthetic_folder, tmp_path,
+                                                                                    monkeypatch):
+    """Issue 34, item 3: a refused INT8 with --triton left no repository without a word."""
+    from llm4seg.errors import ExportError
+    from llm4seg.export import int8
+
+    def refuse(*args, **kwargs):
+        error = ExportError("no INT8 candidate passed its gate against the FP32 graph (forced)", hint="ship FP16")
+        error.candidates = []
+        raise error
+
+    monkeypatch.setattr(int8, "int8_from_onnx", refuse)
+    out, repo = tmp_path / "a", tmp_path / "repo"
+    result = invoke("export", trained_checkpoint, "--out", out, "--int8", "--calib", synthetic_folder, "--no-frames",
+                    "--triton", repo, "--parity-images", 2, "--calib-images", 2)
+    assert_error(result, "no INT8 candidate", f"llm4seg triton {out} --out {repo}")
+    assert (out / "model.onnx").is_file() and not repo.exists()
 
 
 def test_eval_without_split_scores_the_held_out_split_like_export(trained_checkpoint, tmp_path):

@@ -45,3 +45,16 @@ def test_errors_print_message_and_hint_and_exit_1():
     assert "error: unknown LLM source 'nope'" in result.stderr
     assert "hint:" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_usage_lines_name_arguments_as_placeholders():
+    """Issue 34, item 4: usage lines printed `{checkpoint}`, read as a literal."""
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    for command, name in (("export", "CHECKPOINT"), ("eval", "CHECKPOINT"), ("video", "SOURCE"),
+                          ("triton", "ART"), ("check", "ARTIFACT"), ("adopt-engine", "PLAN")):
+        result = CliRunner().invoke(app, [command])
+        usage = next(line for line in result.output.splitlines() if line.startswith("Usage:"))
+        assert name in usage and name.lower() not in usage, usage

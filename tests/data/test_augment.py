@@ -19,6 +19,8 @@ def test_image_and_mask_stay_aligned_and_poses_vary():
 
 def test_normalise_and_paper_double_scaling():
     x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
-    y = normalise(x, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    contract = FrameContract(image_size=2, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    y = normalise(x, contract)
     assert torch.allclose(y, torch.full_like(y, 2.0))
-    assert torch.allclose(normalise(x, (0.5,) * 3, (0.25,) * 3, paper_double_scaling=True), y / 255)
+    double = FrameContract(image_size=2, mean=(0.5,) * 3, std=(0.25,) * 3, paper_double_scaling=True)
+    assert torch.allclose(normalise(x, double), y / 255)

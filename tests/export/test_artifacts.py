@@ -76,17 +76,22 @@ def test_int8_is_qdq_and_reports_kept_nodes(exported):
 def test_manifest_contents(exported, trained_checkpoint):
     out, summary = exported
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["artifacts"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.pt2"}
+    graphs = {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+    frames = {g.replace(".onnx", form) for g in graphs for form in (".frames.onnx", ".frames64.onnx")}
+    assert set(manifest["artifacts"]) == graphs | frames | {"model.pt2"}
     from llm4seg.fileio import file_sha256
 
     for name, artifact in manifest["artifacts"].items():  # every artifact carries its own digest and parity
-        assert artifact["sha256"] == file_sha256(out / name) and artifact["parity"]["n"] == 8, name
+        # 8 held-out images, each at three sizes: 24 gate frames
+        assert artifact["sha256"] == file_sha256(out / name) and artifact["parity"]["n"] == 24, name
+        assert artifact["parity"]["masks_certified"], name  # the shared checkpoint segments: masks compared
     entry = manifest["artifacts"]["model.onnx"]
     ckpt = json.loads((trained_checkpoint / "config.json").read_text())
     assert entry["checkpoint_sha256"] == ckpt["weights_sha256"]
     assert entry["inputs"][0]["name"] == "image" and entry["outputs"][0]["name"] == "prob"
     assert entry["batch"] == {"min": 1, "opt": 1, "max": 16} and entry["image_size"] == 64
     assert entry["preprocess"]["mean"] == [0.485, 0.456, 0.406] and entry["threshold"] == 0.5
+    assert entry["preprocess"]["resize"] == {"down": "area", "up": "linear", "per_axis": True, "rounding": "uint8"}
     assert entry["folds"]["bn_folded"] > entry["folds"]["bn_kept"] > 0 and entry["folds"]["macs_after"] <= entry["folds"]["macs_before"]
     assert entry["parity"]["dice_agreement"] >= 0.99 and "onnxruntime" in entry["tool_versions"]
     rows = {r["artifact"]: r for r in summary["rows"]}
@@ -99,6 +104,9 @@ def test_int8_gate_fails_loudly(trained_checkpoint, synthetic_folder, tmp_path):
     with pytest.raises(ExportError, match="no INT8 candidate") as info:
         export_checkpoint(trained_checkpoint, opts, log=lambda s: None)
     assert "LLM block only" in info.value.message
+    # Issue 34, item 3: it says what is compared (not Dice vs the truth) and names the options that help.
+    assert "mask agreement with FP32 >= 2.000" in info.value.message
+    assert "--calib-images" in info.value.hint and "--parity-images" in info.value.hint
 
 
 def test_option_errors(trained_checkpoint, tmp_path):

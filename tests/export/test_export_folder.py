@@ -32,14 +32,16 @@ def test_flipped_artifact_bytes_are_refused_by_the_runtime(exported, tmp_path):
 
 def test_reexport_replaces_the_folder_and_a_failed_one_leaves_it_untouched(trained_checkpoint, synthetic_folder, tmp_path):
     out = tmp_path / "art"
-    export_checkpoint(trained_checkpoint, ExportOptions(out=out, fp16=True, parity_images=4), **QUIET)
+    # frames=False: the folder's semantics, not the frames graphs (tests/export/test_frames_graph.py)
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, fp16=True, parity_images=4, frames=False), **QUIET)
     assert (out / "model.fp16.onnx").is_file()
-    export_checkpoint(trained_checkpoint, ExportOptions(out=out, parity_images=4), **QUIET)
+    export_checkpoint(trained_checkpoint, ExportOptions(out=out, parity_images=4, frames=False), **QUIET)
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["artifacts"]) == ["model.onnx"] and not (out / "model.fp16.onnx").exists()
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(ExportError):
-        export_checkpoint(trained_checkpoint, ExportOptions(out=out, opset=23, parity_images=4, min_agreement=1.01), **QUIET)
+        export_checkpoint(trained_checkpoint, ExportOptions(out=out, opset=23, parity_images=4, min_agreement=1.01,
+                                                            frames=False), **QUIET)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
@@ -54,7 +56,7 @@ def test_a_folder_that_is_not_an_export_is_refused(trained_checkpoint, tmp_path)
 def test_refused_int8_leaves_a_usable_folder(trained_checkpoint, synthetic_folder, tmp_path):
     out = tmp_path / "art"
     opts = ExportOptions(out=out, fp16=True, int8=True, calib=str(synthetic_folder), parity_images=4, calib_images=4,
-                         max_int8_drop=-1.0)
+                         max_int8_drop=-1.0, frames=False)
     with pytest.raises(ExportError, match="no INT8 candidate") as info:
         export_checkpoint(trained_checkpoint, opts, **QUIET)
     assert "model.onnx, model.fp16.onnx were written" in info.value.message

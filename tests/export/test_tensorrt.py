@@ -35,6 +35,17 @@ def test_mismatch_names_what_differs():
     assert len(diffs) == 2 and any("gpu_name" in d and "H200" in d for d in diffs)
 
 
+def test_a_tensorrt_rtx_key_records_its_version_as_tensorrt_rtx():
+    """Issue 34, item 7: the manifest's tensorrt_version held the TensorRT-RTX version."""
+    rtx = key(product="TensorRT-RTX", tensorrt_version="1.7.1.116")
+    recorded = rtx.to_dict()
+    assert recorded["tensorrt_rtx_version"] == "1.7.1.116" and "tensorrt_version" not in recorded
+    assert mismatches(recorded, rtx) == []
+    assert any("tensorrt_rtx_version" in d for d in mismatches(recorded, key(product="TensorRT-RTX",
+                                                                                tensorrt_version="1.8.0")))
+    assert "tensorrt_version" in key().to_dict()
+
+
 def test_engine_without_tensorrt_writes_the_recipe(trained_checkpoint, tmp_path):
     if HAS_TRT:
         pytest.skip("tensorrt is installed here; the build test below covers it")

@@ -188,7 +188,8 @@ def test_engine_manifest_records_only_what_ran_on_the_engine(fake_trt_export):
     assert plan["artifact"] == "model.fp16.plan" and plan["sha256"] == file_sha256(out / "model.fp16.plan")
     assert plan["sha256"] != onnx_entry["sha256"] and plan["source_onnx"] == "model.fp16.onnx"
     # The gate ran the engine itself on the held-out images (the stand-in executes the plan).
-    assert plan["parity"]["n"] == 2 and plan["parity"]["dice_agreement"] >= 0.99
+    # 2 held-out images, each at three sizes (native, reduced, mixed): 6 gate frames.
+    assert plan["parity"]["n"] == 6 and plan["parity"]["dice_agreement"] >= 0.99
     assert plan["engine"]["onnx_sha256"] == onnx_entry["sha256"]
 
 
@@ -300,16 +301,19 @@ def test_torch_backend_aoti_package_cached_and_rebuilt_when_damaged(exported, tm
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     x = np.random.default_rng(7).standard_normal((3, 3, 64, 64)).astype(np.float32)
     pt2 = exported[0] / "model.pt2"
+    # Autocast on the CPU is bf16 (8-bit mantissa, 2^-8 = 0.4 % per op); the compiled graph fuses
+    # and orders ops otherwise: 2.4e-3 measured with the suite's checkpoint, so 1e-2 bounds it.
+    tol = 1e-2
     with load_backend(pt2, "torch", half=True) as eager_half, load_backend(pt2, "torch", half=True, compile=True) as aoti:
         expected = eager_half.infer(x)
-        assert np.abs(aoti.infer(x) - expected).max() < 1e-3
-        assert np.abs(aoti.infer(x[:1]) - expected[:1]).max() < 1e-3  # the batch stays dynamic
+        assert np.abs(aoti.infer(x) - expected).max() < tol
+        assert np.abs(aoti.infer(x[:1]) - expected[:1]).max() < tol  # the batch stays dynamic
         info = aoti.compile_info
     assert not info["cache_hit"] and info["compile_s"] > 0
     assert info["key"]["compiler"] == "aoti" and info["key"]["precision"] == "fp16-autocast"
     with load_backend(pt2, "torch", half=True, compile="aoti") as warm:
         assert warm.compile_info["cache_hit"] and warm.compile_info["compile_s"] == 0
-        assert np.abs(warm.infer(x) - expected).max() < 1e-3
+        assert np.abs(warm.infer(x) - expected).max() < tol
     package = Path(info["package"])
     package.write_bytes(package.read_bytes()[: package.stat().st_size // 2])
     from llm4seg.runtime.backends import torch_compile
@@ -320,7 +324,7 @@ def test_torch_backend_aoti_package_cached_and_rebuilt_when_damaged(exported, tm
                         lambda t, pkg: loaded.append(torch_compile.package_digest_matches(pkg)) or real_load(t, pkg))
     with load_backend(pt2, "torch", half=True, compile="aoti") as rebuilt:
         assert not rebuilt.compile_info["cache_hit"]
-        assert np.abs(rebuilt.infer(x) - expected).max() < 1e-3
+        assert np.abs(rebuilt.infer(x) - expected).max() < tol
     assert loaded == [True]  # the damaged package was never loaded; the rebuilt one was, once
     package.parent.chmod(0o777)  # a folder others can write: whatever sits there is not loaded
     with pytest.raises(ConfigError, match="can be written by others"):

@@ -14,14 +14,16 @@ from llm4seg.runtime.comparator import mask_agreement, score
 
 
 class FixedSegmenter:
-    """Predicts the left half of every image as foreground."""
+    """Predicts the left half of every image as foreground (probability 0.9, else 0.1)."""
 
-    def segment(self, images):
+    threshold = 0.5
+
+    def segment(self, images, binary=True):
         out = []
         for img in images:
-            m = np.zeros(img.shape[:2], np.uint8)
-            m[:, : img.shape[1] // 2] = 1
-            out.append(m)
+            p = np.full(img.shape[:2], 0.1, np.float32)
+            p[:, : img.shape[1] // 2] = 0.9
+            out.append((p > self.threshold).astype(np.uint8) if binary else p)
         return out
 
 
@@ -29,8 +31,9 @@ def test_score_on_hand_made_case():
     image = np.zeros((10, 20, 3), np.uint8)
     truth = np.zeros((10, 20), bool)
     truth[:, :5] = True  # 50 px; prediction is 100 px containing them
-    metrics, predicted = score(FixedSegmenter(), [image], [truth])
+    metrics, probs = score(FixedSegmenter(), [image], [truth])
     assert metrics["dice"] == 2 * 50 / (50 + 100) and metrics["iou"] == 50 / 100
+    predicted = [p > 0.5 for p in probs]
     assert mask_agreement(predicted, predicted) == 1.0
 
 

@@ -8,21 +8,41 @@ import pytest
 
 from llm4seg.errors import ExportError
 from llm4seg.runtime.backends import load_backend
-from llm4seg.runtime.comparator import (Comparator, agreement, inputs_from_frames, mask_agreement,
-                                        probs_from_frames)
+from llm4seg.runtime.comparator import (Comparator, agreement, gate_record, inputs_from_frames, mask_agreement,
+                                        probs_from_frames, tolerance_for, verdict)
 from llm4seg.runtime.segmenter import Segmenter
 
 
 def test_agreement_on_a_hand_made_case():
-    reference = np.zeros((2, 4, 4), np.float32)
-    reference[0, :2] = 0.9  # image 0: 8 foreground pixels; image 1: none
+    reference = np.zeros((3, 4, 4), np.float32)
+    reference[0, :2] = 0.9  # image 0: 8 foreground pixels; images 1 and 2: none
     candidate = reference.copy()
     candidate[0, :1] = 0.1  # 4 of the 8 lost: Dice 2*4/(4+8)
     stats = agreement(reference, candidate, 0.5, masks=reference > 0.5)
-    assert stats["n"] == 2 and stats["max_abs_err"] == pytest.approx(0.8)
-    assert stats["min_dice_agreement"] == pytest.approx(8 / 12) and stats["dice_agreement"] == pytest.approx((8 / 12 + 1) / 2)
-    assert stats["reference_dice_vs_truth"] == 1.0 and stats["dice_vs_truth"] == stats["dice_agreement"]
+    assert stats["n"] == 3 and stats["max_abs_err"] == pytest.approx(0.8)
+    assert stats["mean_abs_err"] == pytest.approx(4 * 0.8 / 48)
+    # Only frame 0 has foreground: two empty masks (frames 1, 2) are not counted as agreement.
+    assert stats["mask_frames"] == 1 and stats["reference_foreground_frames"] == 1 and stats["masks_certified"]
+    assert stats["min_dice_agreement"] == pytest.approx(8 / 12) and stats["dice_agreement"] == pytest.approx(8 / 12)
+    assert stats["reference_dice_vs_truth"] == 1.0
     assert mask_agreement([reference[0] > 0.5], [candidate[0] > 0.5]) == pytest.approx(8 / 12)
+
+
+def test_empty_reference_masks_certify_nothing_and_the_probability_bound_decides():
+    """All-empty reference masks: mask agreement is vacuous (not counted as 1.0 evidence); a shift of
+    the probabilities that leaves every mask empty still fails the probability bound."""
+    reference = np.full((2, 8, 8), 0.1, np.float32)
+    stats = agreement(reference, reference + 0.2, 0.5)
+    assert stats["mask_frames"] == 0 and not stats["masks_certified"]
+    assert verdict(stats, tolerance_for("fp32")) and "probability" in verdict(stats, tolerance_for("fp32"))[0]
+    assert "certifies nothing" in gate_record(stats, tolerance_for("fp32"))["masks"]
+    assert not verdict(agreement(reference, reference + 1e-4, 0.5), tolerance_for("fp32"))
+
+
+def test_non_finite_outputs_are_an_error_not_a_score():
+    reference = np.full((1, 4, 4), 0.2, np.float32)
+    with pytest.raises(ExportError, match="non-finite"):
+        agreement(reference, reference * np.nan, 0.5)
 
 
 def test_frames_go_through_the_segmenters_preprocessing(exported):
@@ -32,7 +52,9 @@ def test_frames_go_through_the_segmenters_preprocessing(exported):
     seg = Segmenter(backend, layout="rgb")
     assert np.array_equal(inputs_from_frames(backend, frames), np.stack([seg.preprocess(f) for f in frames]))
     with backend:
-        assert np.array_equal(probs_from_frames(backend, frames), seg.infer_batch(np.stack([seg.preprocess(f) for f in frames])))
+        got = probs_from_frames(backend, frames)
+        assert all(np.array_equal(g, s) for g, s in zip(got, seg.segment(frames, binary=False)))
+        assert got[0].shape == (40, 70)
 
 
 def test_no_frames_is_an_error_not_a_perfect_score(exported):
@@ -43,36 +65,55 @@ def test_no_frames_is_an_error_not_a_perfect_score(exported):
         probs_from_frames(load_backend(out / "model.onnx"), [])
 
 
-def test_check_refuses_below_the_gate_and_names_the_artifact(exported):
+def test_check_refuses_outside_the_bounds_and_names_the_artifact(exported):
     out, _ = exported
     frames = [np.full((64, 64, 3), v, np.uint8) for v in (30, 120, 220)]
     with load_backend(out / "model.onnx") as backend:
         probs = probs_from_frames(backend, frames)
-    comparator = Comparator(frames, 1.0 - probs, threshold=0.5)  # the opposite masks as the reference
-    with pytest.raises(ExportError, match=r"model\.onnx: mask Dice agreement .* below the gate 0\.99"):
-        comparator.check(load_backend(out / "model.onnx"), 0.99)
+    comparator = Comparator(frames, [1.0 - p for p in probs], threshold=0.5)  # the opposite as the reference
+    with pytest.raises(ExportError, match=r"model\.onnx fails its gate .* probability error"):
+        comparator.check(load_backend(out / "model.onnx"), tolerance_for("fp32"))
     backend = load_backend(out / "model.onnx")
-    _, stats = Comparator(frames, probs, threshold=0.5).check(backend, 0.99)
+    _, stats = Comparator(frames, probs, threshold=0.5).check(backend, tolerance_for("fp32"))
     # Exact: the same graph, session options, inputs and CPU in one process (onnxruntime's CPU
     # kernels are deterministic run to run on a machine, whichever x86-64 it is).
     assert stats["dice_agreement"] == 1.0 and stats["max_abs_err"] == 0.0 and not backend.loaded  # closed after
+    assert stats["gate"]["max_abs_err_max"] == tolerance_for("fp32").max_abs
 
 
-def test_the_export_gate_reads_the_preprocessing_it_writes(trained_checkpoint, synthetic_folder, tmp_path, monkeypatch):
-    """A manifest entry whose normalisation differs from training's must fail its own gate: the gate
-    feeds the held-out images through Segmenter.preprocess of that entry, not a copy of training's."""
+def _inject(monkeypatch, change):
+    """Every manifest entry the export builds gets `change` (a fault the gate must see)."""
     from llm4seg.export import job
-    from llm4seg.export.pipeline import ExportOptions, export_checkpoint
 
     real = job.graph_entry
 
-    def shifted_mean(*args, **kwargs):
+    def faulty(*args, **kwargs):
         entry = real(*args, **kwargs)
-        entry["preprocess"]["mean"] = [m + 1.5 for m in entry["preprocess"]["mean"]]
+        change(entry)
         return entry
 
-    monkeypatch.setattr(job, "graph_entry", shifted_mean)
-    with pytest.raises(ExportError, match=r"model\.onnx: mask Dice agreement"):
-        export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path / "a", data=str(synthetic_folder), parity_images=8),
-                          log=lambda s: None)
+    monkeypatch.setattr(job, "graph_entry", faulty)
+
+
+INJECTIONS = {
+    # A manifest mean shifted by 1.5 (what the earlier test injected).
+    "mean-shift": lambda e: e["preprocess"].update(mean=[m + 1.5 for m in e["preprocess"]["mean"]]),
+    # The model fed BGR while it was trained on RGB: visible only on frames whose channels differ.
+    "colour-swap": lambda e: e["inputs"][0].update(color="BGR"),
+    # Frames enlarged with nearest instead of linear: visible only on frames smaller than the model.
+    "resize-rule": lambda e: e["preprocess"]["resize"].update(up="nearest"),
+}
+
+
+@pytest.mark.parametrize("fault", list(INJECTIONS))
+def test_each_injected_contract_fault_fails_its_own_export_gate(fault, trained_checkpoint, synthetic_folder, tmp_path,
+                                                                monkeypatch):
+    """A manifest entry whose contract differs from training's fails its own gate: the gate feeds the
+    frames through the Segmenter of that entry, at native, reduced and mixed sizes, some tinted."""
+    from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+
+    _inject(monkeypatch, INJECTIONS[fault])
+    with pytest.raises(ExportError, match=r"model\.onnx fails its gate"):
+        export_checkpoint(trained_checkpoint, ExportOptions(out=tmp_path / "a", data=str(synthetic_folder),
+                                                            parity_images=8, frames=False), log=lambda s: None)
     assert not (tmp_path / "a").exists()  # nothing kept

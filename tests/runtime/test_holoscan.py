@@ -112,17 +112,37 @@ def test_the_module_runs_as_a_command(exported, h264_clip, tmp_path):
     assert "[info]" not in result.stderr  # Holoscan's per-run log lines are quietened
 
 
-def test_inference_op_config_from_the_manifest(exported):
+def test_inference_op_config_runs_the_frames_graph_and_holoscan_parses_it(exported, tmp_path):
+    """The config names the any-size frames graph (the float graph's own, found through the
+    manifest), leaves no resize or normalisation to FormatConverterOp, and Holoscan's own config
+    loader reads it back as operator keyword arguments."""
+    from holoscan.core import Application
+
     from llm4seg.runtime.holoscan import inference_op_config
 
     manifest = exported[0] / "manifest.json"
-    entry = json.loads(manifest.read_text())["artifacts"]["model.fp16.onnx"]
+    entry = json.loads(manifest.read_text())["artifacts"]["model.fp16.frames.onnx"]
     config = inference_op_config(manifest, "model.fp16.onnx")
-    size = entry["inputs"][0]["shape"][2:4]
-    assert [config["format_converter"]["resize_height"], config["format_converter"]["resize_width"]] == size
-    assert config["inference"]["pre_processor_map"] == {"llm4seg": [entry["inputs"][0]["name"]]}
-    assert config["inference"]["inference_map"] == {"llm4seg": [entry["outputs"][0]["name"]]}
-    assert config["inference"]["enable_fp16"] and config["llm4seg_normalise"]["mean"] == entry["preprocess"]["mean"]
+    assert config["llm4seg"]["artifact"] == "model.fp16.frames.onnx" == config["inference"]["model_path_map"]["llm4seg"].split("/")[-1]
+    assert config["inference"]["pre_processor_map"] == {"llm4seg": ["frames"]}
+    assert config["inference"]["inference_map"] == {"llm4seg": ["prob", "mask"]}
+    assert config["inference"]["dynamic_input_dims"] and config["inference"]["enable_fp16"]
+    converter = config["format_converter"]
+    assert "resize_width" not in converter and "scale_max" not in converter  # the graph does both
+    assert converter["out_channel_order"] == ([2, 1, 0] if entry["inputs"][0]["color"] == "BGR" else [0, 1, 2])
     assert config["status"].startswith("NOT RUN")
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump({k: config[k] for k in ("format_converter", "inference")}))
+    app = Application()
+    app.config(str(path))
+    assert dict(app.kwargs("inference"))["inference_map"] == {"llm4seg": ["prob", "mask"]}
+    assert list(dict(app.kwargs("format_converter"))["out_channel_order"]) == converter["out_channel_order"]
     with pytest.raises(ConfigError, match="'model.plan' is not in"):
         inference_op_config(manifest, "model.plan")
+
+def test_the_module_has_an_error_boundary(tmp_path):
+    """Issue 34, item 9: `python -m llm4seg.runtime.holoscan` printed tracebacks."""
+    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.holoscan", str(tmp_path / "missing.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: Holoscan app config" in result.stderr and "hint:" in result.stderr

@@ -51,7 +51,9 @@ def test_every_config_parses_with_tritons_schema_and_follows_the_manifest(export
     art = exported[0]
     manifest = json.loads((art / "manifest.json").read_text())["artifacts"]
     repo = write_repository(art, tmp_path / "repo")
-    assert set(repo.models) == {"segment", "model_onnx", "model_fp16_onnx", "model_int8_onnx", "model_pt2"}
+    graphs = {"model_onnx", "model_fp16_onnx", "model_int8_onnx"}
+    frames = {g.replace("_onnx", f"_{form}_onnx") for g in graphs for form in ("frames", "frames64")}
+    assert set(repo.models) == {"segment", "model_pt2", *graphs, *frames}
     for name, backend in repo.models.items():
         config = parse_config(tmp_path / "repo" / name / "config.pbtxt")
         params = {k: v.string_value for k, v in config.parameters.items()}
@@ -64,12 +66,15 @@ def test_every_config_parses_with_tritons_schema_and_follows_the_manifest(export
         assert (tmp_path / "repo" / name / "1" / params["llm4seg_artifact"]).is_file()
         if name == "segment":
             assert params["llm4seg_kind"] == "frames" and config.input[0].name == "FRAME"
+            assert params["llm4seg_artifact"] == "model.frames.onnx"  # the preprocessing is in the graph
             continue
         artifact = params["llm4seg_artifact"]
         assert entry == {k: v for k, v in manifest[artifact].items()} | {"artifact": entry["artifact"]}
         spec, out = entry["inputs"][0], entry["outputs"][0]
-        assert (config.input[0].name, list(config.input[0].dims)) == (spec["name"], spec["shape"][1:])
-        assert (config.output[0].name, list(config.output[0].dims)) == (out["name"], out["shape"][1:])
+        assert (config.input[0].name, list(config.input[0].dims)) == \
+            (spec["name"], [d if isinstance(d, int) else -1 for d in spec["shape"][1:]])
+        assert [(o.name, list(o.dims)) for o in config.output] == \
+            [(o["name"], [d if isinstance(d, int) else -1 for d in o["shape"][1:]]) for o in entry["outputs"]]
         kind = config.instance_group[0].kind
         assert kind == (1 if entry["precision"] == "fp16" else 2)  # KIND_GPU = 1, KIND_CPU = 2
     plain = write_repository(art, tmp_path / "plain", RepositoryOptions(dynamic_batching=False, instances=2))
@@ -77,6 +82,31 @@ def test_every_config_parses_with_tritons_schema_and_follows_the_manifest(export
     assert not config.HasField("dynamic_batching") and config.instance_group[0].count == 2
     with pytest.raises(ConfigError, match="exists and is not empty"):
         write_repository(art, tmp_path / "repo")
+
+
+def test_segment_on_the_onnxruntime_backend_is_the_frames_graph_itself(exported, tmp_path):
+    """Where the server has an onnxruntime backend, `segment` is the any-size frames graph with no
+    Python in front: its config's tensors are the graph's own (read from the ONNX file), parsed by
+    Triton's schema. NOT RUN on a server here: PyTriton's tritonserver has only the python backend."""
+    needs_triton()
+    import onnx
+
+    from llm4seg.runtime.triton.repository import RepositoryOptions, write_repository
+
+    repo = write_repository(exported[0], tmp_path / "repo", RepositoryOptions(segment_backend="onnxruntime"))
+    assert repo.models["segment"] == "onnxruntime"
+    config = parse_config(tmp_path / "repo" / "segment" / "config.pbtxt")
+    graph = onnx.load(str(tmp_path / "repo" / "segment" / "1" / config.default_model_filename)).graph
+    assert config.backend == "onnxruntime" and config.default_model_filename == "model.frames.onnx"
+    assert not (tmp_path / "repo" / "segment" / "1" / "model.py").exists()
+    assert [i.name for i in config.input] == [i.name for i in graph.input] == ["frames"]
+    assert [o.name for o in config.output] == [o.name for o in graph.output] == ["prob", "mask"]
+    assert list(config.input[0].dims) == [-1, -1, 3] and config.input[0].data_type == 2  # TYPE_UINT8
+    io = json.loads({k: v.string_value for k, v in config.parameters.items()}["llm4seg_io"])
+    assert io == {"input": "frames", "mask": "mask", "prob": "prob"}
+    with pytest.raises(ConfigError, match="needs an any-size frames graph"):
+        write_repository(exported[0], tmp_path / "other",
+                         RepositoryOptions(segment_backend="onnxruntime", segment_artifact="model.onnx"))
 
 
 def test_tensorrt_rtx_engines_are_left_out_with_the_reason():
@@ -89,7 +119,8 @@ def test_tensorrt_rtx_engines_are_left_out_with_the_reason():
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
 def test_served_masks_equal_the_local_segmenters(triton_server, exported, scheme):
     frames = frames_for_serving()
-    with Segmenter(exported[0] / "model.onnx") as local, Segmenter(f"{triton_server.urls[scheme]}/segment") as remote:
+    # The server's `segment` runs the frames graph: the same artifact locally gives the same masks.
+    with Segmenter(exported[0] / "model.frames.onnx") as local, Segmenter(f"{triton_server.urls[scheme]}/segment") as remote:
         assert remote.backend.takes_frames
         expected, got = local.segment(frames), remote.segment(frames)
         for a, b in zip(expected, got):
@@ -197,7 +228,8 @@ def test_bench_streams_against_the_server_beside_the_in_process_segmenter(triton
 
 def test_bench_times_and_scores_a_served_model_beside_its_artifact(triton_server, exported, synthetic_folder):
     url = f"{triton_server.urls['grpc']}/segment"
-    result = CliRunner().invoke(app, ["bench", "--engine", str(exported[0] / "model.onnx"), "--engine", url,
+    # `segment` runs the frames graph: the same artifact in process scores the same.
+    result = CliRunner().invoke(app, ["bench", "--engine", str(exported[0] / "model.frames.onnx"), "--engine", url,
                                       "--data", str(synthetic_folder), "--limit", "6", "--iterations", "2", "--json"])
     assert result.exit_code == 0, result.output
     local, served = json.loads(result.stdout)["results"]

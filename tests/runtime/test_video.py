@@ -105,3 +105,29 @@ def test_a_valid_mp4_with_zero_frames_is_named_as_such(tmp_path):
     with pytest.raises(ConfigError, match="valid MP4 file with no frames") as info:
         open_source(str(path))
     assert "codec" not in info.value.hint
+
+
+def test_a_runtime_only_video_says_how_to_get_h264(exported, tmp_path, monkeypatch):
+    """Issue 34, item 4: without PyAV `llm4seg video` wrote mp4v without a word."""
+    import json as _json
+
+    import cv2
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+    from llm4seg.runtime import video_sinks, video_sources
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 64))
+    for i in range(4):
+        writer.write(np.full((64, 80, 3), 40 * i, np.uint8))
+    writer.release()
+    monkeypatch.setattr(video_sinks, "pyav_available", lambda: False)
+    monkeypatch.setattr(video_sources, "pyav_available", lambda: False)
+    result = CliRunner().invoke(app, ["video", str(clip), "--engine", str(exported[0] / "model.onnx"),
+                                      "--out", str(tmp_path / "o.mp4"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = _json.loads(result.stdout)
+    noted = any("pip install 'llm4seg[video]'" in e for e in report["events"])
+    assert noted == (report["codec"] == "mp4v"), report  # said exactly when OpenCV fell back to mp4v

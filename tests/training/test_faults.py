@@ -42,13 +42,18 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], what: st
     assert not differ, f"{what}: {len(differ)} tensors differ, e.g. {differ[:3]}"
 
 
+# The every-write-point run: 2 epochs of 2 steps (16 training images, batch 8), a save due after
+# every step, so each epoch saves once inside it (after step 1) and once at its end.
+FAULTS = dict(epochs=2, batch_size=8)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run = tmp_path_factory.mktemp("faults") / "full"
     labels: list[str] = []
     fileio.FAULT_HOOK = labels.append
     try:
-        train(cfg(run))
+        train(cfg(run, **FAULTS))
     finally:
         fileio.FAULT_HOOK = None
     return run, labels
@@ -67,27 +72,68 @@ def kill_at(k: int):
 @pytest.mark.slow
 def test_resume_after_a_kill_at_every_write_point_is_bit_identical(tmp_path, uninterrupted):
     full, labels = uninterrupted
-    assert len(labels) > 30 and any("CURRENT" in x for x in labels) and any("published" in x for x in labels)
+    assert len(labels) > 30 and any("published" in x for x in labels)
+    # Four saves: inside epoch 1, its end, inside epoch 2, its end (issue 34: saves inside an epoch).
+    assert sum(x == "replaced CURRENT" for x in labels) == 4
     for k in range(1, len(labels) + 1):
         run = tmp_path / f"k{k}"
         fileio.FAULT_HOOK = kill_at(k)
         try:
             with pytest.raises(Killed):
-                train(cfg(run))
+                train(cfg(run, **FAULTS))
         finally:
             fileio.FAULT_HOOK = None
         if (run / "config.json").is_file():
             summary = train(TrainConfig(out=str(run)), resume=True)
         else:  # killed before the run existed: the folder is empty (or holds leftovers) and starts fresh
-            summary = train(cfg(run))
+            summary = train(cfg(run, **FAULTS))
         where = f"kill at write point {k} ({labels[k - 1]})"
         assert_same(weights(full, "last"), weights(run, "last"), where)
         assert_same(weights(full, "best"), weights(run, "best"), where)
         rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
-        assert [r["epoch"] for r in rows] == [1, 2, 3], where
-        assert summary["epochs"] == 3
+        full_rows = [json.loads(r) for r in (full / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2], where
+        assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in full_rows], where
+        assert summary["epochs"] == 2
         leftovers = [p for p in run.rglob(".*") if fileio.is_leftover(p.name)]
         assert not leftovers, f"{where}: {leftovers}"
+
+
+def test_a_kill_inside_an_epoch_after_a_timed_save_resumes_bit_identical(tmp_path, monkeypatch):
+    """Issue 34, item 1: a long epoch was lost on Ctrl-C (saves came only at epoch ends). With a save
+    due after step 3 of a 4-step epoch, a kill at step 3's end keeps that state, and the resume
+    continues at step 4 of epoch 1 with the same data order and augmentations."""
+    from llm4seg.training import loop
+
+    full = tmp_path / "full"
+    train(cfg(full, epochs=2, checkpoint_every_s=3600.0))  # saves at epoch ends only (the clock never runs out)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(loop.time, "monotonic", lambda: clock["now"])
+    steps = {"n": 0}
+    real_epoch = loop.Trainer.train_epoch
+
+    def killing_epoch(self, epoch, on_step=None):
+        def step():
+            steps["n"] += 1
+            clock["now"] += 1000.0 if steps["n"] == 2 else 0.0  # the save falls due after step 3
+            if steps["n"] == 3:
+                raise Killed("SIGKILL inside epoch 1")
+        return real_epoch(self, epoch, step)
+
+    run = tmp_path / "r"
+    monkeypatch.setattr(loop.Trainer, "train_epoch", killing_epoch)
+    with pytest.raises(Killed):
+        train(cfg(run, epochs=2, checkpoint_every_s=600.0))
+    monkeypatch.setattr(loop.Trainer, "train_epoch", real_epoch)
+    pointer = json.loads((run / "state" / "CURRENT").read_text())
+    assert (pointer["epoch"], pointer["step"], pointer["epoch_step"]) == (0, 3, 3)  # kept: 3 steps into epoch 1
+    summary = train(TrainConfig(out=str(run)), resume=True)
+    assert summary["resumed_from"] == pointer["state"]
+    assert_same(weights(full, "last"), weights(run, "last"), "resumed inside epoch 1")
+    assert_same(weights(full, "best"), weights(run, "best"), "resumed inside epoch 1")
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    full_rows = [json.loads(r) for r in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in full_rows]
 
 
 def test_run_killed_before_its_first_save_resumes_from_scratch(tmp_path):

@@ -1,0 +1,220 @@
+"""Frames graphs: an exported model graph wrapped so that what a capture card or SDK hands over goes
+in (uint8, NHWC, 3 channels, a declared colour order) and what a pipeline shows comes out
+(probabilities and a uint8 0/1 mask), with the frame contract (llm4seg.contract) inside.
+
+Two forms, named in the manifest:
+- `any-size` (`model[.fp16|.int8].frames.onnx`): frames of any H x W (dynamic); both resizes of the
+  contract run inside, so outputs are at the frame's size.
+- `model-size` (`model[.fp16|.int8].frames<S>.onnx`): frames already at S x S (the SDK resizes on
+  its own GPU path); colour, scale and normalisation inside, outputs at S x S.
+And, for DeepStream's nvinfer (which always hands the network float pixel values, NCHW, after its
+own resize), `nvinfer` (`model[.fp16|.int8].nvinfer<S>.onnx`): float32 (N, 3, S, S) pixel values
+0-255 in, mean/std inside, so nvinfer runs with net-scale-factor=1 and offsets 0.
+
+The conversion, resizes and normalisation stay in FP32 whatever the precision of the wrapped graph
+(its own inputs and outputs are FP32). The resize is the contract's per-axis rule written with
+CumSum (area: differences of the running sum at the covered interval's ends) and Gather (linear:
+two neighbours and a weight), so its cost grows with the frame, not with frame x output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from llm4seg._optional import require
+from llm4seg.contract import COLORS, FrameContract
+from llm4seg.errors import ExportError
+
+FORMS = ("any-size", "model-size")
+ALL_FORMS = (*FORMS, "nvinfer")
+MODEL_IN, MODEL_OUT = "image", "prob"  # the wrapped graph's own tensors (export/onnx_export.py)
+
+
+def frames_name(artifact: str, form: str, size: int) -> str:
+    """model.fp16.onnx -> model.fp16.frames.onnx (any size) or model.fp16.frames256.onnx (model size)."""
+    stem = artifact[: -len(".onnx")]
+    return {"any-size": f"{stem}.frames.onnx", "model-size": f"{stem}.frames{size}.onnx",
+            "nvinfer": f"{stem}.nvinfer{size}.onnx"}[form]
+
+
+class _Builder:
+    """Nodes and constants of the wrapper, with unique names under one prefix."""
+
+    def __init__(self, onnx) -> None:
+        self.onnx, self.h = onnx, onnx.helper
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def name(self, hint: str) -> str:
+        self.n += 1
+        return f"frames/{hint}_{self.n}"
+
+    def const(self, value, dtype=np.float32) -> str:
+        name = self.name("c")
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        out = out or self.name(op_type.lower())
+        self.nodes.append(self.h.make_node(op_type, list(inputs), [out], name=self.name(op_type), **attrs))
+        return out
+
+    # -- small pieces ---------------------------------------------------------------------------
+    def dim(self, x: str, axis: int) -> str:
+        """int64 scalar: x.shape[axis] (Shape then Gather: no opset-15 Shape attributes, for TensorRT 10.3)."""
+        return self.op("Gather", self.op("Shape", x), self.const(axis, np.int64), axis=0)
+
+    def positions(self, n: str, offset: float) -> str:
+        """float (n,): (i + offset) for i in range(n), n an int64 scalar."""
+        i = self.op("Cast", self.op("Range", self.const(0, np.int64), n, self.const(1, np.int64)), to=1)
+        return self.op("Add", i, self.const(offset))
+
+    def gather_lerp(self, x: str, p: str, last: str, axis: int) -> str:
+        """x sampled along `axis` at float positions p in [0, last]: neighbours and weight."""
+        i0f = self.op("Floor", p)
+        i1f = self.op("Min", self.op("Add", i0f, self.const(1.0)), last)
+        f = self.reshape_for(self.op("Sub", p, i0f), axis)
+        i0, i1 = (self.op("Cast", v, to=7) for v in (i0f, i1f))
+        a, b = self.op("Gather", x, i0, axis=axis), self.op("Gather", x, i1, axis=axis)
+        return self.op("Add", a, self.op("Mul", self.op("Sub", b, a), f))
+
+    def reshape_for(self, v: str, axis: int) -> str:
+        """A (n,) vector shaped to broadcast along `axis` of an NCHW tensor."""
+        return v if axis == 3 else self.op("Unsqueeze", v, self.const([1], np.int64))
+
+    # -- the contract's rules -------------------------------------------------------------------
+    def linear(self, x: str, axis: int, src: str, dst: str) -> str:
+        """Resample axis from src to dst pixels: half-pixel centres, edges clamped (OpenCV INTER_LINEAR)."""
+        srcf, dstf = (self.op("Cast", v, to=1) for v in (src, dst))
+        scale = self.op("Div", srcf, dstf)
+        last = self.op("Sub", srcf, self.const(1.0))
+        p = self.op("Sub", self.op("Mul", self.positions(dst, 0.5), scale), self.const(0.5))
+        p = self.op("Min", self.op("Max", p, self.const(0.0)), last)
+        return self.gather_lerp(x, p, last, axis)
+
+    def area(self, x: str, axis: int, src: str, dst: str) -> str:
+        """Mean over [i*s, (i+1)*s) per output pixel, from the running sum (C[0] = 0, length src + 1)."""
+        zero = self.op("Mul", self.op("Gather", x, self.const([0], np.int64), axis=axis), self.const(0.0))
+        running = self.op("Concat", zero, self.op("CumSum", x, self.const(axis, np.int64)), axis=axis)
+        srcf, dstf = (self.op("Cast", v, to=1) for v in (src, dst))
+        s = self.op("Div", srcf, dstf)
+        i = self.positions(dst, 0.0)
+        lo = self.op("Mul", i, s)
+        hi = self.op("Min", self.op("Mul", self.op("Add", i, self.const(1.0)), s), srcf)
+        covered = self.op("Sub", self.gather_lerp(running, hi, srcf, axis), self.gather_lerp(running, lo, srcf, axis))
+        return self.op("Div", covered, s)
+
+    def resize_axis(self, x: str, axis: int, src: str, dst: str, contract: FrameContract) -> str:
+        """The contract's rule on one axis: `resize_down` where it shrinks, `resize_up` where it grows."""
+        rules = {"area": self.area, "linear": self.linear}
+        for rule in (contract.resize_down, contract.resize_up):
+            if rule not in rules:
+                raise ExportError(f"the frames graph has no resize rule {rule!r}",
+                                  hint=f"frames graphs implement {sorted(rules)} (the contract's defaults)")
+        down = rules[contract.resize_down](x, axis, src, dst)
+        up = rules[contract.resize_up](x, axis, src, dst)
+        return self.op("Where", self.op("Greater", src, dst), down, up)
+
+
+def _pre(b: _Builder, frames: str, contract: FrameContract, input_color: str, resize: bool,
+         pixels_nchw: bool = False) -> str:
+    """uint8 (N, H, W, 3) frames (or float32 (N, 3, S, S) pixel values, `pixels_nchw`) -> the wrapped
+    graph's float32 (N, 3, S, S) input. Shapes are read from the float copy ('frames/float'):
+    TensorRT 10.3's Shape takes no UINT8 tensor."""
+    if pixels_nchw:
+        x = b.op("Identity", frames, out="frames/float")
+        if input_color != contract.color:
+            x = b.op("Gather", x, b.const([2, 1, 0], np.int64), axis=1)
+    else:
+        x = b.op("Cast", frames, to=1, out="frames/float")
+        if input_color != contract.color:
+            x = b.op("Gather", x, b.const([2, 1, 0], np.int64), axis=3)
+        x = b.op("Transpose", x, perm=[0, 3, 1, 2])
+    if resize:
+        size = b.const(contract.image_size, np.int64)
+        x = b.resize_axis(x, 3, b.dim("frames/float", 2), size, contract)
+        x = b.resize_axis(x, 2, b.dim("frames/float", 1), size, contract)
+        # Rounded to 8 bits, as training stores its resized images (Round: ties to even, as np.rint).
+        x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
+    scale, shift = contract.affine()
+    return b.op("Add", b.op("Mul", x, b.const(scale.reshape(1, -1, 1, 1))), b.const(shift.reshape(1, -1, 1, 1)),
+                out=MODEL_IN)
+
+
+def _post(b: _Builder, frames: str, model_prob: str, contract: FrameContract, resize: bool) -> tuple[str, str]:
+    """The wrapped graph's (N, 1, S, S) probabilities -> (prob, mask) at the frames' size."""
+    if contract.mask_resize != "linear" and resize:
+        raise ExportError(f"the frames graph has no mask resize rule {contract.mask_resize!r}", hint="use 'linear'")
+    p = model_prob
+    if resize:
+        size = b.const(contract.image_size, np.int64)
+        p = b.linear(p, 3, size, b.dim("frames/float", 2))
+        p = b.linear(p, 2, size, b.dim("frames/float", 1))
+    prob = b.op("Identity", p, out="prob")
+    mask = b.op("Cast", b.op("Greater", prob, b.const(contract.threshold)), to=2, out="mask")
+    return prob, mask
+
+
+def frames_graph_from_onnx(src: Path, dst: Path, contract: FrameContract, form: str = "any-size",
+                           input_color: str = "BGR") -> Path:
+    """Wrap the model graph at `src` (float32 (N, 3, S, S) 'image' -> 'prob') into a frames graph.
+
+    Args:
+        contract: the frame contract the model was trained with.
+        form: 'any-size' (dynamic H, W; both resizes inside), 'model-size' (S x S uint8 frames) or
+            'nvinfer' (float32 NCHW pixel values at S x S, as DeepStream's nvinfer hands them over).
+        input_color: the channel order of the frames the graph takes ('BGR': OpenCV, PyAV bgr24).
+
+    Returns:
+        dst, written and checked by onnx.checker.
+    """
+    onnx = require("onnx", "writing frames graphs")
+    if form not in ALL_FORMS or input_color not in COLORS:
+        raise ExportError(f"frames graph form {form!r} / colour {input_color!r} is not known",
+                          hint=f"forms: {', '.join(ALL_FORMS)}; colours: {', '.join(COLORS)}")
+    model = onnx.load(str(src))
+    g = model.graph
+    if [i.name for i in g.input] != [MODEL_IN] or [o.name for o in g.output] != [MODEL_OUT]:
+        raise ExportError(f"{src.name} has inputs {[i.name for i in g.input]} and outputs {[o.name for o in g.output]}",
+                          hint=f"frames graphs wrap llm4seg's exported graphs ('{MODEL_IN}' -> '{MODEL_OUT}')")
+    inner_prob = "model/prob"
+    for node in g.node:  # the wrapped graph's output becomes an inner tensor; 'prob' is the frames' size now
+        node.output[:] = [inner_prob if o == MODEL_OUT else o for o in node.output]
+        node.input[:] = [inner_prob if i == MODEL_OUT else i for i in node.input]
+    b = _Builder(onnx)
+    resize = form == "any-size"
+    s = contract.image_size
+    h, w = ("height", "width") if resize else (s, s)
+    pixels = form == "nvinfer"
+    frames = (onnx.helper.make_tensor_value_info("frames", onnx.TensorProto.FLOAT, ["batch", 3, s, s]) if pixels else
+              onnx.helper.make_tensor_value_info("frames", onnx.TensorProto.UINT8, ["batch", h, w, 3]))
+    _pre(b, "frames", contract, input_color, resize, pixels)
+    pre_nodes = b.nodes
+    b.nodes = []
+    _post(b, "frames", inner_prob, contract, resize)
+    outputs = [onnx.helper.make_tensor_value_info("prob", onnx.TensorProto.FLOAT, ["batch", 1, h, w]),
+               onnx.helper.make_tensor_value_info("mask", onnx.TensorProto.UINT8, ["batch", 1, h, w])]
+    nodes = [*pre_nodes, *g.node, *b.nodes]
+    value_info = [v for v in g.value_info if v.name not in (MODEL_IN, MODEL_OUT)]
+    graph = onnx.helper.make_graph(nodes, f"{g.name}_frames", [frames], outputs,
+                                   initializer=[*g.initializer, *b.inits], value_info=value_info)
+    wrapped = onnx.helper.make_model(graph, opset_imports=model.opset_import, producer_name="llm4seg",
+                                     ir_version=model.ir_version)
+    onnx.checker.check_model(wrapped)
+    onnx.save(wrapped, str(dst))
+    return dst
+
+
+def frames_profile(batch: tuple[int, int, int], size: int, form: str,
+                   max_hw: tuple[int, int] = (1080, 1920)) -> tuple[tuple[int, ...], ...]:
+    """(min, opt, max) NHWC input shapes of a TensorRT optimization profile for a frames graph:
+    any-size graphs from 16 x 16 to `max_hw` (1080p by default), opt at 480 x 640."""
+    if form == "model-size":
+        return tuple((n, size, size, 3) for n in batch)
+    if form == "nvinfer":
+        return tuple((n, 3, size, size) for n in batch)
+    return ((batch[0], 16, 16, 3), (batch[1], 480, 640, 3), (batch[2], *max_hw, 3))
+
+
+__all__ = ["ALL_FORMS", "FORMS", "frames_graph_from_onnx", "frames_name", "frames_profile"]

@@ -29,7 +29,7 @@ from llm4seg.runtime.stats import interleaved_ms
 
 def native_frame(folder: Path, split: str) -> tuple[str, object]:
     """The first image of a dataset split, BGR at its own size."""
-    stem = (folder / "splits" / f"{split}.txt").read_text().split()[0]
+    stem = (folder / "splits" / f"{split}.txt").read_text().splitlines()[0].strip()
     path = next((folder / "images").glob(f"{stem}.*"))
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return f"{folder.name} {image.shape[1]}x{image.shape[0]}", image

@@ -70,73 +70,86 @@ class _Builder:
         i = self.op("Cast", self.op("Range", self.const(0, np.int64), n, self.const(1, np.int64)), to=1)
         return self.op("Add", i, self.const(offset))
 
-    def gather_lerp(self, x: str, p: str, last: str, axis: int) -> str:
-        """x sampled along `axis` at float positions p in [0, last]: neighbours and weight."""
+    def gather_lerp(self, x: str, p: str, last: str, axis: int, trailing: int) -> str:
+        """x sampled along `axis` at float positions p in [0, last]: neighbours and weight
+        (`trailing`: how many axes follow `axis`, for broadcasting the weights)."""
         i0f = self.op("Floor", p)
         i1f = self.op("Min", self.op("Add", i0f, self.const(1.0)), last)
-        f = self.reshape_for(self.op("Sub", p, i0f), axis)
+        f = self.reshape_for(self.op("Sub", p, i0f), trailing)
         i0, i1 = (self.op("Cast", v, to=7) for v in (i0f, i1f))
         a, b = self.op("Gather", x, i0, axis=axis), self.op("Gather", x, i1, axis=axis)
         return self.op("Add", a, self.op("Mul", self.op("Sub", b, a), f))
 
-    def reshape_for(self, v: str, axis: int) -> str:
-        """A (n,) vector shaped to broadcast along `axis` of an NCHW tensor."""
-        return v if axis == 3 else self.op("Unsqueeze", v, self.const([1], np.int64))
+    def reshape_for(self, v: str, trailing: int) -> str:
+        """A (n,) vector shaped (n, 1, ..., 1) to broadcast along an axis followed by `trailing` axes."""
+        return self.op("Unsqueeze", v, self.const(list(range(1, trailing + 1)), np.int64)) if trailing else v
 
     # -- the contract's rules -------------------------------------------------------------------
-    def linear(self, x: str, axis: int, src: str, dst: str) -> str:
+    def linear(self, x: str, axis: int, src: str, dst: str, trailing: int) -> str:
         """Resample axis from src to dst pixels: half-pixel centres, edges clamped (OpenCV INTER_LINEAR)."""
         srcf, dstf = (self.op("Cast", v, to=1) for v in (src, dst))
         scale = self.op("Div", srcf, dstf)
         last = self.op("Sub", srcf, self.const(1.0))
         p = self.op("Sub", self.op("Mul", self.positions(dst, 0.5), scale), self.const(0.5))
         p = self.op("Min", self.op("Max", p, self.const(0.0)), last)
-        return self.gather_lerp(x, p, last, axis)
+        return self.gather_lerp(x, p, last, axis, trailing)
 
-    def area(self, x: str, axis: int, src: str, dst: str) -> str:
-        """Mean over [i*s, (i+1)*s) per output pixel, from the running sum (C[0] = 0, length src + 1)."""
-        zero = self.op("Mul", self.op("Gather", x, self.const([0], np.int64), axis=axis), self.const(0.0))
-        running = self.op("Concat", zero, self.op("CumSum", x, self.const(axis, np.int64)), axis=axis)
+    def area(self, x: str, axis: int, src: str, dst: str, trailing: int) -> str:
+        """Mean over [i*s, (i+1)*s) per output pixel, s = src/dst: the integral F of the source
+        (piecewise constant) at both ends, F(t) = E[j] + (t - j) * x[j] with j = min(floor(t),
+        src - 1) and E the exclusive running sum (no full-frame copy to prepend a zero)."""
+        running = self.op("CumSum", x, self.const(axis, np.int64), exclusive=1)
         srcf, dstf = (self.op("Cast", v, to=1) for v in (src, dst))
         s = self.op("Div", srcf, dstf)
         i = self.positions(dst, 0.0)
+        last = self.op("Sub", srcf, self.const(1.0))
+
+        def integral(t: str) -> str:
+            jf = self.op("Min", self.op("Floor", t), last)
+            j = self.op("Cast", jf, to=7)
+            frac = self.reshape_for(self.op("Sub", t, jf), trailing)
+            return self.op("Add", self.op("Gather", running, j, axis=axis),
+                           self.op("Mul", frac, self.op("Gather", x, j, axis=axis)))
+
         lo = self.op("Mul", i, s)
         hi = self.op("Min", self.op("Mul", self.op("Add", i, self.const(1.0)), s), srcf)
-        covered = self.op("Sub", self.gather_lerp(running, hi, srcf, axis), self.gather_lerp(running, lo, srcf, axis))
-        return self.op("Div", covered, s)
+        return self.op("Div", self.op("Sub", integral(hi), integral(lo)), s)
 
-    def resize_axis(self, x: str, axis: int, src: str, dst: str, contract: FrameContract) -> str:
-        """The contract's rule on one axis: `resize_down` where it shrinks, `resize_up` where it grows."""
+    def resize_axis(self, x: str, axis: int, src: str, dst: str, contract: FrameContract, trailing: int) -> str:
+        """The contract's rule on one axis: `resize_down` where it shrinks, `resize_up` where it
+        grows. Both are computed and Where picks one: an If with the two rules as branches ran in
+        onnxruntime, but TensorRT-RTX 1.7's builder refused it (Myelin 'ssa_validation' check)."""
         rules = {"area": self.area, "linear": self.linear}
         for rule in (contract.resize_down, contract.resize_up):
             if rule not in rules:
                 raise ExportError(f"the frames graph has no resize rule {rule!r}",
                                   hint=f"frames graphs implement {sorted(rules)} (the contract's defaults)")
-        down = rules[contract.resize_down](x, axis, src, dst)
-        up = rules[contract.resize_up](x, axis, src, dst)
+        down = rules[contract.resize_down](x, axis, src, dst, trailing)
+        up = rules[contract.resize_up](x, axis, src, dst, trailing)
         return self.op("Where", self.op("Greater", src, dst), down, up)
 
 
 def _pre(b: _Builder, frames: str, contract: FrameContract, input_color: str, resize: bool,
          pixels_nchw: bool = False) -> str:
     """uint8 (N, H, W, 3) frames (or float32 (N, 3, S, S) pixel values, `pixels_nchw`) -> the wrapped
-    graph's float32 (N, 3, S, S) input. Shapes are read from the float copy ('frames/float'):
-    TensorRT 10.3's Shape takes no UINT8 tensor."""
+    graph's float32 (N, 3, S, S) input. The resize runs on the NHWC frame (no full-frame transpose),
+    the colour order and layout change at the model's size. Shapes are read from the float copy
+    ('frames/float'): TensorRT 10.3's Shape takes no UINT8 tensor."""
     if pixels_nchw:
         x = b.op("Identity", frames, out="frames/float")
-        if input_color != contract.color:
-            x = b.op("Gather", x, b.const([2, 1, 0], np.int64), axis=1)
     else:
         x = b.op("Cast", frames, to=1, out="frames/float")
-        if input_color != contract.color:
-            x = b.op("Gather", x, b.const([2, 1, 0], np.int64), axis=3)
+        if resize:
+            size = b.const(contract.image_size, np.int64)
+            # Height first: along it whole rows (W x C) are contiguous, so the running sum and the
+            # gathers move blocks; the width pass then runs on a frame already S rows high.
+            x = b.resize_axis(x, 1, b.dim("frames/float", 1), size, contract, trailing=2)  # height
+            x = b.resize_axis(x, 2, b.dim("frames/float", 2), size, contract, trailing=1)  # width
+            # Rounded to 8 bits, as training stores its resized images (Round: ties to even, as np.rint).
+            x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
         x = b.op("Transpose", x, perm=[0, 3, 1, 2])
-    if resize:
-        size = b.const(contract.image_size, np.int64)
-        x = b.resize_axis(x, 3, b.dim("frames/float", 2), size, contract)
-        x = b.resize_axis(x, 2, b.dim("frames/float", 1), size, contract)
-        # Rounded to 8 bits, as training stores its resized images (Round: ties to even, as np.rint).
-        x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
+    if input_color != contract.color:
+        x = b.op("Gather", x, b.const([2, 1, 0], np.int64), axis=1)
     scale, shift = contract.affine()
     return b.op("Add", b.op("Mul", x, b.const(scale.reshape(1, -1, 1, 1))), b.const(shift.reshape(1, -1, 1, 1)),
                 out=MODEL_IN)
@@ -149,8 +162,8 @@ def _post(b: _Builder, frames: str, model_prob: str, contract: FrameContract, re
     p = model_prob
     if resize:
         size = b.const(contract.image_size, np.int64)
-        p = b.linear(p, 3, size, b.dim("frames/float", 2))
-        p = b.linear(p, 2, size, b.dim("frames/float", 1))
+        p = b.linear(p, 3, size, b.dim("frames/float", 2), trailing=0)
+        p = b.linear(p, 2, size, b.dim("frames/float", 1), trailing=1)
     prob = b.op("Identity", p, out="prob")
     mask = b.op("Cast", b.op("Greater", prob, b.const(contract.threshold)), to=2, out="mask")
     return prob, mask

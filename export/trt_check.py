@@ -167,6 +167,17 @@ def _profile_findings(graph) -> list[Finding]:
     return found
 
 
+def all_nodes(graph) -> list[Any]:
+    """Every node of a graph and of the subgraphs its nodes hold (an If's branches), depth first."""
+    found = []
+    for node in graph.node:
+        found.append(node)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                found += all_nodes(sub)
+    return found
+
+
 def check_graph(path: Path | str, version: str) -> dict[str, Any]:
     """{'version', 'resolved', 'ok', 'findings': [...], 'source'} for the ONNX file at `path`."""
     onnx = require("onnx", "the TensorRT compatibility check")
@@ -183,7 +194,7 @@ def check_graph(path: Path | str, version: str) -> dict[str, Any]:
                                 "export with --opset 17" if opset and opset > hi else "re-export with opset 17"))
     constants = _constants(graph)
     ops = set(target["operators"])
-    for node in graph.node:
+    for node in all_nodes(graph):
         findings += _node_findings(node, ops, data, constants, resolved)
     findings += _input_type_findings(graph, data, resolved)
     findings += _type_findings(graph) + _profile_findings(graph)

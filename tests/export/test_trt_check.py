@@ -93,3 +93,24 @@ def test_check_cli_on_a_file_that_is_not_onnx_says_so(tmp_path, content):
     path.write_bytes(content)
     result = CliRunner().invoke(app, ["check", str(path)])
     assert result.exit_code == 1 and "is not an ONNX graph" in result.output and "Traceback" not in result.output
+
+
+def test_ops_inside_an_if_branch_are_checked(tmp_path):
+    """Frames graphs resize inside If branches: an op there that TensorRT lacks must be found."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from llm4seg.export.trt_check import check_graph
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    out = helper.make_tensor_value_info("b", TensorProto.FLOAT, None)
+    unsupported = helper.make_graph([helper.make_node("RMSNormalization", ["x"], ["b"])], "then", [], [out])
+    plain = helper.make_graph([helper.make_node("Relu", ["x"], ["b"])], "else", [], [out])
+    cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
+    graph = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=unsupported, else_branch=plain)],
+                              "g", [x], [y], initializer=[cond])
+    path = tmp_path / "if.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    findings = check_graph(path, "10.3")["findings"]
+    assert any(f["op"] == "RMSNormalization" for f in findings), findings  # no importer before 10.15

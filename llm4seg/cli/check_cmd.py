@@ -53,21 +53,28 @@ def check(
 
 
 def _profile(artifact: Path) -> tuple[tuple[int, ...], ...]:
-    """(min, opt, max) input shapes: the manifest's batch range where the graph has one, else batch 1."""
+    """(min, opt, max) input shapes: the manifest's batch range where the graph has one, else batch 1;
+    a frames graph's NHWC profile (any frame size up to 1080p) from its manifest entry."""
     import json
 
     from llm4seg.runtime.manifest import MANIFEST_NAME
 
-    dims = _input_dims(artifact)
     try:
-        batch = json.loads((Path(artifact).parent / MANIFEST_NAME).read_text())["artifacts"][Path(artifact).name]["batch"]
+        entry = json.loads((Path(artifact).parent / MANIFEST_NAME).read_text())["artifacts"][Path(artifact).name]
+        batch = entry["batch"]
         sizes = (int(batch["min"]), int(batch["opt"]), int(batch["max"]))
     except (OSError, ValueError, KeyError, TypeError):
-        sizes = (1, 1, 1)
+        entry, sizes = {}, (1, 1, 1)
+    if isinstance(entry.get("frames"), dict):
+        from llm4seg.export.frames_graph import frames_profile
+
+        _input_dims(artifact, fixed=False)  # still refuses a file that is not an ONNX graph
+        return frames_profile(sizes, int(entry["image_size"]), entry["frames"]["form"])
+    dims = _input_dims(artifact)
     return tuple((b, *dims) for b in sizes)
 
 
-def _input_dims(artifact: Path) -> tuple[int, ...]:
+def _input_dims(artifact: Path, fixed: bool = True) -> tuple[int, ...]:
     from llm4seg._optional import require
     from llm4seg.errors import ConfigError
 
@@ -81,7 +88,7 @@ def _input_dims(artifact: Path) -> tuple[int, ...]:
         raise ConfigError(f"{artifact} is not an ONNX graph (no inputs or nodes)",
                           hint="pass model.onnx, model.fp16.onnx or model.int8.onnx from `llm4seg export`")
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
-    if not dims or any(d <= 0 for d in dims):
+    if fixed and (not dims or any(d <= 0 for d in dims)):
         raise ConfigError(f"{artifact}'s input has no fixed image dimensions ({dims})",
                           hint="export at a fixed image size (llm4seg export does)")
     return tuple(dims)

@@ -63,7 +63,9 @@ def export(
                          f"artifacts that were kept: llm4seg triton {out} --out {triton}", soft_wrap=True, markup=False)
         raise
     if triton is not None:
-        repo = write_repository(out, triton)
+        from llm4seg.cli.triton_cmd import repository_options
+
+        repo = write_repository(out, triton, repository_options(True, None, 1, False, "auto"))
         summary["triton_repository"] = {"folder": str(repo.folder), "models": repo.models, "skipped": repo.skipped}
     if json_out:
         print_json(summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from llm4seg.contract import FrameContract
 from llm4seg.data.augment import augment_batch, normalise
 
 

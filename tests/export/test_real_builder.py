@@ -206,3 +206,8 @@ def test_check_cli_reports_the_real_build_beside_the_prediction(exported, corpus
     assert report["ok"] and report["tensorrt_rtx_build"]["ok"] and report["tensorrt_rtx_build"]["targets"]["SM89"]
     bad = CliRunner().invoke(app, ["check", str(corpus["onnxruntime default INT8 (INT32 biases)"][0])])
     assert bad.exit_code == 1 and "real build: TensorRT-RTX" in bad.output and "input has type Int32" in bad.output
+    # A frames graph (dynamic frame size) is checked with its NHWC profile from the manifest.
+    frames = CliRunner().invoke(app, ["check", str(exported[0] / "model.fp16.frames.onnx"), "--json"])
+    assert frames.exit_code == 0, frames.output
+    built = json.loads(frames.stdout)["tensorrt_rtx_build"]
+    assert built["ok"] and built["profile"][2][1:] == [1080, 1920, 3]

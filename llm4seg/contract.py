@@ -108,10 +108,6 @@ class FrameContract:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     # -- step 1: resize ------------------------------------------------------------------------
-    def rule(self, src: int, dst: int) -> str:
-        """The resize rule of one axis going from `src` to `dst` pixels."""
-        return self.resize_down if src > dst else self.resize_up
-
     def resize_image(self, image: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) -> uint8 (S, S, C) by the per-axis rule, rounded to 8 bits."""
         return resize_square(image, self.image_size, self.resize_down, self.resize_up)

@@ -77,13 +77,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def plain_file_name(name: Any) -> bool:
+    """True for a file name that stays in its folder: no separator, not '.' or '..', no NUL."""
+    return (isinstance(name, str) and bool(name) and name not in (".", "..") and "/" not in name
+            and "\\" not in name and "\x00" not in name)
+
+
 def _bad_values(entry: dict[str, Any]) -> list[tuple[str, Any, str]]:
-    """(field, value, what was expected) for every value the runtime would compute nonsense from."""
+    """(field, value, what was expected) for every value the runtime would compute nonsense from, and
+    every file name that would reach outside the export folder (absolute, '../', a separator)."""
     shape = entry["inputs"][0]["shape"]
     nhwc = entry["inputs"][0].get("layout") == "NHWC"
     channels = (shape[-1] if nhwc else shape[1]) if len(shape) > 1 else None
     pre, batch = entry["preprocess"], entry["batch"]
-    bad = []
+    bad = [(field, entry[field], "a plain file name inside the export folder (no '/', no '..')")
+           for field in ("artifact", "source_onnx") if field in entry and not plain_file_name(entry[field])]
     if not (_is_number(entry["threshold"]) and 0 < entry["threshold"] < 1):
         bad.append(("threshold", entry["threshold"], "a number strictly between 0 and 1"))
     if not (isinstance(entry["image_size"], int) and entry["image_size"] >= 16):
@@ -230,6 +238,9 @@ def read_manifest(folder: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{path} is not an llm4seg manifest (no 'artifacts' table)", hint="re-run `llm4seg export`")
     for name, entry in manifest["artifacts"].items():
         check_entry(entry, f"{path} ({name})")
+        if name != entry["artifact"]:  # the key is what callers join to the folder: it must be the checked name
+            raise ConfigError(f"{path} lists {name!r} for the artifact {entry['artifact']!r}",
+                              hint="re-run `llm4seg export` (a hand-edited manifest)")
     return manifest
 
 

@@ -59,7 +59,9 @@ def to_rgb(frame: np.ndarray, layout: str, bit_depth: int | None = None) -> np.n
     if frame.size == 0 or frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputSpecError(f"the frame is empty (shape {frame.shape})",
                              hint="the source returned no pixels; check the capture before segmenting")
-    if frame.ndim == 3 and frame.shape[0] in (1, 3, 4) and frame.shape[0] < frame.shape[2]:
+    # (C, H, W) with C first; but (1, W, 3) or (1, W, 4) is a one-row colour frame, not channel-first.
+    one_row = frame.ndim == 3 and frame.shape[0] == 1 and frame.shape[2] in (3, 4)
+    if frame.ndim == 3 and frame.shape[0] in (1, 3, 4) and frame.shape[0] < frame.shape[2] and not one_row:
         raise InputSpecError(f"the frame's shape {frame.shape} looks channel-first (C, H, W)",
                              hint="pass (H, W, C) frames: frame.transpose(1, 2, 0)")
     if layout == "gray" and frame.ndim == 3 and frame.shape[2] != 1:

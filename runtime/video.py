@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from llm4seg.errors import ConfigError
 from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
 from llm4seg.runtime.video_sinks import PyAVSink, VideoWriterSink, open_sink
@@ -81,7 +82,10 @@ class VideoPipeline:
 
     def __init__(self, segmenter: Segmenter, source: Any, sink: Callable[[Frame], None],
                  queue_size: int = 8, batch: int = 1, live: bool | None = None, reader: str = "auto") -> None:
-        self.segmenter, self.source, self.sink, self.batch = segmenter, source, sink, max(1, batch)
+        if not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"batch {batch!r} must be an integer of at least 1 (frames per inference call)",
+                              hint="e.g. --batch 4")
+        self.segmenter, self.source, self.sink, self.batch = segmenter, source, sink, batch
         self.cap, detected_live = open_source(source, reader)
         self.live = detected_live if live is None else live
         self.fps = self.cap.fps or 25.0

@@ -7,6 +7,7 @@ and `resized`. `open_sink` picks one from the output's name.
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,18 @@ class PyAVSink(_ResizingSink):
         finally:
             self.out.close()
             self.out = None
+
+
+def refuse_output_over_input(source: str, out: str | Path) -> None:
+    """A ConfigError when `out` is the file `source` is read from (also through a link or another
+    spelling): writing it while reading it lost frames and the recording."""
+    if str(out).startswith(GST_PREFIX) or str(source).startswith(GST_PREFIX):
+        return
+    src, dst = Path(str(source)), Path(str(out))
+    same = src.is_file() and dst.exists() and os.path.samefile(src, dst)
+    if same or (src.is_file() and src.resolve() == dst.resolve()):
+        raise ConfigError(f"--out {out} is the video being read ({source})",
+                          hint="write to another file, e.g. --out segmented.mp4; the source is never overwritten")
 
 
 def open_sink(out: str | Path, fps: float, mode: str = "contour", writer: str = "auto") -> Any:

@@ -39,7 +39,10 @@ def video(
     from llm4seg.runtime.bench import backend_options
     from llm4seg.runtime.video import open_sink
 
+    from llm4seg.runtime.video_sinks import refuse_output_over_input
+
     check_compile(compile_with, [engine])
+    refuse_output_over_input(source, out)
     with Segmenter(engine, **backend_options(engine, compile_with)) as seg:
         pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch, reader=reader)
         pipeline.sink = open_sink(out, pipeline.fps, overlay_mode, writer)

@@ -218,6 +218,18 @@ def _skip_reason(artifact: str) -> str | None:
     return None
 
 
+def _refuse_name_collisions(artifacts: list[str]) -> None:
+    """Two artifacts whose model names coincide (model.fp16.onnx, model_fp16.onnx) or take `segment`'s
+    would overwrite each other's folder: refused before anything is written."""
+    seen: dict[str, str] = {SEGMENT_MODEL: "the segment model"}
+    for artifact in artifacts:
+        name = model_name_for(artifact)
+        if name in seen:
+            raise ConfigError(f"{artifact} and {seen[name]} would both be the Triton model {name!r}",
+                              hint="rename one of the artifacts (and its manifest entry) or export again")
+        seen[name] = artifact
+
+
 def check_repository_folder(out: str | Path) -> None:
     """Refuse a repository folder that exists and is not empty (callers check before a long export)."""
     out = Path(out)
@@ -246,6 +258,7 @@ def write_repository(art: str | Path, out: str | Path, opts: RepositoryOptions |
     if segment_artifact not in artifacts:
         raise ConfigError(f"{segment_artifact!r} is not in {art / MANIFEST_NAME}",
                           hint=f"choose one of {', '.join(artifacts)}")
+    _refuse_name_collisions([a for a in artifacts if not _skip_reason(a)])
     repo = Repository(out)
     manifest_file = art / MANIFEST_NAME
     for artifact in artifacts:

@@ -1,0 +1,86 @@
+"""Faults found on the serving and video surfaces (issue 33, items 2, 8, 14 and 18): manifest
+artifact names that reach outside the export folder, two artifacts with one Triton model name, a
+video written over its own source, --batch 0, one-row frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from llm4seg.errors import ConfigError
+from llm4seg.runtime import Segmenter
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd", "sub/model.onnx", "..", "a\\b.onnx"])
+def test_an_artifact_name_that_is_a_path_is_refused_where_the_manifest_is_read(exported, tmp_path, name):
+    from llm4seg.runtime.manifest import read_manifest
+    from llm4seg.runtime.triton.repository import write_repository
+
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    entry = manifest["artifacts"].pop("model.onnx")
+    manifest["artifacts"][name] = dict(entry, artifact=name)
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="plain file name"):
+        read_manifest(art)
+    with pytest.raises(ConfigError, match="plain file name"):
+        write_repository(art, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "outside.onnx").exists()
+
+
+def test_a_manifest_key_that_differs_from_its_entry_is_refused(exported, tmp_path):
+    from llm4seg.runtime.manifest import read_manifest
+
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["artifacts"]["model.onnx"]["artifact"] = "model.fp16.onnx"
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="lists 'model.onnx' for the artifact 'model.fp16.onnx'"):
+        read_manifest(art)
+
+
+def test_two_artifacts_with_one_triton_model_name_are_refused_before_writing(exported, tmp_path):
+    from llm4seg.runtime.manifest import artifact_sha256
+    from llm4seg.runtime.triton.repository import write_repository
+
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    shutil.copy(art / "model.fp16.onnx", art / "model_fp16.onnx")
+    manifest = json.loads((art / "manifest.json").read_text())
+    twin = dict(manifest["artifacts"]["model.fp16.onnx"], artifact="model_fp16.onnx",
+                sha256=artifact_sha256(art / "model_fp16.onnx"))
+    manifest["artifacts"]["model_fp16.onnx"] = twin
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="would both be the Triton model 'model_fp16_onnx'"):
+        write_repository(art, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()  # nothing half-written
+
+
+def test_a_video_is_never_written_over_its_own_source(tmp_path):
+    from llm4seg.runtime.video_sinks import refuse_output_over_input
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"a recording")
+    os.symlink(clip, tmp_path / "link.mp4")
+    for out in (clip, tmp_path / "link.mp4", tmp_path / "sub" / ".." / "clip.mp4"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(ConfigError, match="is the video being read"):
+            refuse_output_over_input(str(clip), out)
+    refuse_output_over_input(str(clip), tmp_path / "segmented.mp4")  # another file: fine
+    assert clip.read_bytes() == b"a recording"
+
+
+def test_batch_zero_is_refused_and_one_row_frames_are_frames(exported):
+    from llm4seg.runtime import VideoPipeline
+
+    seg = Segmenter(exported[0] / "model.onnx")
+    with pytest.raises(ConfigError, match="batch 0 must be an integer of at least 1"):
+        VideoPipeline(seg, "clip.mp4", sink=lambda f: None, batch=0)
+    mask = seg.segment_one(np.zeros((1, 40, 3), np.uint8))  # one row of a BGR frame, not channel-first
+    assert mask.shape == (1, 40)

@@ -10,8 +10,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from llm4seg.cli.render import stdout
+from llm4seg.cli.render import stderr, stdout
 from llm4seg.cli.triton_cmd import DynamicOpt, SegmentBackendOpt, SegmentOpt, repository_options
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_warning(host: str) -> str | None:
+    """What serving on `host` exposes, when it is not the loopback address (None when it is)."""
+    if host in LOOPBACK:
+        return None
+    return (f"--host {host} exposes an unauthenticated Triton server (HTTP, gRPC and metrics: inference, model "
+            "control, repository listing) to every machine that can reach this one; put an authenticating proxy "
+            "in front, or restrict endpoints with tritonserver's --http-restricted-api/--grpc-restricted-protocol")
 
 
 def serve(
@@ -46,10 +58,18 @@ def serve(
         write_repository(source, repo, repository_options(dynamic_batching, segment_artifact, instances, False,
                                                           segment_backend))
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    server = TritonServer(repo, host, http_port, grpc_port, metrics_port, models=wanted)
-    stdout.print(f"starting tritonserver on {repo} (log: {server.log_path})", soft_wrap=True)
-    server.start()
+    warning = exposure_warning(host)
+    if warning:
+        stderr.print(f"warning: {warning}", soft_wrap=True, markup=False)
     try:
+        server = TritonServer(repo, host, http_port, grpc_port, metrics_port, models=wanted)
+    except BaseException:
+        if made is not None:  # a refused start leaves no temporary repository behind
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+    stdout.print(f"starting tritonserver on {repo} (log: {server.log_path})", soft_wrap=True)
+    try:
+        server.start()  # checks its ports first: a busy one is refused before anything starts
         server.wait_ready(ready_timeout_s)
         urls = server.urls
         stdout.print(f"ready: {', '.join(server.loaded)}\n  HTTP    {urls['http']}\n  gRPC    {urls['grpc']}\n"

@@ -6,9 +6,10 @@ Construct cheaply, `load()` (or enter the context), `infer(image)` any number of
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -109,6 +110,16 @@ class Backend:
         never writes into it.
         """
         image = self.validate(image)
+        with self.in_flight():
+            if self.serialize_infer:
+                with self._infer_lock:
+                    return self._infer(image)
+            return self._infer(image)
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """One call in flight: loads lazily, refuses after close(), and is waited for by close().
+        Every entry point that runs the artifact (infer, a server's segment_frames) goes through it."""
         with self._state:
             if self.closed:
                 raise BackendUnavailableError(f"the {self.name} backend of {self.artifact.name} was closed",
@@ -117,10 +128,7 @@ class Backend:
                 self.load()
             self._in_flight += 1
         try:
-            if self.serialize_infer:
-                with self._infer_lock:
-                    return self._infer(image)
-            return self._infer(image)
+            yield
         finally:
             with self._state:
                 self._in_flight -= 1

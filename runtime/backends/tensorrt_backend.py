@@ -34,6 +34,7 @@ class TensorRTBackend(Backend):
     cuda-python buffers, an optional CUDA graph. Refuses an engine whose key does not match this
     device. Needs a GPU with tensorrt and cuda-python installed."""
     name = "tensorrt"
+    serialize_infer = True  # one set of device/pinned buffers, one stream and context: one call at a time
 
     def __init__(self, artifact, manifest: dict[str, Any] | None = None, cuda_graph: bool = False) -> None:
         super().__init__(artifact, manifest)

@@ -178,11 +178,10 @@ class TritonBackend(Backend):
     def segment_frames(self, frames_bgr: list[np.ndarray], binary: bool = True) -> list[np.ndarray]:
         """BGR uint8 frames (H, W, 3) of any size -> masks (uint8 0/1) or probabilities at each frame's
         size, computed on the server. Frames of one size go in one request (up to the batch limit)."""
-        with self._state:
-            if self.closed:
-                raise BackendUnavailableError(f"the triton backend of {self.url} was closed", hint="call load() again")
-            if not self.loaded:
-                self.load()
+        with self.in_flight():  # counted like infer(): close() waits for it (issue 33, item 6)
+            return self._segment_frames(frames_bgr, binary)
+
+    def _segment_frames(self, frames_bgr: list[np.ndarray], binary: bool) -> list[np.ndarray]:
         io = json.loads(self.params.get("llm4seg_io") or '{"input": "FRAME", "mask": "MASK", "prob": "PROB"}')
         out_name, top = io["mask" if binary else "prob"], int(self.manifest["batch"]["max"])
         results: list[np.ndarray | None] = [None] * len(frames_bgr)

@@ -20,7 +20,6 @@ are left out, with the reason returned.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,12 +191,10 @@ def graph_segment_config(artifact: str, entry: dict[str, Any], opts: RepositoryO
 
 
 def _copy(src: Path, dst: Path) -> None:
-    """Hard link where the file system allows (artifacts are large), else copy."""
+    """A copy of its own (never a hard link: editing the repository's file must not change the
+    export's, issue 33 item 10); the model's server verifies its sha256 when it loads."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    shutil.copyfile(src, dst)
 
 
 def _write_model(repo: Path, name: str, config: str, files: list[Path], python: bool) -> None:

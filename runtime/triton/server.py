@@ -162,8 +162,27 @@ class TritonServer:
                 f"--log-file={self.log_path}"]
         return args, _stub_environment(package)
 
+    def check_ports(self) -> None:
+        """Refuse ports out of range, equal ports, and ports another process holds (a second server
+        there would report the other one's models as ready, then die)."""
+        bad = {k: p for k, p in self.ports.items() if not isinstance(p, int) or not 1 <= p <= 65535}
+        if bad:
+            raise ConfigError(f"port(s) {bad} are not in 1-65535", hint="e.g. --http-port 8000 --grpc-port 8001")
+        if len(set(self.ports.values())) < len(self.ports):
+            raise ConfigError(f"the HTTP, gRPC and metrics ports must differ, got {self.ports}",
+                              hint="e.g. --http-port 8000 --grpc-port 8001 --metrics-port 8002")
+        for kind, port in self.ports.items():
+            with socket.socket() as probe:
+                try:
+                    probe.bind((self.host, port))
+                except OSError as exc:
+                    raise ConfigError(f"{kind} port {port} on {self.host} is not free ({exc.strerror})",
+                                      hint=f"another server holds it: stop it, or pass another --{kind}-port") from None
+
     def start(self) -> "TritonServer":
-        """Start the process (returns at once; wait_ready() waits for the models)."""
+        """Start the process (returns at once; wait_ready() waits for the models). Its ports are
+        checked first."""
+        self.check_ports()
         args, env = self._command()
         self._shm_before = {p.name for p in Path("/dev/shm").glob(SHM_GLOB)}
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

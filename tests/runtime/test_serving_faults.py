@@ -84,3 +84,52 @@ def test_batch_zero_is_refused_and_one_row_frames_are_frames(exported):
         VideoPipeline(seg, "clip.mp4", sink=lambda f: None, batch=0)
     mask = seg.segment_one(np.zeros((1, 40, 3), np.uint8))  # one row of a BGR frame, not channel-first
     assert mask.shape == (1, 40)
+
+
+def test_serve_warns_when_it_leaves_the_loopback_address():
+    """Issue 33, item 4: --host 0.0.0.0 exposed an unauthenticated server without a word."""
+    from llm4seg.cli.serve_cmd import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
+    text = exposure_warning("0.0.0.0")
+    assert "unauthenticated" in text and "--http-restricted-api" in text
+
+
+def test_a_server_on_busy_or_bad_ports_is_refused_before_it_starts(exported, tmp_path):
+    """Issue 33, items 11 and 16: a second serve on busy ports said ready with the other server's
+    models; equal or out-of-range ports were accepted."""
+    import socket
+
+    from tests.runtime.conftest import needs_triton
+
+    needs_triton()
+    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.triton.server import TritonServer, free_port
+
+    repo = write_repository(exported[0], tmp_path / "repo")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        server = TritonServer(repo.folder, http_port=busy, grpc_port=free_port(), metrics_port=free_port())
+        with pytest.raises(ConfigError, match=f"http port {busy} on 127.0.0.1 is not free"):
+            server.start()
+        assert server.process is None  # nothing was started
+    for ports, fragment in (((8000, 8000, 8002), "must differ"), ((0, 8001, 8002), "not in 1-65535"),
+                            ((70000, 8001, 8002), "not in 1-65535")):
+        with pytest.raises(ConfigError, match=fragment):
+            TritonServer(repo.folder, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]).start()
+
+
+def test_a_repository_shares_no_file_with_its_export(exported, tmp_path):
+    """Issue 33, item 10: editing REPO/segment/1/manifest.json changed ART/manifest.json (hard links)."""
+    from llm4seg.runtime.triton.repository import write_repository
+
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    before = (art / "manifest.json").read_text()
+    write_repository(art, tmp_path / "repo")
+    copy = tmp_path / "repo" / "segment" / "1" / "manifest.json"
+    assert os.stat(copy).st_nlink == 1 and copy.read_text() == before
+    copy.write_text("{}")
+    assert (art / "manifest.json").read_text() == before

@@ -131,6 +131,36 @@ def test_served_masks_equal_the_local_segmenters(triton_server, exported, scheme
             np.testing.assert_array_equal(a, b)
 
 
+def test_close_waits_for_a_segment_call_in_flight(triton_server):
+    """Issue 33, item 6: the frame path (`segment_frames`) was not counted as in flight, so close()
+    released the clients under it. Now close() waits for it, and a later call is refused."""
+    import threading
+
+    frames = frames_for_serving(2)
+    seg = Segmenter(f"{triton_server.urls['grpc']}/segment")
+    seg.segment(frames)  # loaded
+    real = seg.backend._request
+    started = threading.Event()
+
+    def slow(*args, **kwargs):
+        started.set()
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    seg.backend._request = slow
+    result, errors = [], []
+    worker = threading.Thread(target=lambda: result.append(seg.segment(frames[:1])) if not errors else None)
+    worker.start()
+    assert started.wait(10)
+    t0 = time.perf_counter()
+    seg.close()
+    waited = time.perf_counter() - t0
+    worker.join(30)
+    assert result and result[0][0].shape == frames[0].shape[:2] and waited > 0.5  # it finished before close returned
+    with pytest.raises(BackendUnavailableError, match="was closed"):
+        seg.segment(frames[:1])
+
+
 def test_a_model_that_is_not_loaded_and_a_wrong_address_fail_at_once(triton_server):
     t0 = time.perf_counter()
     with pytest.raises(InputSpecError, match="refused to read the model's config"):

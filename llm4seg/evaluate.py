@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from llm4seg.contract import FrameContract, prob_at_size
+from llm4seg.errors import CheckpointError
 from llm4seg.data.augment import normalise
 from llm4seg.data.datasets import ArrayDataset
 from llm4seg.fileio import atomic_path, write_json_atomic
@@ -48,6 +49,10 @@ def evaluate_model(model: torch.nn.Module, data: ArrayDataset, device: torch.dev
         (per-image metric rows, the probabilities (N, S, S)).
     """
     probs = predict_probs(model, data.images, device, batch_size, amp)
+    bad = int((~np.isfinite(probs)).sum())
+    if bad:  # NaN probabilities score as empty masks: Dice 0 without a word
+        raise CheckpointError(f"the model gave {bad} non-finite probabilities (NaN or inf) on {data.name}",
+                              hint="its weights hold NaN or inf values: train again (or resume from an earlier state)")
     return score(probs, data.masks, data.stems, model.config.threshold), probs
 
 

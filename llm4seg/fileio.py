@@ -46,10 +46,12 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_json_atomic(path: Path | str, data: Any) -> None:
-    """Write `data` as JSON to `path` atomically (a reader sees the old file or the new one, never half)."""
+def write_json_atomic(path: Path | str, data: Any, strict: bool = False) -> None:
+    """Write `data` as JSON to `path` atomically (a reader sees the old file or the new one, never half).
+    `strict`: refuse NaN and infinities (ValueError) instead of writing the non-standard `NaN`."""
+    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=not strict) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)
 
 
 def file_sha256(path: Path | str) -> str:

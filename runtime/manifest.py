@@ -221,9 +221,19 @@ def write_manifest(folder: Path, manifests: dict[str, dict[str, Any]], extra: di
     """One manifest.json per export folder, keyed by artifact file name, written atomically. The
     folder is always a fresh one (export/workdir.py), so nothing of an earlier export is merged in."""
     path = Path(folder) / MANIFEST_NAME
-    write_json_atomic(path, {"format": FILE_FORMAT, "manifest_version": MANIFEST_VERSION,
-                             "artifacts": manifests, **(extra or {})})
+    _write_strict(path, {"format": FILE_FORMAT, "manifest_version": MANIFEST_VERSION,
+                         "artifacts": manifests, **(extra or {})})
     return path
+
+
+def _write_strict(path: Path, manifest: dict[str, Any]) -> None:
+    """manifest.json is strict JSON: a NaN or infinity anywhere is an error, never a bare `NaN`."""
+    try:
+        write_json_atomic(path, manifest, strict=True)
+    except ValueError as exc:
+        raise ConfigError(f"{path} would hold a NaN or infinite value ({exc})",
+                          hint="a measurement came out non-finite: the artifact's outputs or weights are not "
+                          "finite; re-train or re-export") from exc
 
 
 def read_manifest(folder: Path | str) -> dict[str, Any]:
@@ -250,5 +260,5 @@ def add_entry(folder: Path | str, name: str, entry: dict[str, Any]) -> Path:
     manifest = read_manifest(folder)
     manifest["artifacts"][name] = entry
     path = Path(folder) / MANIFEST_NAME
-    write_json_atomic(path, manifest)
+    _write_strict(path, manifest)
     return path

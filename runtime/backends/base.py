@@ -42,6 +42,7 @@ class Backend:
         self._state = threading.Condition(threading.RLock())
         self._in_flight = 0
         self._infer_lock = threading.Lock()
+        self._first_checked = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def load(self) -> "Backend":
@@ -50,6 +51,7 @@ class Backend:
             if not self.loaded:
                 self._verify()
                 self._load()
+                self._first_checked = False
                 self.loaded, self.closed = True, False
         return self
 
@@ -113,8 +115,20 @@ class Backend:
         with self.in_flight():
             if self.serialize_infer:
                 with self._infer_lock:
-                    return self._infer(image)
-            return self._infer(image)
+                    out = self._infer(image)
+            else:
+                out = self._infer(image)
+        if not self._first_checked:  # the first output after a load: a NaN artifact is an error, not masks
+            self._check_finite(out)
+        return out
+
+    def _check_finite(self, out: np.ndarray) -> None:
+        bad = int((~np.isfinite(out)).sum()) if np.issubdtype(out.dtype, np.floating) else 0
+        if bad:
+            raise BackendUnavailableError(f"{self.artifact.name} gave {bad} non-finite output value(s) (NaN or inf) "
+                                          "on its first call", hint="its weights are not finite: re-train or "
+                                          "re-export (the export's gates refuse such artifacts)")
+        self._first_checked = True
 
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:

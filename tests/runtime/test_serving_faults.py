@@ -133,3 +133,44 @@ def test_a_repository_shares_no_file_with_its_export(exported, tmp_path):
     assert os.stat(copy).st_nlink == 1 and copy.read_text() == before
     copy.write_text("{}")
     assert (art / "manifest.json").read_text() == before
+
+
+def test_a_nan_checkpoint_is_an_error_in_export_and_eval_and_manifests_are_strict_json(trained_checkpoint, tmp_path):
+    """Issue 33, item 5: NaN weights exported with dice_agreement 1.0 and a bare NaN in
+    manifest.json; eval scored Dice 0 without a word."""
+    import torch
+
+    import llm4seg
+    from llm4seg.data.datasets import load_dataset
+    from llm4seg.errors import CheckpointError, ExportError
+    from llm4seg.evaluate import evaluate_model
+    from llm4seg.export.pipeline import ExportOptions, export_checkpoint
+    from llm4seg.fileio import write_json_atomic
+    from llm4seg.runtime.manifest import write_manifest
+
+    model = llm4seg.load_checkpoint(trained_checkpoint)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))
+    bad = llm4seg.save_checkpoint(model, tmp_path / "nan")
+    with pytest.raises(ExportError, match="non-finite"):
+        export_checkpoint(bad, ExportOptions(out=tmp_path / "art", parity_images=2, frames=False), log=lambda s: None)
+    assert not (tmp_path / "art").exists()
+    with pytest.raises(CheckpointError, match="non-finite probabilities"):
+        evaluate_model(model, load_dataset(None, None, 64, synthetic_count=4), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        write_manifest(tmp_path, {"model.onnx": {"parity": {"max_abs_err": float("nan")}}})
+    write_json_atomic(tmp_path / "other.json", {"x": float("nan")})  # other files keep the lenient writer
+
+
+def test_the_runtimes_first_inference_refuses_non_finite_outputs(exported):
+    from llm4seg.errors import BackendUnavailableError
+    from llm4seg.runtime import load_backend
+
+    backend = load_backend(exported[0] / "model.onnx")
+    real = backend._infer
+    backend._infer = lambda x: real(x) * np.nan
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    with pytest.raises(BackendUnavailableError, match="non-finite output"):
+        backend.infer(x)
+    backend._infer = real
+    assert np.isfinite(backend.infer(x)).all()

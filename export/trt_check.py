@@ -178,6 +178,43 @@ def all_nodes(graph) -> list[Any]:
     return found
 
 
+def _structure_findings(graph) -> list[Finding]:
+    """Graph-structure faults every parser refuses (issue 33, item 12): a tensor produced twice, an
+    input nothing produces, a cycle (TensorRT: 'Failed to sort the model topologically')."""
+    found, producer = [], {}
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    for node in graph.node:
+        for out in node.output:
+            if out in producer or out in known - {""}:
+                found.append(Finding(node.name or out, node.op_type, f"tensor {out!r} is produced more than once",
+                                     "give every tensor one producer (re-export)"))
+            producer[out] = node
+    for node in graph.node:
+        for name in node.input:
+            if name not in known and name not in producer:
+                found.append(Finding(node.name or node.output[0], node.op_type, f"input {name!r} is produced by "
+                                     "nothing (no node, initializer or graph input)", "re-export the graph"))
+    # Kahn's sort over the top-level nodes: whatever cannot be placed sits on a cycle.
+    needs = {id(n): {i for i in n.input if i in producer} for n in graph.node}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in needs[id(node)]:
+            consumers.setdefault(name, []).append(node)
+    ready = [n for n in graph.node if not needs[id(n)]]
+    while ready:
+        for out in ready.pop().output:
+            for other in consumers.pop(out, []):
+                needs[id(other)].discard(out)
+                if not needs[id(other)]:
+                    ready.append(other)
+    stuck = [n for n in graph.node if needs[id(n)]]
+    if stuck:
+        found.append(Finding(stuck[0].name or stuck[0].output[0], stuck[0].op_type,
+                             f"{len(stuck)} node(s) sit on a cycle: the graph cannot be sorted topologically",
+                             "re-export the graph (a cycle is never a valid ONNX graph)"))
+    return found
+
+
 def check_graph(path: Path | str, version: str) -> dict[str, Any]:
     """{'version', 'resolved', 'ok', 'findings': [...], 'source'} for the ONNX file at `path`."""
     onnx = require("onnx", "the TensorRT compatibility check")
@@ -197,7 +234,7 @@ def check_graph(path: Path | str, version: str) -> dict[str, Any]:
     for node in all_nodes(graph):
         findings += _node_findings(node, ops, data, constants, resolved)
     findings += _input_type_findings(graph, data, resolved)
-    findings += _type_findings(graph) + _profile_findings(graph)
+    findings += _type_findings(graph) + _profile_findings(graph) + _structure_findings(graph)
     return {"version": version, "resolved": resolved, "assumed": bool(target.get("assumed")),
             "ok": not any(f.severity == "error" for f in findings), "findings": [asdict(f) for f in findings],
             "source": target["source"]}

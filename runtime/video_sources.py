@@ -14,6 +14,7 @@ TCP, every FFmpeg container); camera indices, and files PyAV cannot open, with O
 from __future__ import annotations
 
 import importlib.util
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,8 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
         return src, src.live
     camera = isinstance(source, int) or str(source).isdigit()
     live = camera or "://" in str(source)
+    if not live and is_image_sequence(str(source)):  # frames/%03d.png: OpenCV reads numbered images
+        return _opencv_source(str(source), False, False), False
     if not live and not Path(str(source)).is_file():
         raise ConfigError(f"video source {source!r} does not exist", hint="pass a video file, a camera index or a stream URL")
     if not live and mp4_without_frames(Path(str(source))):
@@ -158,6 +161,18 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
         if src is not None:
             return src, live
     return _opencv_source(source, camera, live), live
+
+
+def is_image_sequence(source: str) -> bool:
+    """True for a printf pattern of numbered images (frames/%03d.png) whose first file (numbered 0
+    or 1) exists; a pattern with no such file is a ConfigError naming the files looked for."""
+    if not re.search(r"%0?\d*d", source):
+        return False
+    first = [source % n for n in (0, 1)]
+    if not any(Path(f).is_file() for f in first):
+        raise ConfigError(f"no image matches the sequence {source!r} (looked for {first[0]} and {first[1]})",
+                          hint="number the images from 0 or 1, e.g. frames/000.png, frames/001.png, ...")
+    return True
 
 
 def mp4_without_frames(path: Path) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 import zipfile
 from pathlib import Path
 
@@ -37,12 +38,24 @@ def _members(path: Path) -> tuple[zipfile.ZipFile, dict[str, str]]:
     infos = archive.infolist()
     if len(infos) > _MAX_MEMBERS:
         raise _refuse(path, f"{len(infos)} members")
-    members = {}
+    members: dict[str, str] = {}
+    tops, normalised = set(), set()
     for info in infos:
-        parts = info.filename.split("/", 1)
-        if len(parts) != 2 or ".." in info.filename.split("/"):
-            raise _refuse(path, f"unexpected member {info.filename!r}")
-        members[parts[1]] = info.filename
+        name = info.filename
+        parts = name.split("/", 1)
+        if len(parts) != 2 or any(c in ("", ".", "..") for c in name.rstrip("/").split("/")) or "\\" in name:
+            raise _refuse(path, f"unexpected member {name!r}")
+        # A zip may hold one name twice: Python's zipfile reads the last copy, torch's reader the
+        # first, so a check of one could pass what the other loads. Every name must be unique, also
+        # once normalised, and all under one top folder (issue 33, item 1).
+        key = posixpath.normpath(name).casefold()
+        if key in normalised:
+            raise _refuse(path, f"member {name!r} appears more than once (or another name normalises to it)")
+        normalised.add(key)
+        tops.add(parts[0])
+        members[parts[1]] = name
+    if len(tops) > 1:
+        raise _refuse(path, f"members under {len(tops)} top folders ({', '.join(sorted(tops)[:3])})")
     return archive, members
 
 

@@ -16,6 +16,7 @@ BackendUnavailableError names the URL and what failed. Errors the server returns
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -70,9 +71,11 @@ class TritonBackend(Backend):
     name = "triton"
 
     def __init__(self, artifact: str | Path, timeout_s: float = 10.0, retries: int = 2) -> None:
-        if not timeout_s > 0 or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"timeout_s={timeout_s!r}, retries={retries!r}: expected timeout_s > 0 and retries >= 0",
-                              hint="e.g. timeout_s=10, retries=2")
+        # inf (or NaN) reached the client as a deadline that had already passed (issue 33, item 16)
+        if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0) \
+                or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"timeout_s={timeout_s!r}, retries={retries!r}: expected a finite timeout_s > 0 and "
+                              "retries >= 0", hint="e.g. timeout_s=10, retries=2 (a very long wait: timeout_s=3600)")
         self.parts = parse_url(str(artifact))
         self.url = f"{self.parts['scheme']}://{self.parts['host']}/{self.parts['model']}"  # '//' again after pathlib
         self.timeout_s, self.retries = float(timeout_s), retries

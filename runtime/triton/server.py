@@ -144,6 +144,10 @@ class TritonServer:
         backend_dir = pytriton_backends(package, self.workdir / "backends") if package else Path("/opt/tritonserver/backends")
         have = {p.name for p in backend_dir.iterdir()} if backend_dir.is_dir() else set()
         models = repository_models(self.repository)
+        unknown = sorted(set(self.wanted or ()) - set(models))
+        if unknown:  # a typo in --models loaded nothing of it, silently
+            raise ConfigError(f"--models names {', '.join(unknown)}, which {self.repository} does not hold",
+                              hint=f"its models: {', '.join(sorted(models))}")
         for name in list(models):
             if self.wanted is not None and name not in self.wanted:
                 models.pop(name)

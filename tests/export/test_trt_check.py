@@ -114,3 +114,28 @@ def test_ops_inside_an_if_branch_are_checked(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     findings = check_graph(path, "10.3")["findings"]
     assert any(f["op"] == "RMSNormalization" for f in findings), findings  # no importer before 10.15
+
+
+@pytest.mark.parametrize("fault", ["cycle", "dangling input", "tensor produced twice"])
+def test_graph_structure_faults_are_found(tmp_path, fault):
+    """Issue 33, item 12: a graph with a node cycle passed the static check while the real parser
+    refused it ('Failed to sort the model topologically')."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from llm4seg.export.trt_check import check_graph
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = {"cycle": [helper.make_node("Add", ["x", "b"], ["a"], name="n1"),
+                       helper.make_node("Relu", ["a"], ["b"], name="n2"), helper.make_node("Relu", ["b"], ["y"], name="n3")],
+             "dangling input": [helper.make_node("Add", ["x", "ghost"], ["y"], name="n1")],
+             "tensor produced twice": [helper.make_node("Relu", ["x"], ["a"], name="n1"),
+                                       helper.make_node("Abs", ["x"], ["a"], name="n2"),
+                                       helper.make_node("Relu", ["a"], ["y"], name="n3")]}[fault]
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]),
+              str(path))
+    report = check_graph(path, "10.3")
+    expected = {"cycle": "cycle", "dangling input": "produced by nothing", "tensor produced twice": "more than once"}
+    assert not report["ok"] and any(expected[fault] in f["problem"] for f in report["findings"]), report["findings"]

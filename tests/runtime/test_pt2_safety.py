@@ -75,3 +75,41 @@ def test_crafted_archives_are_refused_and_run_nothing(exported, tmp_path, attack
         with TorchBackend(art / "model.pt2", manifest=load_manifest(art / "model.pt2"), device="cpu") as backend:
             backend.infer(__import__("numpy").zeros((1, 3, 64, 64), "float32"))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("variant", ["payload first, harmless copy last", "harmless first, payload last",
+                                     "a second top folder", "a name that normalises alike", "case twin"])
+def test_archives_whose_two_readers_could_disagree_are_refused(exported, tmp_path, variant):
+    """Issue 33, item 1: a zip may hold one member name twice; Python's zipfile returns the last copy,
+    torch's reader the first, so a payload first and a harmless copy last passed the check and ran.
+    Any repeated name (also after normalising), or a second top folder, is refused."""
+    import warnings
+
+    marker = tmp_path / "code-ran"
+    payload = pickle.dumps(RunsCode(marker))
+    src = exported[0] / "model.pt2"
+    with zipfile.ZipFile(src) as z:
+        names = z.namelist()
+        target = next(n for n in names if "/data/sample_inputs/" in n)
+        top = names[0].split("/")[0]
+        original = z.read(target)
+    dst = tmp_path / "model.pt2"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name it is asked to write
+        for info in zin.infolist():
+            data = zin.read(info.filename)  # before writestr: it rewrites the offsets of the info it is given
+            if info.filename == target and variant == "payload first, harmless copy last":
+                zout.writestr(info.filename, payload)
+            zout.writestr(info.filename, data)
+            if info.filename == target and variant == "harmless first, payload last":
+                zout.writestr(info.filename, payload)
+        if variant == "a second top folder":
+            zout.writestr(target.replace(top, top + "_2", 1), payload)
+        if variant == "a name that normalises alike":
+            zout.writestr(target.replace("/data/", "/data/../data/", 1), payload)
+        if variant == "case twin":
+            zout.writestr(target.upper(), payload)
+    assert original  # the harmless copy is the exporter's own
+    with pytest.raises(ConfigError, match="refused before loading"):
+        check_pt2_archive(dst)
+    assert not marker.exists()

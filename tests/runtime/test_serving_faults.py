@@ -174,3 +174,47 @@ def test_the_runtimes_first_inference_refuses_non_finite_outputs(exported):
         backend.infer(x)
     backend._infer = real
     assert np.isfinite(backend.infer(x)).all()
+
+
+def test_an_infinite_timeout_and_a_models_typo_are_refused(exported, tmp_path):
+    """Issue 33, item 16: timeout_s=inf gave an immediate 'Deadline Exceeded'; a typo in --models
+    loaded nothing of it without a word."""
+    from tests.runtime.conftest import needs_triton
+
+    from llm4seg.runtime import load_backend
+
+    for bad in (float("inf"), float("nan"), 0):
+        with pytest.raises(ConfigError, match="finite timeout_s > 0"):
+            load_backend("grpc://127.0.0.1:1/segment", timeout_s=bad)
+    needs_triton()
+    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.triton.server import TritonServer, free_port
+
+    repo = write_repository(exported[0], tmp_path / "repo")
+    server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          models=["segmnet"])
+    with pytest.raises(ConfigError, match="--models names segmnet"):
+        server.start()
+    assert server.process is None
+
+
+def test_an_image_sequence_is_a_video_source(exported, tmp_path):
+    """Issue 33, item 18: `frames/%03d.png` was reported as not existing."""
+    import cv2
+
+    from llm4seg.runtime import VideoPipeline
+    from llm4seg.runtime.video_sources import is_image_sequence
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((48, 64, 3), 60 * i, np.uint8))
+    pattern = str(folder / "%03d.png")
+    assert is_image_sequence(pattern)
+    seen = []
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        pipeline = VideoPipeline(seg, pattern, sink=lambda f: seen.append(f.mask.shape))
+        pipeline.run()
+    assert seen == [(48, 64)] * 3
+    with pytest.raises(ConfigError, match="no image matches the sequence"):
+        is_image_sequence(str(tmp_path / "none" / "%03d.png"))

@@ -16,13 +16,12 @@ import torch
 
 from llm4seg.checkpoint import load_checkpoint, read_checkpoint_config
 from llm4seg.contract import FrameContract
-from llm4seg.errors import ExportError
 from llm4seg.evaluate import predict_probs
 from llm4seg.export.heldout import held_out_images
 from llm4seg.export.options import ExportOptions
 from llm4seg.profile import count_macs
 from llm4seg.runtime.backends import Backend, load_backend
-from llm4seg.runtime.comparator import Comparator, inputs_from_frames, tolerance_for
+from llm4seg.runtime.comparator import Comparator, inputs_from_frames, require_finite, tolerance_for
 from llm4seg.runtime.manifest import artifact_sha256, build_manifest  # the runtime's digest cache: load hashes nothing
 from llm4seg.runtime.stats import median_ms
 
@@ -90,10 +89,8 @@ class ExportJob:
         contract as training applies it (its resize, torch's normalisation, its resize back)."""
         resized = np.stack([self.contract.resize_image(f) for f in frames])
         probs = predict_probs(self.model, resized, torch.device("cpu"), batch_size=8)
-        if not np.isfinite(probs).all():  # two NaN outputs would "agree": refused before any artifact
-            raise ExportError(f"the checkpoint gives {int((~np.isfinite(probs)).sum())} non-finite probabilities "
-                              "(NaN or inf) on the held-out images", hint="its weights hold NaN or inf values: train "
-                              "again (or resume from an earlier state); nothing was exported")
+        require_finite(probs, "the checkpoint, on the held-out images,", hint="its weights hold NaN or inf values: "
+                       "train again (or resume from an earlier state); nothing was exported")
         return [self.contract.prob_at_size(p, f.shape[:2]) for p, f in zip(probs, frames)]
 
     def comparator(self, reference: list[np.ndarray]) -> Comparator:

@@ -20,7 +20,7 @@ the frames graph with CumSum and Gather ops, and tests hold both to it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import cv2
@@ -102,10 +102,6 @@ class FrameContract:
                    paper_double_scaling=bool(pre.get("paper_double_scaling", False)),
                    resize_down=resize.get("down", "area"), resize_up=resize.get("up", "linear"),
                    mask_resize=pre.get("mask_resize", "linear"), bit_depth=int(pre.get("bit_depth", 8)))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field, as JSON-ready values."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     # -- step 1: resize ------------------------------------------------------------------------
     def resize_image(self, image: np.ndarray) -> np.ndarray:

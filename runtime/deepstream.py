@@ -7,8 +7,10 @@ applies the model's per-channel mean/std inside, which nvinfer's one scale facto
 config sets net-scale-factor=1 and offsets 0: nothing of the normalisation is left to the user.
 What nvinfer does its own way: the resize (scaling-filter=1, bilinear, written here; the frame
 contract shrinks with the area rule, so frames much larger than the model differ slightly: the
-any-size frames graph is the exact path). Its segmentation output (network-type=2) marks a pixel
-as class 0 where the probability exceeds segmentation-threshold (the model's threshold).
+any-size frames graph is the exact path). The config asks for nvinfer's segmentation output
+(network-type=2) with segmentation-threshold at the model's threshold, and for the raw `prob` and
+`mask` tensors (output-tensor-meta=1); how nvinfer applies the threshold to a one-channel output is
+NOT verified here.
 
 NOT RUN here (DeepStream needs an NVIDIA GPU); the file is a GLib key file, the format nvinfer
 reads with g_key_file, and the tests parse it with GLib's own parser.

@@ -269,7 +269,8 @@ def inference_op_config(manifest_path: str | Path, artifact: str) -> dict[str, A
     manifest) takes uint8 HWC frames of any size and does the colour order, the contract's resize,
     the normalisation and the resize back inside: FormatConverterOp only drops the alpha channel of
     an RGBA source and orders the channels (no resize, no scaling), and InferenceOp runs with
-    dynamic input dimensions (Holoscan 4.6's inference module takes kUInt8 inputs). Outputs:
+    dynamic input dimensions (Holoscan 4.6's inference libraries list kUInt8 among their data
+types: read from the installed binaries, NOT RUN). Outputs:
     `prob` and `mask` (0/1) at the frame's size.
 
     Returns:

@@ -55,6 +55,24 @@ def _retryable(exc: BaseException) -> bool:
         s in text for s in ("connection refused", "failed to connect", "unavailable", "broken pipe", "reset by peer"))
 
 
+def refusal_hint(message: str, parts: dict[str, str]) -> str:
+    """The fix for a server's refusal, read from its message (a wrong name, a crashed model
+    process, a request our front bounded, or the wrong protocol for the port)."""
+    text = message.lower()
+    if "expected http/" in text or ("protocol" in text and "http2" in text) or "bad status line" in text:
+        other = "http://HOST:8000" if parts["scheme"] == "grpc" else "grpc://HOST:8001"
+        return (f"{parts['host']} did not answer as {parts['scheme']}: is that the other protocol's port? "
+                f"(`llm4seg serve` prints both; e.g. {other}/{parts['model']})")
+    if "stub process" in text or "not healthy" in text:
+        return ("the model's python process on the server died: `llm4seg serve` reloads it (see its output); "
+                "another tritonserver needs the model loaded again or a restart (its log says why)")
+    if "llm4seg serve refused" in text:
+        return "send smaller frames or fewer per request, or start `llm4seg serve` with a larger --max-request-mb"
+    if "unknown model" in text or "not found" in text:
+        return f"check the model name {parts['model']!r} (`llm4seg serve` prints the models it loaded)"
+    return "the server's message says what it refused; its log says more"
+
+
 class TritonBackend(Backend):
     """A model on a Triton server, behind the Backend interface.
 
@@ -147,7 +165,7 @@ class TritonBackend(Backend):
                         hint="check the server is running (`llm4seg serve ART`) and the address; "
                              "a busy server may need a longer timeout") from exc
                 raise InputSpecError(f"the server refused to {what} at {self.url}: {message}",
-                                     hint="check the model name (`curl HOST:8000/v2/models/NAME`) and the input") from exc
+                                     hint=refusal_hint(message, self.parts)) from exc
 
     # -- Backend ---------------------------------------------------------------------------
     def _verify(self) -> None:

@@ -9,7 +9,14 @@ lib folder (another build of the same version fails with "'_thread.RLock' object
 
 Models are loaded explicitly, only those whose backend the server has (the others are named in
 `skipped`). Stopping sends SIGINT, waits `--exit-timeout-secs` plus a margin, then kills; the
-python backend's shared-memory regions this server made are removed even after a crash.
+python backend's shared-memory regions carry a prefix of this server's own, and only those are
+removed, even after a crash (another server's regions are not touched).
+
+What a client may do: HTTP reaches tritonserver through `front.HttpFront` (declared request sizes
+bounded before Triton allocates); gRPC is tritonserver's own (it checks byte counts against the
+declared shape first). The APIs that change the server (model-repository: loading a model whose
+files the request uploads; shared-memory, trace, logging) need a header whose secret only this
+object holds, on both protocols: clients get inference, health, metadata, config and statistics.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,10 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from llm4seg.errors import BackendUnavailableError, ConfigError
+from llm4seg.runtime.triton.front import DEFAULT_MAX_REQUEST_BYTES, HttpFront
 from llm4seg.runtime.triton.repository import repository_models
 
-SHM_GLOB = "triton_python_backend_shm_region_*"
+SHM_GLOB = "llm4seg_*_*_*"  # the python backend regions of any llm4seg server (each has its own prefix)
 EXIT_TIMEOUT_S = 5
+RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"
+ADMIN_HEADER = "llm4seg-admin-key"
 
 
 def _kill_with_parent() -> None:
@@ -111,14 +122,16 @@ def _stub_environment(package: Path | None) -> dict[str, str]:
 
 
 class TritonServer:
-    """A tritonserver process on `repository`, bound to `host` (127.0.0.1 by default).
+    """A tritonserver process on `repository`, bound to `host` (127.0.0.1 by default), its HTTP
+    endpoint behind an `HttpFront` that bounds requests to `max_request_bytes`.
 
     Use as a context manager, or start() / wait_ready() / stop(). `skipped` names the models the
     server has no backend for; `log_path` holds the server's log.
     """
 
     def __init__(self, repository: str | Path, host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001,
-                 metrics_port: int = 8002, log_path: str | Path | None = None, models: list[str] | None = None) -> None:
+                 metrics_port: int = 8002, log_path: str | Path | None = None, models: list[str] | None = None,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         self.repository = Path(repository)
         if not any(self.repository.glob("*/config.pbtxt")):
             raise ConfigError(f"{self.repository} is not a Triton model repository (no */config.pbtxt)",
@@ -130,7 +143,11 @@ class TritonServer:
         self.process: subprocess.Popen | None = None
         self.skipped: dict[str, str] = {}
         self.loaded: list[str] = []
-        self._shm_before: set[str] = set()
+        self.max_request_bytes = max_request_bytes
+        self.shm_prefix = f"llm4seg_{os.getpid()}_{secrets.token_hex(4)}_"
+        self.admin_key = secrets.token_hex(16)  # never printed: the restricted APIs stay closed to clients
+        self.front: HttpFront | None = None
+        self.private_http_port = 0  # tritonserver's own HTTP port on 127.0.0.1, behind the front
 
     @property
     def urls(self) -> dict[str, str]:
@@ -160,9 +177,12 @@ class TritonServer:
         self.loaded = sorted(models)
         args = [str(binary), f"--model-repository={self.repository.resolve()}", f"--backend-directory={backend_dir}",
                 "--model-control-mode=explicit", *[f"--load-model={m}" for m in self.loaded],
-                f"--http-address={self.host}", f"--grpc-address={self.host}", f"--metrics-address={self.host}",
-                f"--http-port={self.ports['http']}", f"--grpc-port={self.ports['grpc']}",
+                "--http-address=127.0.0.1", f"--grpc-address={self.host}", f"--metrics-address={self.host}",
+                f"--http-port={self.private_http_port}", f"--grpc-port={self.ports['grpc']}",
                 f"--metrics-port={self.ports['metrics']}", f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+                f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
+                f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}",
+                f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
                 f"--log-file={self.log_path}"]
         return args, _stub_environment(package)
 
@@ -187,11 +207,54 @@ class TritonServer:
         """Start the process (returns at once; wait_ready() waits for the models). Its ports are
         checked first."""
         self.check_ports()
+        self.private_http_port = free_port()
         args, env = self._command()
-        self._shm_before = {p.name for p in Path("/dev/shm").glob(SHM_GLOB)}
+        self.front = HttpFront(self.host, self.ports["http"], self.private_http_port, self.loaded,
+                               self.max_request_bytes).start()
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         preexec_fn=_kill_with_parent, start_new_session=True)
         return self
+
+    def exit_reason(self) -> str:
+        """How the process ended, in words ("exited with code 1", "was killed by SIGABRT"), with the
+        log's last error lines; "is running" while it runs."""
+        code = None if self.process is None else self.process.poll()
+        if code is None:
+            return "is running"
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        return f"{how}; its log ends:\n{self.log_tail()}"
+
+    def stub_models(self) -> set[str]:
+        """The models whose python-backend stub process is alive now (read from /proc: a stub's
+        command line names its model's model.py)."""
+        if self.process is None or self.process.poll() is not None:
+            return set()
+        names = set()
+        pids = []
+        for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            try:
+                pids += children.read_text().split()
+            except OSError:
+                continue  # a thread that ended since the listing
+        for pid in pids:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")  # empty for a zombie
+            except OSError:
+                continue  # ended since the listing
+            if argv[0].endswith(b"triton_python_backend_stub") and len(argv) > 1:
+                names.add(Path(argv[1].decode(errors="replace")).parent.parent.name)
+        return names
+
+    def reload(self, name: str, timeout_s: float = 120.0) -> bool:
+        """Load model `name` again (a fresh python stub), through the model-repository API only this
+        object may use; True when the server says it loaded."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.private_http_port}/v2/repository/models/{name}/load",
+                                         data=b"{}", headers={ADMIN_HEADER: self.admin_key}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
 
     def log_tail(self, lines: int = 8) -> str:
         """The server log's last error lines (else its last lines), for error messages."""
@@ -206,12 +269,12 @@ class TritonServer:
         """Block until every loaded model is ready; a server that exits or fails a model is an error
         with its log's error lines, and so is one not ready within `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        url = f"{self.urls['http']}/v2/health/ready"
+        url = f"http://127.0.0.1:{self.private_http_port}/v2/health/ready"
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
+                reason = self.exit_reason() if self.process is not None else "was not started"
                 self._cleanup()
-                raise ConfigError(f"tritonserver exited (code {code}) before its models were ready:\n{self.log_tail()}",
+                raise ConfigError(f"tritonserver {reason}\n(before its models were ready)",
                                   hint=f"full log: {self.log_path}")
             try:
                 with urllib.request.urlopen(url, timeout=1.0) as reply:
@@ -236,9 +299,11 @@ class TritonServer:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        for region in Path("/dev/shm").glob(SHM_GLOB):
-            if region.name not in self._shm_before:
-                region.unlink(missing_ok=True)
+        if self.front is not None:
+            self.front.stop()
+            self.front = None
+        for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
     def __enter__(self) -> "TritonServer":
         return self.start().wait_ready()

@@ -173,7 +173,7 @@ def test_a_model_that_is_not_loaded_and_a_wrong_address_fail_at_once(triton_serv
 def test_a_server_that_dies_mid_stream_is_a_clear_error_within_the_timeout(exported, tmp_path):
     needs_triton()
     from llm4seg.runtime.triton.repository import write_repository
-    from llm4seg.runtime.triton.server import SHM_GLOB, TritonServer, free_port
+    from llm4seg.runtime.triton.server import TritonServer, free_port
 
     repo = write_repository(exported[0], tmp_path / "repo")
     server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
@@ -189,7 +189,7 @@ def test_a_server_that_dies_mid_stream_is_a_clear_error_within_the_timeout(expor
         with pytest.raises(BackendUnavailableError, match=r"could not run inference at grpc://.*after 3 tries"):
             seg.segment(frames)
         assert time.perf_counter() - t0 < 3.5  # within the 3 s timeout (plus the last try's own time)
-    leftovers = [p for p in Path("/dev/shm").glob(SHM_GLOB) if p.name not in server._shm_before]
+    leftovers = list(Path("/dev/shm").glob(f"{server.shm_prefix}*"))
     assert not leftovers and server.process.poll() is not None
     # Its temporary folder is gone too (the log was written elsewhere); a default log would keep it.
     assert not server.workdir.exists() and (tmp_path / "tritonserver.log").is_file()

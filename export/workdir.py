@@ -2,13 +2,16 @@
 
 An export writes into a fresh temporary folder beside `--out` and swaps it in only when it
 succeeded, so a manifest never lists an artifact from another checkpoint and a failed export
-leaves the previous folder as it was. A non-empty `--out` that is not an export folder is refused.
-The TensorRT engine cache (`.engine-cache`) is carried over to the new folder.
+leaves the previous folder as it was. A non-empty `--out` that is not an export folder is refused,
+and so is an earlier export folder holding files that export did not write (a Triton repository,
+a user's notes): replacing the folder would delete them. What each export wrote is listed in
+`.llm4seg-export-files`. The TensorRT engine cache (`.engine-cache`) is carried over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +22,28 @@ from llm4seg.fileio import fresh_folder, swap_folder
 
 MANIFEST_NAME = "manifest.json"
 ENGINE_CACHE = ".engine-cache"
+WRITTEN = ".llm4seg-export-files"  # the names an export put in its folder (the only ones a re-export replaces)
+COMPANIONS = ("deepstream_nvinfer.txt",)  # written beside the artifacts by exports older than WRITTEN
+
+
+def written_by_export(out: Path) -> set[str]:
+    """The names an earlier export wrote in `out`: its list, else (an older export) its manifest's
+    artifacts and the files always written beside them."""
+    try:
+        return set(json.loads((out / WRITTEN).read_text())) | {WRITTEN}
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        artifacts = set(json.loads((out / MANIFEST_NAME).read_text()).get("artifacts", {}))
+    except (OSError, ValueError, AttributeError):
+        artifacts = set()
+    return artifacts | {MANIFEST_NAME, ENGINE_CACHE, *COMPANIONS}
+
+
+def foreign_entries(out: Path) -> list[str]:
+    """Names in an earlier export folder that export did not write (a re-export would delete them)."""
+    ours = written_by_export(out) | {ENGINE_CACHE}
+    return sorted(p.name for p in out.iterdir() if p.name not in ours)
 
 
 def check_out_folder(out: Path) -> None:
@@ -31,6 +56,14 @@ def check_out_folder(out: Path) -> None:
             raise ConfigError(f"--out {out} is not empty ({len(visible)} entries, e.g. {sorted(visible)[:3]}) "
                               "and is not an llm4seg export folder",
                               hint="pass a new or empty folder, or an earlier export's folder (it is replaced whole)")
+    if out.is_dir() and (out / MANIFEST_NAME).is_file():
+        foreign = foreign_entries(out)
+        if foreign:
+            raise ConfigError(f"--out {out} is an earlier export that now also holds {', '.join(foreign[:6])}"
+                              f"{' ...' if len(foreign) > 6 else ''}, which export did not write: replacing the "
+                              "folder would delete them",
+                              hint="move them out of the export folder (e.g. a Triton repository beside it), or "
+                                   "pass another --out")
 
 
 def _alive(pid: int) -> bool:
@@ -76,6 +109,8 @@ def staged_folder(out: Path, log=lambda s: None) -> Iterator[Path]:
         shutil.copytree(out / ENGINE_CACHE, tmp / ENGINE_CACHE)
     try:
         yield tmp
+        check_out_folder(out)  # nothing foreign appeared in --out while this export ran
+        (tmp / WRITTEN).write_text(json.dumps(sorted(p.name for p in tmp.iterdir() if p.name != ENGINE_CACHE)))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

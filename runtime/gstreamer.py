@@ -10,6 +10,7 @@ surfaces as a ConfigError naming it within about `POLL_S`; a source that deliver
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,9 @@ def _bus_problem(Gst: Any, pipeline: Any, role: str, timeout_s: float = 0.0) -> 
         return "eos"
     err, debug = msg.parse_error()
     where = msg.src.get_name() if msg.src else "?"
-    return f"GStreamer {role} element '{where}' failed: {err.message}" + (f" ({debug.splitlines()[0]})" if debug else "")
+    lines = (debug or "").splitlines()
+    detail = next((line.strip() for line in lines if "reason" in line), lines[0] if lines else "")  # not-negotiated ...
+    return f"GStreamer {role} element '{where}' failed: {err.message}" + (f" ({detail})" if detail else "")
 
 
 def _raise(problem: str) -> None:
@@ -99,9 +102,21 @@ class GstSource:
     reader = "gstreamer"
 
     def __init__(self, text: str, frame_timeout_s: float = 10.0) -> None:
-        self.Gst = Gst = _gst()
+        self.Gst = _gst()
         self.text, self.frame_timeout_s = source_pipeline_text(text), frame_timeout_s
-        self.pipeline = _launch(Gst, self.text, "source")
+        # release() may come from another thread while read() waits: it says stop, then takes the
+        # lock read() holds, so the pipeline is never torn down under a pull (a stalled source gave
+        # GStreamer-CRITICAL lines and a segfault at exit).
+        self._closed, self._lock = False, threading.Lock()
+        self.pipeline = _launch(self.Gst, self.text, "source")
+        try:
+            self._start(text)
+        except BaseException:
+            self.release()
+            raise
+
+    def _start(self, text: str) -> None:
+        Gst = self.Gst
         self.appsink = self.pipeline.get_by_name(SINK_NAME)
         paused = self.pipeline.set_state(Gst.State.PAUSED)
         self.live = paused == Gst.StateChangeReturn.NO_PREROLL
@@ -110,12 +125,10 @@ class GstSource:
         self.frame_count, self.fps, self.last_pts_s = 0, 0.0, None
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE or \
                 paused == Gst.StateChangeReturn.FAILURE:
-            problem = _bus_problem(Gst, self.pipeline, "source", 1.0) or f"the pipeline {self.text!r} does not start"
-            self.release()
-            _raise(problem)
-        self._first = self._pull()
+            _raise(_bus_problem(Gst, self.pipeline, "source", 1.0) or f"the pipeline {self.text!r} does not start")
+        with self._lock:
+            self._first = self._pull()
         if self._first is None:
-            self.release()
             raise ConfigError(f"the GStreamer source {text!r} ended before its first frame",
                               hint="check the source (file, device or URL) with gst-launch-1.0")
         ok, num, den = self._first.get_caps().get_structure(0).get_fraction("framerate")
@@ -125,6 +138,8 @@ class GstSource:
         """The next sample, None at end of stream; raises on a bus error or after frame_timeout_s."""
         Gst, waited = self.Gst, 0.0
         while True:
+            if self._closed:
+                return None
             sample = self.appsink.try_pull_sample(int(POLL_S * Gst.SECOND))
             if sample is not None:
                 return sample
@@ -135,7 +150,7 @@ class GstSource:
                 _raise(problem)
             waited += POLL_S
             if waited >= self.frame_timeout_s:
-                _raise(f"the GStreamer source gave no frame for {self.frame_timeout_s:.0f} s")
+                _raise(f"the GStreamer source gave no frame for {self.frame_timeout_s:g} s")
 
     def _image(self, sample: Any) -> np.ndarray:
         structure = sample.get_caps().get_structure(0)
@@ -154,14 +169,22 @@ class GstSource:
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         """(True, BGR frame) for the next frame, (False, None) at end of stream; raises on a bus error."""
-        sample, self._first = (self._first, None) if self._first is not None else (self._pull(), None)
-        if sample is None:
-            return False, None
-        return True, self._image(sample)
+        with self._lock:
+            sample, self._first = (self._first, None) if self._first is not None else (self._pull(), None)
+            if sample is None:
+                return False, None
+            return True, self._image(sample)
 
-    def release(self) -> None:
-        """Stop the pipeline (state NULL)."""
-        self.pipeline.set_state(self.Gst.State.NULL)
+    def release(self, wait_s: float = 2.0) -> None:
+        """Stop the pipeline (state NULL), once a read() in progress has seen the stop (it looks
+        every POLL_S); safe from any thread, and more than once."""
+        self._closed = True
+        locked = self._lock.acquire(timeout=wait_s)
+        try:
+            self.pipeline.set_state(self.Gst.State.NULL)
+        finally:
+            if locked:
+                self._lock.release()
 
 
 class GstSink(_ResizingSink):
@@ -176,6 +199,8 @@ class GstSink(_ResizingSink):
         self.pipeline = _launch(self.Gst, self.text, "sink")
         self.appsrc = self.pipeline.get_by_name(SOURCE_NAME)
         self.codec, self.container = self._element_of("Encoder"), self._element_of("Muxer")
+        self.caps_text: str | None = None
+        self.failed: str | None = None  # the bus error that stopped it: close() then waits for nothing
 
     def _element_of(self, klass: str) -> str | None:
         """The factory name of the first element whose class names `klass` (x264enc, mp4mux)."""
@@ -192,7 +217,8 @@ class GstSink(_ResizingSink):
     def _open(self, w: int, h: int) -> None:
         Gst = self.Gst
         num, den = (int(round(self.fps * 1000)), 1000) if self.fps else (25, 1)
-        caps = Gst.Caps.from_string(f"video/x-raw,format=BGR,width={w},height={h},framerate={num}/{den}")
+        self.caps_text = f"video/x-raw,format=BGR,width={w},height={h},framerate={num}/{den}"
+        caps = Gst.Caps.from_string(self.caps_text)
         self.appsrc.set_property("caps", caps)
         self.appsrc.set_property("format", Gst.Format.TIME)
         self.appsrc.set_property("block", True)
@@ -210,21 +236,32 @@ class GstSink(_ResizingSink):
         flow = self.appsrc.emit("push-buffer", buf)
         problem = _bus_problem(Gst, self.pipeline, "sink")
         if problem and problem != "eos":
-            _raise(problem)
+            self._fail(problem)
         if flow != Gst.FlowReturn.OK:
-            _raise(f"the GStreamer sink refused frame {frame.index} ({flow.value_nick})")
+            self._fail(f"the GStreamer sink refused frame {frame.index} ({flow.value_nick})")
         self.written += 1
+
+    def _fail(self, problem: str) -> None:
+        """Raise the sink's error (naming the caps it was offered when they were refused) and
+        remember it, so close() does not wait for an end-of-stream that cannot come."""
+        self.failed = problem
+        if "not-negotiated" in problem or "not negotiated" in problem:
+            raise ConfigError(f"{problem}: the sink pipeline {self.text!r} does not accept the frames' caps "
+                              f"{self.caps_text}",
+                              hint="put videoconvert (and videoscale) after appsrc, or change the caps filter to "
+                                   "one videoconvert can reach from BGR")
+        _raise(problem)
 
     def close(self) -> None:
         """Send end-of-stream, wait for the pipeline to finish writing (raise on its error), stop it."""
         Gst = self.Gst
         try:
-            if self.size_wh is not None:
+            if self.size_wh is not None and self.failed is None:
                 self.appsrc.emit("end-of-stream")
                 problem = _bus_problem(Gst, self.pipeline, "sink", self.eos_timeout_s)
                 if problem is None:
                     _raise(f"the GStreamer sink did not finish within {self.eos_timeout_s:.0f} s of end-of-stream")
                 if problem != "eos":
-                    _raise(problem)
+                    self._fail(problem)
         finally:
             self.pipeline.set_state(Gst.State.NULL)

@@ -6,6 +6,7 @@ Imports no torch: the runtime reads what the export wrote with this same module.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -18,8 +19,9 @@ from llm4seg.errors import ConfigError
 from llm4seg.fileio import file_sha256, write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3  # 3: each entry carries entry_sha256, a digest of its other fields
 ENTRY_FORMAT, FILE_FORMAT = "llm4seg-artifact", "llm4seg-artifacts"
+DIGEST_FIELD = "entry_sha256"
 REQUIRED = ("artifact", "precision", "inputs", "outputs", "batch", "image_size", "preprocess", "threshold", "sha256")
 # (path, inode, size, mtime_ns, ctime_ns) -> sha256: hash each file once. ctime is in the key because
 # mtime can be set back after an in-place edit (os.utime) while ctime cannot: any write changes it.
@@ -54,9 +56,12 @@ def load_manifest(artifact: Path | str) -> dict[str, Any]:
     return check_entry(entries[path.name], manifest_path)
 
 
-def check_entry(entry: Any, where: Path | str) -> dict[str, Any]:
-    """Refuse an entry that lacks what the runtime reads (an old or hand-edited manifest)."""
-    missing = [k for k in REQUIRED if not isinstance(entry, dict) or k not in entry]
+def check_entry(entry: Any, where: Path | str, digest: bool = True) -> dict[str, Any]:
+    """Refuse an entry that lacks what the runtime reads, holds values it would compute nonsense
+    from, or (with `digest`, for every entry read from a file) was edited after it was written.
+    `digest=False` is for an entry a program built in memory and hands over itself (the export's
+    gates, a served model's config)."""
+    missing = [k for k in REQUIRED + ((DIGEST_FIELD,) if digest else ()) if not isinstance(entry, dict) or k not in entry]
     if missing:
         raise ConfigError(f"the manifest entry in {where} lacks {', '.join(missing)}",
                           hint="re-export with this llm4seg version (`llm4seg export`): it records every field, "
@@ -70,7 +75,32 @@ def check_entry(entry: Any, where: Path | str) -> dict[str, Any]:
     for field, value, expected in _bad_values(entry):
         raise ConfigError(f"the manifest entry in {where} has {field} = {value!r}; expected {expected}",
                           hint="re-run `llm4seg export` (a hand-edited or damaged manifest gives NaN or empty masks)")
+    if digest and entry_sha256(entry) != entry[DIGEST_FIELD]:
+        raise ConfigError(f"the manifest entry for {entry['artifact']} in {where} was changed after it was written "
+                          f"(its fields no longer match {DIGEST_FIELD}): preprocessing, threshold or recorded checks "
+                          "may not be what the export measured",
+                          hint="re-run `llm4seg export` (or `llm4seg adopt-engine` for an engine); the export's "
+                               "options set the preprocessing and threshold, and they are gated there")
     return entry
+
+
+def entry_sha256(entry: dict[str, Any]) -> str:
+    """Digest of a manifest entry without its own `entry_sha256` (canonical JSON), so a hand edit of
+    any field (mean/std, threshold, scale, a recorded parity) is refused where the entry is read."""
+    body = {k: v for k, v in entry.items() if k != DIGEST_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sealed(entry: dict[str, Any]) -> dict[str, Any]:
+    """`entry` with its `entry_sha256` (re)computed: the one way entries are written."""
+    body = {k: v for k, v in entry.items() if k != DIGEST_FIELD}
+    try:
+        return {**body, DIGEST_FIELD: entry_sha256(body)}
+    except ValueError as exc:
+        raise ConfigError(f"the manifest entry for {entry.get('artifact')} holds a NaN or infinite value ({exc})",
+                          hint="a measurement came out non-finite: the artifact's outputs or weights are not "
+                          "finite; re-train or re-export") from exc
 
 
 def _is_number(value: Any) -> bool:
@@ -222,7 +252,7 @@ def write_manifest(folder: Path, manifests: dict[str, dict[str, Any]], extra: di
     folder is always a fresh one (export/workdir.py), so nothing of an earlier export is merged in."""
     path = Path(folder) / MANIFEST_NAME
     _write_strict(path, {"format": FILE_FORMAT, "manifest_version": MANIFEST_VERSION,
-                         "artifacts": manifests, **(extra or {})})
+                         "artifacts": {name: sealed(entry) for name, entry in manifests.items()}, **(extra or {})})
     return path
 
 
@@ -255,7 +285,9 @@ def read_manifest(folder: Path | str) -> dict[str, Any]:
 
 
 def add_entry(folder: Path | str, name: str, entry: dict[str, Any]) -> Path:
-    """Check `entry` and add (or replace) it as `name` in the folder's manifest.json, atomically."""
+    """Check `entry` and add (or replace) it as `name` in the folder's manifest.json, atomically
+    (sealed with its `entry_sha256` here)."""
+    entry = sealed(entry)
     check_entry(entry, f"{Path(folder) / MANIFEST_NAME} ({name})")
     manifest = read_manifest(folder)
     manifest["artifacts"][name] = entry

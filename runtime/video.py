@@ -197,6 +197,19 @@ class VideoPipeline:
                 self.stop.set()
         return run
 
+    def _close_sink(self) -> None:
+        """Close the sink; when a stage already failed, its error stays the one raised (a sink
+        that fails to close after it is kept in the report's events, not raised over it)."""
+        close = getattr(self.sink, "close", None)
+        if not close:
+            return
+        try:
+            close()
+        except Exception as exc:
+            if not self.errors:
+                raise
+            self.report.events.append(f"the sink failed to close after the run's error: {exc}")
+
     def run(self) -> RunReport:
         """Run to the end of the source; returns the report, raises the first stage error."""
         start = time.perf_counter()
@@ -219,9 +232,7 @@ class VideoPipeline:
             for t in threads:
                 t.join(timeout=max(0.0, deadline - time.perf_counter()))
             self.cap.release()
-            close = getattr(self.sink, "close", None)
-            if close:
-                close()
+            self._close_sink()
             self.report.wall_s = time.perf_counter() - start
             resized = getattr(self.sink, "resized", 0)
             if resized:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -135,3 +136,12 @@ def exported(tmp_path_factory, trained_checkpoint, synthetic_folder):
     opts = ExportOptions(out=out, fp16=True, int8=True, pt2=True, calib=str(synthetic_folder), parity_images=8,
                          calib_images=8, max_int8_drop=0.05, min_agreement=0.95)
     return out, export_checkpoint(trained_checkpoint, opts, log=lambda s: None)
+
+
+def write_sealed(folder, manifest):
+    """Write `manifest` (a dict with an 'artifacts' table) as folder/manifest.json with every entry
+    sealed again: for tests that change an entry on purpose to reach a check past the digest's."""
+    from llm4seg.runtime.manifest import sealed
+
+    manifest = dict(manifest, artifacts={k: sealed(v) for k, v in manifest["artifacts"].items()})
+    (Path(folder) / "manifest.json").write_text(json.dumps(manifest))

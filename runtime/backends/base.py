@@ -36,7 +36,7 @@ class Backend:
 
     def __init__(self, artifact: Path | str, manifest: dict[str, Any] | None = None) -> None:
         self.artifact = Path(artifact)
-        self.manifest = check_entry(manifest, self.artifact) if manifest else load_manifest(self.artifact)
+        self.manifest = check_entry(manifest, self.artifact, digest=False) if manifest else load_manifest(self.artifact)
         self.loaded = False
         self.closed = False
         self._state = threading.Condition(threading.RLock())

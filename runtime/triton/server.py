@@ -22,6 +22,7 @@ object holds, on both protocols: clients get inference, health, metadata, config
 from __future__ import annotations
 
 import ctypes
+import errno
 import importlib.util
 import os
 import secrets
@@ -195,11 +196,20 @@ class TritonServer:
         if len(set(self.ports.values())) < len(self.ports):
             raise ConfigError(f"the HTTP, gRPC and metrics ports must differ, got {self.ports}",
                               hint="e.g. --http-port 8000 --grpc-port 8001 --metrics-port 8002")
+        try:
+            family = socket.getaddrinfo(self.host, None, proto=socket.IPPROTO_TCP)[0][0]
+        except (socket.gaierror, UnicodeError) as exc:
+            raise ConfigError(f"--host {self.host!r} is not an address ({exc})",
+                              hint="use 127.0.0.1 (this machine only), an address of this machine, or 0.0.0.0") from None
         for kind, port in self.ports.items():
-            with socket.socket() as probe:
+            with socket.socket(family) as probe:
                 try:
                     probe.bind((self.host, port))
                 except OSError as exc:
+                    if exc.errno == errno.EADDRNOTAVAIL:
+                        raise ConfigError(f"--host {self.host} is not an address of this machine ({exc.strerror})",
+                                          hint="use 127.0.0.1, one of this machine's addresses (`ip -brief address`), "
+                                               "or 0.0.0.0") from None
                     raise ConfigError(f"{kind} port {port} on {self.host} is not free ({exc.strerror})",
                                       hint=f"another server holds it: stop it, or pass another --{kind}-port") from None
 

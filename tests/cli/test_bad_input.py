@@ -10,9 +10,11 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+
 from typer.testing import CliRunner
 
 from llm4seg.cli.main import app
+from tests.conftest import write_sealed
 
 
 def invoke(*args):
@@ -148,7 +150,7 @@ def test_bench_option_and_artifact_errors(exported, tmp_path):
     from llm4seg.fileio import file_sha256
 
     manifest["artifacts"]["model.onnx"] = dict(entry, sha256=file_sha256(art / "model.onnx"))
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(art, manifest)
     assert_error(invoke("bench", "--engine", art / "model.onnx"), "onnxruntime cannot load")
     del manifest["artifacts"]["model.onnx"]["threshold"]
     (art / "manifest.json").write_text(json.dumps(manifest))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -44,6 +45,25 @@ def test_reexport_replaces_the_folder_and_a_failed_one_leaves_it_untouched(train
                                                             frames=False), **QUIET)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_reexport_refuses_to_delete_files_it_did_not_write(trained_checkpoint, tmp_path):
+    """Issue 33, item 9: a re-export deleted a Triton repository and a user's notes placed in the
+    export folder, without a word."""
+    out = tmp_path / "art"
+    opts = ExportOptions(out=out, parity_images=4, frames=False)
+    export_checkpoint(trained_checkpoint, opts, **QUIET)
+    (out / "notes.txt").write_text("mine")
+    (out / "repo" / "segment").mkdir(parents=True)
+    (out / "repo" / "segment" / "config.pbtxt").write_text('name: "segment"')
+    with pytest.raises(ConfigError, match="also holds notes.txt, repo, which export did not write") as info:
+        export_checkpoint(trained_checkpoint, opts, **QUIET)
+    assert "move them out" in info.value.hint
+    assert (out / "notes.txt").read_text() == "mine" and (out / "repo" / "segment" / "config.pbtxt").is_file()
+    (out / "notes.txt").unlink()
+    shutil.rmtree(out / "repo")
+    export_checkpoint(trained_checkpoint, opts, **QUIET)  # what it wrote itself is replaced without a word
+    assert (out / ".llm4seg-export-files").is_file() and (out / "model.onnx").is_file()
 
 
 def test_a_folder_that_is_not_an_export_is_refused(trained_checkpoint, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from llm4seg.errors import BackendUnavailableError, ConfigError, InputSpecError
 from llm4seg.runtime import BACKENDS, load_backend
 from llm4seg.runtime.backends import backend_for
+from tests.conftest import write_sealed
 
 AVAILABLE = {"onnxruntime": True, "torch": importlib.util.find_spec("torch") is not None,
              "tensorrt": importlib.util.find_spec("tensorrt") is not None}
@@ -119,7 +120,7 @@ def test_tensorrt_backend_without_tensorrt(exported, tmp_path):
 
     manifest["artifacts"]["model.fp16.plan"] = dict(manifest["artifacts"]["model.fp16.onnx"], engine={},
                                                     sha256=file_sha256(plan))
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(tmp_path, manifest)
     with pytest.raises(BackendUnavailableError, match="tensorrt") as info:
         load_backend(plan).load()
     assert "llm4seg[tensorrt]" in info.value.hint
@@ -235,7 +236,7 @@ def test_tensorrt_backend_refusals_on_the_stand_in(fake_trt_export, tmp_path):
             engine._infer(np.zeros((5, 3, 64, 64), np.float32))
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["artifacts"]["model.fp16.plan"]["batch"]["max"] = 8  # the manifest no longer describes the engine
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(copy, manifest)
     with pytest.raises(BackendUnavailableError, match="built for another machine: profile"):
         load_backend(copy / "model.fp16.plan").load()
     shutil.copy(out / "manifest.json", copy / "manifest.json")

@@ -103,3 +103,55 @@ def test_pipeline_text_is_completed_with_a_bgr_appsink_and_a_named_appsrc():
     assert source_pipeline_text("v4l2src").startswith("v4l2src ! videoconvert ! video/x-raw,format=BGR ! appsink")
     assert sink_pipeline_text("appsrc name=x ! fakesink") == "appsrc name=llm4seg_src ! fakesink"
     assert sink_pipeline_text("x264enc ! fakesink").startswith("appsrc name=llm4seg_src ! videoconvert ! x264enc")
+
+
+def test_a_sink_refusing_the_caps_names_them_at_once(exported, tmp_path):
+    """Issue 33, item 13: such a sink waited 32 s, then said only that it did not finish."""
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["video", TEST_SOURCE, "--engine", str(exported[0] / "model.onnx"),
+                                      "--out", "gst:appsrc ! video/x-raw,format=GRAY8 ! fakesink"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not-negotiated" in result.output and "format=BGR,width=121,height=90" in result.output, result.output
+    assert "put videoconvert" in result.output and time.perf_counter() - t0 < 10
+
+
+STALLS = {  # a source stalled before its first frame, and one stalled after three (a pipe left open)
+    "before the first frame": """
+from llm4seg.runtime.gstreamer import GstSource
+try:
+    GstSource("videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 ! identity sleep-time=2000000",
+              frame_timeout_s=0.5)
+except Exception as exc:
+    print("refused:", str(exc).splitlines()[0])
+""",
+    "mid-stream": """
+import os, sys
+import numpy as np
+from llm4seg.runtime import Segmenter, VideoPipeline
+from llm4seg.runtime.gstreamer import GstSource
+r, w = os.pipe()
+os.write(w, bytes(64 * 48 * 3 * 3))
+src = GstSource(f"fdsrc fd={r} ! rawvideoparse width=64 height=48 format=bgr framerate=10/1", frame_timeout_s=0.5)
+seen = []
+with Segmenter(sys.argv[1]) as seg:
+    try:
+        VideoPipeline(seg, src, sink=seen.append).run()
+    except Exception as exc:
+        print("refused:", str(exc).splitlines()[0], "after", len(seen))
+""",
+}
+
+
+@pytest.mark.parametrize("when", sorted(STALLS))
+def test_a_stalled_source_is_an_error_and_gstreamer_is_shut_down_cleanly(exported, when):
+    """Issue 33, item 13: after the "no frame" error, GStreamer-CRITICAL lines (elements disposed
+    while PLAYING) and a segfault at exit. Run in a child so its exit is seen."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STALLS[when], str(exported[0] / "model.onnx")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: the GStreamer source gave no frame for 0.5 s" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert when != "mid-stream" or "after 3" in done.stdout
+    assert "CRITICAL" not in done.stderr, done.stderr[-2000:]

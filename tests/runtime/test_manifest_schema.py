@@ -10,7 +10,7 @@ import pytest
 from llm4seg.errors import ConfigError
 from llm4seg.fileio import file_sha256
 from llm4seg.runtime.manifest import (MANIFEST_VERSION, add_entry, build_manifest, load_manifest, read_manifest,
-                                      write_manifest)
+                                      sealed, write_manifest)
 
 MODEL = {"image_size": 64, "in_channels": 3, "num_classes": 1, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
          "name": "llm4seg", "block": {"layer": 2}, "threshold": 0.5}
@@ -32,7 +32,7 @@ def test_every_artifact_kind_round_trips(tmp_path):
     whole = read_manifest(tmp_path)
     assert whole["manifest_version"] == MANIFEST_VERSION and set(whole["artifacts"]) == set(KINDS)
     for name in KINDS:
-        assert load_manifest(tmp_path / name) == json.loads(json.dumps(entries[name]))  # what was built is what is read
+        assert load_manifest(tmp_path / name) == json.loads(json.dumps(sealed(entries[name])))  # built == read
     adopted = dict(entries["model.fp16.plan"], artifact="model.int8.plan", precision="int8")
     (tmp_path / "model.int8.plan").write_bytes(b"plan")
     adopted["sha256"] = file_sha256(tmp_path / "model.int8.plan")
@@ -47,7 +47,8 @@ def test_a_bad_entry_is_refused_on_write_and_on_read(tmp_path):
     write_manifest(tmp_path, {"model.onnx": entry})
     with pytest.raises(ConfigError, match="threshold = 1.5"):
         add_entry(tmp_path, "model.x.onnx", dict(entry, threshold=1.5))
-    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": dict(entry, batch={"min": 0, "opt": 1, "max": 4})}}))
+    bad = sealed(dict(entry, batch={"min": 0, "opt": 1, "max": 4}))  # sealed: the value check itself refuses it
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": bad}}))
     with pytest.raises(ConfigError, match="batch"):
         read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text("[]")
@@ -59,3 +60,33 @@ def test_the_exports_own_manifest_reads_back_whole(exported):
     manifest = read_manifest(exported[0])
     for name in manifest["artifacts"]:
         assert load_manifest(exported[0] / name)["artifact"] == name
+
+
+EDITS = {  # issue 33, item 7: each loaded silently while the same edit to a checkpoint config was refused
+    "mean and std swapped": lambda e: e["preprocess"].update(mean=e["preprocess"]["std"], std=e["preprocess"]["mean"]),
+    "threshold": lambda e: e.update(threshold=0.3),
+    "scale": lambda e: e["preprocess"].update(scale=1.0),
+    "double scaling": lambda e: e["preprocess"].update(paper_double_scaling=not e["preprocess"]["paper_double_scaling"]),
+    "a faked parity": lambda e: e.update(parity={"passed": True, "n": 10**6}),
+    "a dropped field": lambda e: e.pop("folds"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_hand_edited_entry_is_refused_where_it_is_read(tmp_path, edit):
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    entry = build_manifest(artifact="model.onnx", precision="fp32", model_config=MODEL, checkpoint_sha256="c" * 64,
+                           opset=17, batch_range=(1, 1, 4), folds={}, parity={"n": 4},
+                           extra={"sha256": file_sha256(tmp_path / "model.onnx")})
+    write_manifest(tmp_path, {"model.onnx": entry})
+    load_manifest(tmp_path / "model.onnx")  # as written: accepted
+    whole = json.loads((tmp_path / "manifest.json").read_text())
+    EDITS[edit](whole["artifacts"]["model.onnx"])
+    (tmp_path / "manifest.json").write_text(json.dumps(whole))
+    for read in (lambda: load_manifest(tmp_path / "model.onnx"), lambda: read_manifest(tmp_path)):
+        with pytest.raises(ConfigError, match="was changed after it was written"):
+            read()
+    del whole["artifacts"]["model.onnx"]["entry_sha256"]  # removing the digest is no way round it
+    (tmp_path / "manifest.json").write_text(json.dumps(whole))
+    with pytest.raises(ConfigError, match="lacks entry_sha256"):
+        load_manifest(tmp_path / "model.onnx")

@@ -12,6 +12,7 @@ import pytest
 
 from llm4seg.errors import ConfigError
 from llm4seg.runtime.backends.pt2_safety import check_pt2_archive
+from tests.conftest import write_sealed
 
 
 class RunsCode:
@@ -70,7 +71,7 @@ def test_crafted_archives_are_refused_and_run_nothing(exported, tmp_path, attack
             z.writestr(z.namelist()[0].split("/")[0] + "/extra/payload.pkl", payload)
     manifest = json.loads((art / "manifest.json").read_text())  # the attacker rewrites the digest too
     manifest["artifacts"]["model.pt2"]["sha256"] = artifact_sha256(art / "model.pt2")
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(art, manifest)  # and the entry digest: it is a seal against edits, not a signature
     with pytest.raises(ConfigError, match="refused before loading"):
         with TorchBackend(art / "model.pt2", manifest=load_manifest(art / "model.pt2"), device="cpu") as backend:
             backend.infer(__import__("numpy").zeros((1, 3, 64, 64), "float32"))

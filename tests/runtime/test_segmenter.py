@@ -11,6 +11,7 @@ import llm4seg
 from llm4seg.errors import InputSpecError
 from llm4seg.data.synthetic import synthetic_dataset
 from llm4seg.runtime import Segmenter, overlay
+from tests.conftest import write_sealed
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_preprocessing_follows_the_manifest(exported, tmp_path):
             for p in parents:
                 node = node[int(p)] if p.isdigit() else node[p]
             node[leaf] = value
-        (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": entry}}))
+        write_sealed(tmp_path, {"artifacts": {"model.onnx": entry}})
         return Segmenter(tmp_path / "model.onnx")
 
     base = with_entry().preprocess(frame)
@@ -239,6 +240,6 @@ def test_an_onnx_artifact_reaching_outside_its_folder_is_refused(exported, tmp_p
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(art / "model.onnx"))
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["artifacts"]["model.onnx"]["sha256"] = artifact_sha256(art / "model.onnx")
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(art, manifest)
     with pytest.raises(Llm4SegError, match="onnxruntime cannot load"):
         Segmenter(art / "model.onnx").segment_one(np.zeros((64, 64, 3), np.uint8))

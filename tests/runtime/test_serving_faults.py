@@ -13,6 +13,7 @@ import pytest
 
 from llm4seg.errors import ConfigError
 from llm4seg.runtime import Segmenter
+from tests.conftest import write_sealed
 
 
 @pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd", "sub/model.onnx", "..", "a\\b.onnx"])
@@ -40,7 +41,7 @@ def test_a_manifest_key_that_differs_from_its_entry_is_refused(exported, tmp_pat
     shutil.copytree(exported[0], art)
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["artifacts"]["model.onnx"]["artifact"] = "model.fp16.onnx"
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(art, manifest)
     with pytest.raises(ConfigError, match="lists 'model.onnx' for the artifact 'model.fp16.onnx'"):
         read_manifest(art)
 
@@ -56,7 +57,7 @@ def test_two_artifacts_with_one_triton_model_name_are_refused_before_writing(exp
     twin = dict(manifest["artifacts"]["model.fp16.onnx"], artifact="model_fp16.onnx",
                 sha256=artifact_sha256(art / "model_fp16.onnx"))
     manifest["artifacts"]["model_fp16.onnx"] = twin
-    (art / "manifest.json").write_text(json.dumps(manifest))
+    write_sealed(art, manifest)
     with pytest.raises(ConfigError, match="would both be the Triton model 'model_fp16_onnx'"):
         write_repository(art, tmp_path / "repo")
     assert not (tmp_path / "repo").exists()  # nothing half-written
@@ -119,6 +120,12 @@ def test_a_server_on_busy_or_bad_ports_is_refused_before_it_starts(exported, tmp
                             ((70000, 8001, 8002), "not in 1-65535")):
         with pytest.raises(ConfigError, match=fragment):
             TritonServer(repo.folder, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]).start()
+    for host, fragment in (("no such host.", "is not an address"), ("10.254.254.254", "not an address of this machine")):
+        server = TritonServer(repo.folder, host=host, http_port=free_port(), grpc_port=free_port(),
+                              metrics_port=free_port())
+        with pytest.raises(ConfigError, match=fragment):
+            server.start()
+        assert server.process is None
 
 
 def test_a_repository_shares_no_file_with_its_export(exported, tmp_path):

@@ -19,6 +19,7 @@ the manifest for GPU deployments (NOT RUN here: no GPU).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -53,6 +54,19 @@ def _holoscan() -> Any:
     return holoscan
 
 
+def _kept(method: Any) -> Any:
+    """Wrap an operator's compute/stop so its exception is kept on the operator (`errors`) before
+    Holoscan sees it: Holoscan logs an exception in stop() and goes on, so run_app raises it after."""
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except Exception as exc:
+            self.__dict__.setdefault("errors", []).append(exc)
+            raise
+    return wrapper
+
+
 def _make_classes() -> dict[str, type]:
     """Define the operator and application classes (they subclass Holoscan's, imported here)."""
     _holoscan()
@@ -74,6 +88,7 @@ def _make_classes() -> dict[str, type]:
         def setup(self, spec: Any) -> None:
             spec.output("out")
 
+        @_kept
         def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
             t0 = time.perf_counter()
             ok, image = self.cap.read()
@@ -86,6 +101,7 @@ def _make_classes() -> dict[str, type]:
             self.index += 1
             self.compute_ms.append((time.perf_counter() - t0) * 1000)
 
+        @_kept
         def stop(self) -> None:
             self.cap.release()
 
@@ -116,6 +132,7 @@ def _make_classes() -> dict[str, type]:
             spec.input("in")
             spec.output("out")
 
+        @_kept
         def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
             message = op_input.receive("in")
             item = dict(message) if isinstance(message, dict) else {"frame": np.asarray(message)}
@@ -126,6 +143,7 @@ def _make_classes() -> dict[str, type]:
             self.compute_ms.append((time.perf_counter() - t0) * 1000)
             op_output.emit(item, "out")
 
+        @_kept
         def stop(self) -> None:
             if self.owns:
                 self.segmenter.close()
@@ -143,6 +161,7 @@ def _make_classes() -> dict[str, type]:
         def setup(self, spec: Any) -> None:
             spec.input("in")
 
+        @_kept
         def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
             item = op_input.receive("in")
             t0 = time.perf_counter()
@@ -152,6 +171,7 @@ def _make_classes() -> dict[str, type]:
                 self.masks.append(item["mask"])
             self.compute_ms.append((time.perf_counter() - t0) * 1000)
 
+        @_kept
         def stop(self) -> None:
             if self.sink is not None:
                 self.sink.close()
@@ -201,6 +221,59 @@ def _scheduler(app: Any, kind: str) -> Any:
     raise ConfigError(f"scheduler {kind!r} is not known", hint="use greedy or multi_thread")
 
 
+_TEXT, _NUMBER = (str,), (int, float)
+APP_SCHEMA: dict[str, dict[str, tuple[bool, tuple[type, ...], tuple[Any, ...] | None]]] = {
+    # section -> key -> (required, types, allowed values or None); sink and scheduler may be left out
+    "source": {"source": (True, (str, int), None), "reader": (False, _TEXT, ("auto", "pyav", "opencv"))},
+    "segment": {"artifact": (True, _TEXT, None), "overlay_mode": (False, (str, type(None)), ("contour", "fill", None))},
+    "sink": {"out": (False, (str, type(None)), None), "overlay_mode": (False, _TEXT, ("contour", "fill")),
+             "fps": (False, _NUMBER, None), "keep_masks": (False, (bool,), None)},
+    "scheduler": {"kind": (False, _TEXT, ("greedy", "multi_thread"))},
+}
+REQUIRED_SECTIONS = ("source", "segment")
+
+
+def check_app_config(path: Path) -> dict[str, Any]:
+    """The app YAML read safely and checked against APP_SCHEMA: a file that is not a mapping, an
+    unknown section or key, a missing one, or a value of the wrong type or not allowed is a
+    ConfigError naming the file, the section and the key (Holoscan itself ignores unknown keys)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"Holoscan app config {path} cannot be read as YAML: {exc}",
+                          hint=f"start from {EXAMPLE_CONFIG}") from None
+    if not isinstance(config, dict):
+        held = "nothing" if config is None else f"a {type(config).__name__}"
+        raise ConfigError(f"Holoscan app config {path} holds {held}, not sections "
+                          f"({', '.join(APP_SCHEMA)})", hint=f"start from {EXAMPLE_CONFIG}")
+    for section in config:
+        if section not in APP_SCHEMA:
+            raise ConfigError(f"{path}: unknown section {section!r}", hint=f"sections: {', '.join(APP_SCHEMA)}")
+    for section, keys in APP_SCHEMA.items():
+        values = config.get(section)
+        if values is None and section not in REQUIRED_SECTIONS:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: section {section!r} is {'missing' if values is None else repr(values)}; "
+                              "expected a mapping", hint=f"start from {EXAMPLE_CONFIG}")
+        for key, value in values.items():
+            if key not in keys:
+                raise ConfigError(f"{path}: unknown key {key!r} in section {section!r}",
+                                  hint=f"{section} takes {', '.join(keys)}")
+            _, types, allowed = keys[key]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types) or \
+                    (allowed is not None and value not in allowed):
+                expected = f"one of {allowed}" if allowed else " or ".join(t.__name__ for t in types)
+                raise ConfigError(f"{path}: {section}.{key} is {value!r}; expected {expected}",
+                                  hint=f"see {EXAMPLE_CONFIG}")
+        for key, (required, _, _) in keys.items():
+            if required and key not in values:
+                raise ConfigError(f"{path}: section {section!r} lacks {key!r}", hint=f"see {EXAMPLE_CONFIG}")
+    return config
+
+
 def run_app(config: str | Path, overrides: dict[str, dict] | None = None) -> dict[str, Any]:
     """Run SegmentApp from a YAML file; returns the report (frames, per-operator compute latency,
     end-to-end latency per data-flow path from Holoscan's tracker, wall time, fps).
@@ -215,17 +288,25 @@ def run_app(config: str | Path, overrides: dict[str, dict] | None = None) -> dic
     _holoscan()
     from holoscan.core import DataFlowMetric, Tracker
 
+    checked = check_app_config(config)
     app = __getattr__("SegmentApp")()
     app.config(str(config))
     if overrides:
         app.kwargs = _with_overrides(app.kwargs, overrides)
-    app.scheduler(_scheduler(app, str(dict(app.kwargs("scheduler")).get("kind", "greedy"))))
+    app.scheduler(_scheduler(app, str((checked.get("scheduler") or {}).get("kind", "greedy"))))
     start = time.perf_counter()
     flow_log = Path(tempfile.mkdtemp(prefix="llm4seg-holoscan-")) / "flow.log"
     # Skip nothing: a short clip would otherwise report no latency at all. The log has, per message,
     # each operator's receive and publish times: the per-operator latency below comes from it.
     with Tracker(app, filename=str(flow_log), num_start_messages_to_skip=0, num_last_messages_to_discard=0) as tracker:
-        app.run()
+        try:
+            app.run()
+        except Exception:
+            if not _operator_errors(app):
+                raise
+        if _operator_errors(app):
+            shutil.rmtree(flow_log.parent, ignore_errors=True)
+            raise _operator_errors(app)[0]
         paths = {p: tracker.get_metric(p, DataFlowMetric.AVG_E2E_LATENCY) for p in tracker.get_path_strings()}
         max_ms = {p: tracker.get_metric(p, DataFlowMetric.MAX_E2E_LATENCY) for p in paths}
     wall_s = time.perf_counter() - start
@@ -240,6 +321,12 @@ def run_app(config: str | Path, overrides: dict[str, dict] | None = None) -> dic
               "codec": getattr(app.sink_op.sink, "codec", None), "container": getattr(app.sink_op.sink, "container", None)}
     report["masks"] = app.sink_op.masks
     return report
+
+
+def _operator_errors(app: Any) -> list[Exception]:
+    """The exceptions the app's operators raised (kept by `_kept`), first one first."""
+    ops = [getattr(app, name, None) for name in ("source_op", "segment_op", "sink_op")]
+    return [exc for op in ops if op is not None for exc in op.__dict__.get("errors", [])]
 
 
 _FLOW_HOP = re.compile(r"\((?P<op>[^,()]+),(?P<t_in>\d+),(?P<t_out>\d+)\)")

@@ -7,10 +7,11 @@ and `resized`. `open_sink` picks one from the output's name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -162,20 +163,34 @@ class PyAVSink(_ResizingSink):
                                    (0, 0)), mode="edge")
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         video_frame.pts, video_frame.time_base = self._pts(frame), self.tick
-        for packet in self.stream.encode(video_frame):
-            self.out.mux(packet)
+        with self._writing():
+            for packet in self.stream.encode(video_frame):
+                self.out.mux(packet)
         self.written += 1
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """FFmpeg's write errors (the file is opened at the first packet: a read-only or full disk
+        shows only then) as a ConfigError naming the file."""
+        import av
+
+        try:
+            yield
+        except (av.error.FFmpegError, OSError) as exc:
+            raise ConfigError(f"cannot write video {self.path}: {getattr(exc, 'strerror', None) or exc}",
+                              hint="write to a folder with free space that you can write to") from None
 
     def close(self) -> None:
         """Flush the encoder's delayed frames and finish the file (no-op when nothing was written)."""
         if self.out is None:
             return
-        try:
-            for packet in self.stream.encode():  # flush the encoder's delayed frames
-                self.out.mux(packet)
-        finally:
-            self.out.close()
-            self.out = None
+        out, self.out = self.out, None
+        with self._writing():
+            try:
+                for packet in self.stream.encode():  # flush the encoder's delayed frames
+                    out.mux(packet)
+            finally:
+                out.close()
 
 
 def refuse_output_over_input(source: str, out: str | Path) -> None:
@@ -190,15 +205,33 @@ def refuse_output_over_input(source: str, out: str | Path) -> None:
                           hint="write to another file, e.g. --out segmented.mp4; the source is never overwritten")
 
 
+def check_writable(out: Path | str) -> None:
+    """A ConfigError, before any frame is read, when `out` cannot be written: its folder (or the
+    nearest one that exists) is on a read-only file system or not writable by this user."""
+    folder = Path(out).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--out {out}: {folder} is not a folder", hint="pass a file path inside a folder")
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        raise ConfigError(f"--out {out}: {folder} is on a read-only file system",
+                          hint="write the video to a writable folder (e.g. under your home or /tmp)")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--out {out}: {folder} is not writable by this user",
+                          hint="write the video to a folder you own, or fix its permissions")
+
+
 def open_sink(out: str | Path, fps: float, mode: str = "contour", writer: str = "auto") -> Any:
     """The sink for `out`: 'gst:<pipeline starting with appsrc>' -> GStreamer; a file -> H.264 with
-    PyAV where installed ('auto', 'pyav'), else OpenCV's writer ('opencv', or PyAV missing)."""
+    PyAV where installed ('auto', 'pyav'), else OpenCV's writer ('opencv', or PyAV missing). A file
+    in a folder that cannot be written is refused here, before any frame is read."""
     if writer not in WRITERS:
         raise ConfigError(f"video writer {writer!r} is not known", hint=f"use one of {', '.join(WRITERS)}")
     if str(out).startswith(GST_PREFIX):
         from llm4seg.runtime.gstreamer import GstSink
 
         return GstSink(str(out)[len(GST_PREFIX):], fps, mode)
+    check_writable(out)
     if writer == "pyav" or (writer == "auto" and pyav_available()):
         if not pyav_available():
             from llm4seg._optional import require

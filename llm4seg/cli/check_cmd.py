@@ -4,7 +4,7 @@ TensorRT 10.x/11's ONNX parser of a given version (predicted from its support ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -87,11 +87,31 @@ def _input_dims(artifact: Path, fixed: bool = True) -> tuple[int, ...]:
     if not graph.input or not graph.node:
         raise ConfigError(f"{artifact} is not an ONNX graph (no inputs or nodes)",
                           hint="pass model.onnx, model.fp16.onnx or model.int8.onnx from `llm4seg export`")
+    _refuse_outside_data(artifact, graph)
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
     if fixed and (not dims or any(d <= 0 for d in dims)):
         raise ConfigError(f"{artifact}'s input has no fixed image dimensions ({dims})",
                           hint="export at a fixed image size (llm4seg export does)")
     return tuple(dims)
+
+
+def _refuse_outside_data(artifact: Path, graph: Any) -> None:
+    """A ConfigError for a tensor whose external data lies outside the graph's folder (absolute, or
+    '..' leading out): neither the check nor the builder reads a file the graph points elsewhere."""
+    from llm4seg.errors import ConfigError
+
+    folder = Path(artifact).resolve().parent
+    tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
+    for tensor in tensors:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if location is None:
+            continue
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or folder not in target.parents:
+            raise ConfigError(f"{Path(artifact).name}: tensor {tensor.name!r} keeps its data at {location!r}, "
+                              f"outside the graph's folder {folder}",
+                              hint="a graph's external data must sit in its own folder; re-export the graph "
+                                   "(llm4seg export writes its weights inside the .onnx)")
 
 
 def _render(artifact: Path, report: dict, real: dict) -> None:

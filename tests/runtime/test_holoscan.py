@@ -146,3 +146,41 @@ def test_the_module_has_an_error_boundary(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: Holoscan app config" in result.stderr and "hint:" in result.stderr
+
+
+BAD_APPS = {  # issue 33, item 15: each was ignored silently, a traceback, or "video source None does not exist"
+    "": "holds nothing",
+    "- source\n- segment\n": "holds a list",
+    "source: {source: clip.mp4}\nsegment: {artifact: a.onnx}\nextra: {x: 1}\n": "unknown section 'extra'",
+    "source: {source: clip.mp4, fps: 30}\nsegment: {artifact: a.onnx}\n": "unknown key 'fps' in section 'source'",
+    "source: {reader: pyav}\nsegment: {artifact: a.onnx}\n": "section 'source' lacks 'source'",
+    "source: {source: clip.mp4}\n": "section 'segment' is missing",
+    "source: {source: clip.mp4}\nsegment: {artifact: a.onnx}\nscheduler: {kind: fast}\n": "scheduler.kind is 'fast'",
+    "source: {source: clip.mp4}\nsegment: {artifact: a.onnx}\nsink: {keep_masks: 'yes'}\n": "sink.keep_masks is 'yes'",
+    "source: [unclosed\n": "cannot be read as YAML",
+}
+
+
+@pytest.mark.parametrize("text", sorted(BAD_APPS))
+def test_the_app_yaml_is_checked_against_its_schema(tmp_path, text):
+    from llm4seg.runtime.holoscan import run_app
+
+    path = tmp_path / "app.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=BAD_APPS[text].replace("[", r"\[")) as info:
+        run_app(path)
+    assert str(path) in info.value.message and info.value.hint
+
+
+def test_an_unwritable_out_fails_the_app_with_its_error(exported, h264_clip, tmp_path):
+    """Issue 33, item 14: the sink's write error (raised in its stop()) was logged by Holoscan and
+    the app exited 0 with its report."""
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump({"source": {"source": str(h264_clip[0])},
+                                    "segment": {"artifact": str(exported[0] / "model.onnx")},
+                                    "sink": {"out": "/proc/llm4seg-cannot-write.mp4"}}))
+    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.holoscan", str(path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: cannot write video /proc/llm4seg-cannot-write.mp4" in result.stderr
+    assert "frames in" not in result.stdout  # no report for a run that failed

@@ -119,3 +119,39 @@ def test_a_backend_failing_on_frame_k_behind_a_real_segmenter(exported):
         with pytest.raises(RuntimeError, match="frame 5"):
             pipeline.run()
     assert time.perf_counter() - t0 < 6 * 0.05 + 1.5
+
+
+def test_an_unwritable_out_is_an_error_naming_it(exported, h264_clip, tmp_path):
+    """Issue 33, item 14: `--out` on a read-only file system was an av.error.OSError traceback (the
+    file is opened at the first packet, when the encoder flushes)."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    engine = str(exported[0] / "model.onnx")
+    # Write-time failure (opened, then refused by the kernel): /proc takes no new files, root or not.
+    result = CliRunner().invoke(app, ["video", str(h264_clip[0]), "--engine", engine, "--out", "/proc/llm4seg.mp4"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write video /proc/llm4seg.mp4" in result.output and "hint:" in result.output
+
+
+def test_a_read_only_file_system_is_refused_before_any_frame(exported, h264_clip, tmp_path):
+    """Issue 33, item 14, on a real read-only mount (where this machine lets the test make one)."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    engine = str(exported[0] / "model.onnx")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root in a namespace that allows mounts)")
+    try:
+        result = CliRunner().invoke(app, ["video", str(h264_clip[0]), "--engine", engine, "--out", str(ro / "seg.mp4")])
+        assert result.exit_code == 1 and "is on a read-only file system" in result.output, result.output
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)

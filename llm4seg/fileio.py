@@ -54,6 +54,13 @@ def write_json_atomic(path: Path | str, data: Any, strict: bool = False) -> None
         tmp.write_text(text)
 
 
+def write_jsonl_atomic(path: Path | str, rows: list[Any]) -> None:
+    """Write one strict-JSON line per row to `path` atomically (NaN refused, as in manifests)."""
+    text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def file_sha256(path: Path | str) -> str:
     """sha256 hex digest of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()

@@ -73,6 +73,7 @@ def _make_classes() -> dict[str, type]:
     from holoscan.core import Application, Operator
 
     from llm4seg.runtime.segmenter import Segmenter, overlay
+    from llm4seg.runtime.temporal import StreamQuality, smoother_from_text
     from llm4seg.runtime.video_sinks import open_sink
     from llm4seg.runtime.video_sources import open_source
 
@@ -109,23 +110,31 @@ def _make_classes() -> dict[str, type]:
         """Segments each received frame.
 
         Input port `in`: a BGR uint8 frame (H, W, 3), or a dict holding it under "frame" (other
-        keys are passed on). Output port `out`: the dict with "mask" (uint8 0/1, the frame's size)
-        and "overlay" (the frame with the mask drawn) added.
+        keys are passed on). Output port `out`: the dict with "mask" (uint8 0/1, the frame's size),
+        "quality" (confidence, flags: runtime/temporal.py) and "overlay" (the frame with the mask
+        drawn; dashed orange when the frame is flagged low_confidence) added. `stream.summary()`
+        gives the run's flicker, confidence and flag counts.
 
         Args:
             artifact: an exported artifact (.onnx, .plan, .pt2) with its manifest; or
             segmenter: a Segmenter made by the caller (then it is not closed by this operator).
             overlay_mode: 'contour', 'fill', or None for no overlay.
+            smooth: temporal smoothing of the probabilities (none, ema[:ALPHA], median[:WINDOW]).
+            quality: measure each frame's quality and the stream's flicker (default on).
         """
 
         def __init__(self, fragment: Any, *args: Any, artifact: str | Path | None = None, segmenter: Any = None,
-                     overlay_mode: str | None = "contour", **kwargs: Any) -> None:
+                     overlay_mode: str | None = "contour", smooth: str | None = None, quality: bool = True,
+                     **kwargs: Any) -> None:
             if (artifact is None) == (segmenter is None):
                 raise ConfigError("SegmentOp needs one of artifact= or segmenter=",
                                   hint="pass artifact='ART/model.onnx' (or a Segmenter)")
             self.owns = segmenter is None
             self.segmenter = Segmenter(artifact) if self.owns else segmenter
             self.overlay_mode, self.compute_ms = overlay_mode, []
+            smoother = smoother_from_text(smooth)
+            self.stream = StreamQuality(self.segmenter.threshold, smoother) if quality or smoother else None
+            self.index = 0
             super().__init__(fragment, *args, **kwargs)
 
         def setup(self, spec: Any) -> None:
@@ -137,9 +146,15 @@ def _make_classes() -> dict[str, type]:
             message = op_input.receive("in")
             item = dict(message) if isinstance(message, dict) else {"frame": np.asarray(message)}
             t0 = time.perf_counter()
-            item["mask"] = self.segmenter.segment_one(item["frame"])
+            if self.stream is None:
+                item["mask"] = self.segmenter.segment_one(item["frame"])
+            else:  # probabilities, smoothed in arrival order, then the mask and its quality
+                prob = self.segmenter.segment_one(item["frame"], binary=False)
+                item["mask"], item["quality"] = self.stream.step(item.get("index", self.index), prob, item["frame"])
+            self.index += 1
+            unsure = "low_confidence" in (item.get("quality") or {}).get("flags", ())
             if self.overlay_mode:
-                item["overlay"] = overlay(item["frame"], item["mask"], self.overlay_mode)
+                item["overlay"] = overlay(item["frame"], item["mask"], self.overlay_mode, unsure=unsure)
             self.compute_ms.append((time.perf_counter() - t0) * 1000)
             op_output.emit(item, "out")
 
@@ -225,7 +240,8 @@ _TEXT, _NUMBER = (str,), (int, float)
 APP_SCHEMA: dict[str, dict[str, tuple[bool, tuple[type, ...], tuple[Any, ...] | None]]] = {
     # section -> key -> (required, types, allowed values or None); sink and scheduler may be left out
     "source": {"source": (True, (str, int), None), "reader": (False, _TEXT, ("auto", "pyav", "opencv"))},
-    "segment": {"artifact": (True, _TEXT, None), "overlay_mode": (False, (str, type(None)), ("contour", "fill", None))},
+    "segment": {"artifact": (True, _TEXT, None), "overlay_mode": (False, (str, type(None)), ("contour", "fill", None)),
+                "smooth": (False, (str, type(None)), None), "quality": (False, (bool,), None)},
     "sink": {"out": (False, (str, type(None)), None), "overlay_mode": (False, _TEXT, ("contour", "fill")),
              "fps": (False, _NUMBER, None), "keep_masks": (False, (bool,), None)},
     "scheduler": {"kind": (False, _TEXT, ("greedy", "multi_thread"))},
@@ -318,7 +334,8 @@ def run_app(config: str | Path, overrides: dict[str, dict] | None = None) -> dic
                                       for op in (app.source_op, app.segment_op, app.sink_op)},
               "operator_latency_ms": {op: percentiles_ms(v) for op, v in operator_ms.items()},
               "e2e_latency_ms": {p: {"avg": paths[p], "max": max_ms[p]} for p in paths},
-              "codec": getattr(app.sink_op.sink, "codec", None), "container": getattr(app.sink_op.sink, "container", None)}
+              "codec": getattr(app.sink_op.sink, "codec", None), "container": getattr(app.sink_op.sink, "container", None),
+              "quality": app.segment_op.stream.summary() if app.segment_op.stream is not None else None}
     report["masks"] = app.sink_op.masks
     return report
 

@@ -19,6 +19,7 @@ import numpy as np
 from llm4seg.errors import ConfigError
 from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
+from llm4seg.runtime.temporal import Smoother, StreamQuality
 from llm4seg.runtime.video_sinks import PyAVSink, VideoWriterSink, open_sink
 from llm4seg.runtime.video_sources import mp4_without_frames, open_source
 
@@ -40,6 +41,7 @@ class Frame:
     mask: np.ndarray | None = None
     infer_ms: float = 0.0
     pts_s: float | None = None
+    quality: dict[str, Any] | None = None  # runtime/temporal.py's frame_quality, when the run measures it
 
 
 @dataclass
@@ -53,13 +55,24 @@ class RunReport:
     events: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"decode": [], "infer": [], "encode": [], "end_to_end": []})
+    unreadable: list[int] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)  # per written frame: index, pts_s, quality
+    stream: Any = None  # the run's StreamQuality (flicker, confidence, flags), None when not measured
 
     def summary(self) -> dict[str, Any]:
-        """The report as JSON-ready values, with fps and p50/p90/p99 per stage."""
-        return {"frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
-                "skipped_corrupt": self.skipped_corrupt, "events": self.events, "wall_s": self.wall_s,
-                "fps": self.frames_out / self.wall_s if self.wall_s else 0.0,
-                "latency_ms": {k: percentiles_ms(v) for k, v in self.stage_ms.items()}}
+        """The report as JSON-ready values, with fps and p50/p90/p99 per stage, and (when the run
+        measured it) `quality`: flicker, confidence, flag counts and flagged frames."""
+        out = {"frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
+               "skipped_corrupt": self.skipped_corrupt, "events": self.events, "wall_s": self.wall_s,
+               "fps": self.frames_out / self.wall_s if self.wall_s else 0.0,
+               "latency_ms": {k: percentiles_ms(v) for k, v in self.stage_ms.items()}}
+        if self.stream is not None:
+            quality = self.stream.summary()
+            quality["flag_counts"]["unreadable"] = len(self.unreadable)
+            if self.unreadable:
+                quality["flagged_frames"]["unreadable"] = self.unreadable[:1000]
+            out["quality"] = quality
+        return out
 
 
 class VideoPipeline:
@@ -75,13 +88,17 @@ class VideoPipeline:
         batch: frames per inference call (at most; fewer when the queue holds fewer).
         live: drop the oldest queued frame instead of waiting (default: detected from the source).
         reader: 'auto', 'pyav' or 'opencv' for files and URLs.
+        smooth: a `temporal.Smoother` applied to the probability maps in frame order (opt-in).
+        quality: measure each frame's confidence and flags and the run's flicker (needs a
+            Segmenter; the report's `quality` and `frames`).
 
     `run()` blocks until the source ends, a stage fails (the error is raised within about a
     second) or Ctrl-C, and returns the RunReport. A pipeline runs once.
     """
 
     def __init__(self, segmenter: Segmenter, source: Any, sink: Callable[[Frame], None],
-                 queue_size: int = 8, batch: int = 1, live: bool | None = None, reader: str = "auto") -> None:
+                 queue_size: int = 8, batch: int = 1, live: bool | None = None, reader: str = "auto",
+                 smooth: Smoother | None = None, quality: bool = True) -> None:
         if not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"batch {batch!r} must be an integer of at least 1 (frames per inference call)",
                               hint="e.g. --batch 4")
@@ -94,6 +111,12 @@ class VideoPipeline:
         self.segmented: queue.Queue = queue.Queue(queue_size)
         self.stop = threading.Event()
         self.report = RunReport()
+        threshold = getattr(segmenter, "threshold", None)
+        if smooth is not None and threshold is None:
+            raise ConfigError("smoothing needs a Segmenter (its probabilities and threshold)",
+                              hint="pass a Segmenter, or drop smooth")
+        self.stream = StreamQuality(threshold, smooth) if (quality or smooth) and threshold is not None else None
+        self.report.stream = self.stream
         self.errors: list[BaseException] = []
         self.interrupted = False
 
@@ -130,6 +153,7 @@ class VideoPipeline:
             misses = 0
             if image.ndim not in (2, 3) or image.size == 0:
                 self.report.skipped_corrupt += 1
+                self.report.unreadable.append(index)
                 self.report.events.append(f"frame {index} was corrupt and skipped")
                 index += 1
                 continue
@@ -164,10 +188,17 @@ class VideoPipeline:
             done = item is _END
             if frames:
                 t0 = time.perf_counter()
-                masks = self.segmenter.segment([f.image for f in frames])
+                if self.stream is None:
+                    masks = self.segmenter.segment([f.image for f in frames])
+                    for f, m in zip(frames, masks):
+                        f.mask = m
+                else:  # probabilities, smoothed in frame order, then masks and their quality
+                    probs = self.segmenter.segment([f.image for f in frames], binary=False)
+                    for f, p in zip(frames, probs):
+                        f.mask, f.quality = self.stream.step(f.index, p, f.image)
                 per_frame = (time.perf_counter() - t0) * 1000 / len(frames)
-                for f, m in zip(frames, masks):
-                    f.mask, f.infer_ms = m, per_frame
+                for f in frames:
+                    f.infer_ms = per_frame
                     self._put(self.segmented, f, False)
         self._put(self.segmented, _END, False)
 
@@ -185,6 +216,8 @@ class VideoPipeline:
             # From decode to written: for file sources this includes time waiting in the queues.
             r.stage_ms["end_to_end"].append((time.perf_counter() - item.t_decoded) * 1000)
             r.frames_out += 1
+            if item.quality is not None:
+                r.frames.append({"index": item.index, "pts_s": item.pts_s, **item.quality})
 
     # -- run -------------------------------------------------------------------------------
     def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:

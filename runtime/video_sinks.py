@@ -43,7 +43,8 @@ class _ResizingSink:
         self.resized = 0
 
     def _frame_image(self, frame: Any) -> np.ndarray:
-        image = overlay(frame.image, frame.mask, self.mode)
+        quality = getattr(frame, "quality", None) or {}
+        image = overlay(frame.image, frame.mask, self.mode, unsure="low_confidence" in quality.get("flags", ()))
         if self.size_wh is None:
             self.size_wh = (image.shape[1], image.shape[0])
             self._open(*self.size_wh)

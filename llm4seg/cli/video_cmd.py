@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,6 +22,10 @@ def video(
     writer: Annotated[str, typer.Option("--writer", help="auto (H.264 with PyAV, else OpenCV), pyav or opencv.")] = "auto",
     overlay_mode: Annotated[str, typer.Option("--overlay", help="contour or fill.")] = "contour",
     batch: Annotated[int, typer.Option("--batch", help="Frames per inference call.")] = 1,
+    smooth: Annotated[str, typer.Option("--smooth", help="Temporal smoothing of the probabilities: none, ema[:ALPHA] "
+                                        "or median[:WINDOW] (causal: no frame is delayed).")] = "none",
+    frame_log: Annotated[Optional[Path], typer.Option("--frame-log", help="Write one JSON line per frame "
+                                                      "(confidence, flags, area) to this file.")] = None,
     compile_with: CompileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -34,20 +38,30 @@ def video(
       llm4seg video 'gst:videotestsrc num-buffers=100' --engine art/model.onnx \\
           --out 'gst:appsrc ! videoconvert ! x264enc ! mp4mux ! filesink location=seg.mp4'
       llm4seg video clip.mp4 --engine art/model.pt2 --compile aoti  # GPU: compiled once, then cached
+      llm4seg video clip.mp4 --engine art/model.onnx --smooth ema:0.5 --frame-log frames.jsonl
     """
     from llm4seg.runtime import Segmenter, VideoPipeline
     from llm4seg.runtime.bench import backend_options
     from llm4seg.runtime.video import open_sink
 
-    from llm4seg.runtime.video_sinks import refuse_output_over_input
+    from llm4seg.fileio import write_jsonl_atomic
+    from llm4seg.runtime.temporal import smoother_from_text
+    from llm4seg.runtime.video_sinks import check_writable, refuse_output_over_input
 
     check_compile(compile_with, [engine])
     refuse_output_over_input(source, out)
+    smoother = smoother_from_text(smooth)
+    if frame_log is not None:
+        refuse_output_over_input(source, frame_log)
+        check_writable(frame_log)
     with Segmenter(engine, **backend_options(engine, compile_with)) as seg:
-        pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch, reader=reader)
+        pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch, reader=reader, smooth=smoother)
         pipeline.sink = open_sink(out, pipeline.fps, overlay_mode, writer)
         report = pipeline.run().summary()
     report.update(out=out, reader=pipeline.cap.reader, codec=pipeline.sink.codec, container=pipeline.sink.container)
+    if frame_log is not None:
+        write_jsonl_atomic(frame_log, pipeline.report.frames)
+        report["frame_log"] = str(frame_log)
     if report["codec"] == "mp4v" and writer == "auto":  # issue 34: say how to get H.264
         report["events"].append("PyAV is not installed, so OpenCV wrote MPEG-4 Part 2 (mp4v), which browsers and most "
                                 "players do not show: pip install 'llm4seg[video]' writes H.264")
@@ -63,10 +77,27 @@ def video(
         if lat.get("n"):
             label = "decode->written (incl. queueing)" if stage == "end_to_end" else stage
             stdout.print(f"  {label:>10}: p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  p99 {lat['p99']:.1f} ms")
+    _print_quality(report.get("quality"))
     for event in report["events"]:
         stdout.print(f"  note: {event}")
     if pipeline.interrupted:
         raise typer.Exit(130)
+
+
+def _print_quality(quality: dict | None) -> None:
+    """Flicker, confidence and flags in two lines (the whole record is in --json and --frame-log)."""
+    if not quality:
+        return
+    f2f = quality["frame_to_frame_dice"]
+    conf = quality["confidence"] or {}
+    flags = ", ".join(f"{k} {v}" for k, v in quality["flag_counts"].items() if v) or "none"
+    stdout.print(f"  stability: frame-to-frame Dice {f2f:.3f} (flicker {quality['flicker']:.3f}), mask appears/vanishes "
+                 f"in {quality['toggle_fraction'] or 0:.1%} of frame pairs; smoothing: {quality['smoothing']}"
+                 if f2f is not None else f"  stability: no frame pair with a mask; smoothing: {quality['smoothing']}",
+                 soft_wrap=True)
+    if conf:
+        stdout.print(f"  confidence: mean {conf['mean']:.3f}, p10 {conf['p10']:.3f}, min {conf['min']:.3f}; "
+                     f"flags: {flags}", soft_wrap=True)
 
 
 def _written(report: dict) -> str:

@@ -2,7 +2,7 @@
 
 Runs inside Triton's python stub. `llm4seg_kind` in the model's config says what it serves:
 "frames": uint8 BGR frames in, masks (and probabilities) at each frame's size out, through the
-Segmenter and the manifest's pre/post-processing; "tensor": the artifact's own input tensor in,
+Segmenter and the manifest's pre/post-processing, with each frame's confidence and flags; "tensor": the artifact's own input tensor in,
 its probabilities out, through the runtime backend (the .pt2 path). With dynamic batching Triton
 hands several requests to one `execute`: they are run as one batch and answered one by one; a
 request that fails gets its own error response, the others their results.
@@ -46,7 +46,8 @@ class TritonPythonModel:
             threshold, results, i = self.segmenter.threshold, [], 0
             for batch in batches:
                 prob = np.stack(probs[i:i + len(batch)]).astype(np.float32)
-                results.append({"MASK": (prob > threshold).astype(np.uint8), "PROB": prob})
+                results.append({"MASK": (prob > threshold).astype(np.uint8), "PROB": prob,
+                                **_quality_outputs(list(prob), threshold)})
                 i += len(batch)
             return results
         x = np.concatenate(batches)
@@ -80,6 +81,20 @@ class TritonPythonModel:
     def finalize(self) -> None:
         """Close the backend; called by Triton when the model unloads."""
         self.backend.close()
+
+
+def _quality_outputs(probs: list[np.ndarray], threshold: float) -> dict[str, np.ndarray]:
+    """CONFIDENCE (N, 1) and FLAGS (N, 4) uint8 in temporal.FLAGS order for one request's frames,
+    taken as consecutive frames of one stream ("jump": against the request's previous frame)."""
+    from llm4seg.runtime.temporal import FLAGS, frame_quality
+
+    confidence, flags, last = [], [], None
+    for prob in probs:
+        quality = frame_quality(prob, threshold, last)
+        last = prob > threshold
+        confidence.append([quality["confidence"]])
+        flags.append([int(name in quality["flags"]) for name in FLAGS])
+    return {"CONFIDENCE": np.asarray(confidence, np.float32), "FLAGS": np.asarray(flags, np.uint8)}
 
 
 def _numpy_from(tensor: Any) -> np.ndarray:

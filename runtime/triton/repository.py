@@ -150,12 +150,15 @@ def tensor_model_config(name: str, artifact: str, entry: dict[str, Any], opts: R
 
 def segment_model_config(artifact: str, entry: dict[str, Any], opts: RepositoryOptions) -> str:
     """config.pbtxt of the `segment` model: uint8 BGR frames (N, H, W, 3) of any size -> MASK uint8
-    (N, H, W) and PROB float32 (N, H, W), pre/post-processing from the manifest entry."""
+    (N, H, W), PROB float32 (N, H, W), CONFIDENCE float32 (N, 1) and FLAGS uint8 (N, 4: empty,
+    jump within the request, low_confidence, unreadable), pre/post-processing from the manifest."""
     size = int(entry["image_size"])
     lines = [f"name: {_pbtxt_value(SEGMENT_MODEL)}", 'backend: "python"', f"max_batch_size: {int(entry['batch']['max'])}",
              'input [ { name: "FRAME" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] } ]',
              'output [ { name: "MASK" data_type: TYPE_UINT8 dims: [ -1, -1 ] }, '
-             '{ name: "PROB" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]',
+             '{ name: "PROB" data_type: TYPE_FP32 dims: [ -1, -1 ] }, '
+             '{ name: "CONFIDENCE" data_type: TYPE_FP32 dims: [ 1 ] }, '
+             '{ name: "FLAGS" data_type: TYPE_UINT8 dims: [ 4 ] } ]',
              _instances("KIND_GPU" if opts.gpu else "KIND_CPU", opts), *_batching(entry, opts),
              f'model_warmup [ {{ name: "warmup" batch_size: 1 inputs {{ key: "FRAME" value {{ data_type: TYPE_UINT8 '
              f'dims: [ {size}, {size}, 3 ] zero_data: true }} }} }} ]',
@@ -165,7 +168,7 @@ def segment_model_config(artifact: str, entry: dict[str, Any], opts: RepositoryO
     return "\n".join(lines) + "\n"
 
 
-PYTHON_SEGMENT_IO = {"input": "FRAME", "mask": "MASK", "prob": "PROB"}
+PYTHON_SEGMENT_IO = {"input": "FRAME", "mask": "MASK", "prob": "PROB", "confidence": "CONFIDENCE", "flags": "FLAGS"}
 
 
 def graph_segment_config(artifact: str, entry: dict[str, Any], opts: RepositoryOptions) -> str:

@@ -309,6 +309,11 @@ class TritonServer:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            try:  # its python stubs share its process group: a killed server leaves none of them running
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self.front is not None:
             self.front.stop()
             self.front = None

@@ -91,6 +91,8 @@ def test_the_example_app_from_yaml_writes_h264_and_reports_latency(exported, h26
     tracked = report["operator_latency_ms"]  # per operator, from the tracker's log
     assert set(tracked) == {"source", "segment", "sink"} and tracked["segment"]["n"] == 12
     assert tracked["segment"]["p50"] >= 0.99 * report["operator_compute_ms"]["segment"]["p50"]  # it includes it
+    quality = report["quality"]  # issue 36: the operator's flicker, confidence and flags
+    assert quality["pairs"] == 11 and quality["smoothing"] == "none" and 0 < quality["confidence"]["mean"] <= 1
     codec, _, _, times, frames = decoded(tmp_path / "holoscan.mp4")
     assert codec == "h264" and len(frames) == 12 and times == pytest.approx(pts_s, abs=1 / 90000)
     from llm4seg.runtime.video import open_source
@@ -184,3 +186,13 @@ def test_an_unwritable_out_fails_the_app_with_its_error(exported, h264_clip, tmp
     assert result.returncode == 1, result.stdout + result.stderr
     assert "error: cannot write video /proc/llm4seg-cannot-write.mp4" in result.stderr
     assert "frames in" not in result.stdout  # no report for a run that failed
+
+
+def test_the_segment_op_smooths_and_scores_frames(exported, h264_clip, tmp_path):
+    """Issue 36: `smooth` and the per-frame quality from the app's YAML."""
+    from llm4seg.runtime.holoscan import run_app
+
+    path = _app_config(tmp_path, h264_clip[0], exported[0] / "model.onnx")
+    report = run_app(path, {"segment": {"smooth": "median:3"}})
+    assert report["quality"]["smoothing"].startswith("causal median of 3 frames")
+    assert sum(report["quality"]["flag_counts"].values()) >= 0 and report["quality"]["pairs"] == 11

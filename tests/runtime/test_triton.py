@@ -131,6 +131,31 @@ def test_served_masks_equal_the_local_segmenters(triton_server, exported, scheme
             np.testing.assert_array_equal(a, b)
 
 
+def test_served_segment_gives_each_frames_confidence_and_flags(triton_server, exported):
+    """Issue 36: the `segment` model's CONFIDENCE (N, 1) and FLAGS (N, 4) outputs equal what the
+    runtime's quality rule gives on the same probabilities."""
+    import tritonclient.grpc as grpcclient
+
+    from llm4seg.runtime.temporal import FLAGS, frame_quality
+
+    frames = [frames_for_serving()[0]] * 2  # two frames of one stream (the second: no jump)
+    batch = np.stack(frames)
+    client = grpcclient.InferenceServerClient(triton_server.urls["grpc"][len("grpc://"):])
+    tensor = grpcclient.InferInput("FRAME", list(batch.shape), "UINT8")
+    tensor.set_data_from_numpy(batch)
+    wanted = [grpcclient.InferRequestedOutput(n) for n in ("PROB", "CONFIDENCE", "FLAGS")]
+    result = client.infer("segment", [tensor], outputs=wanted)
+    prob, conf, flags = (result.as_numpy(n) for n in ("PROB", "CONFIDENCE", "FLAGS"))
+    assert conf.shape == (2, 1) and flags.shape == (2, len(FLAGS)) and flags.dtype == np.uint8
+    with Segmenter(exported[0] / "model.frames.onnx") as local:
+        last = None
+        for i, p in enumerate(prob):
+            expected = frame_quality(p, local.threshold, last)
+            assert conf[i, 0] == pytest.approx(expected["confidence"], abs=1e-6)
+            assert [FLAGS[k] for k in np.flatnonzero(flags[i])] == expected["flags"]
+            last = p > local.threshold
+
+
 def test_close_waits_for_a_segment_call_in_flight(triton_server):
     """Issue 33, item 6: the frame path (`segment_frames`) was not counted as in flight, so close()
     released the clients under it. Now close() waits for it, and a later call is refused."""
@@ -191,6 +216,8 @@ def test_a_server_that_dies_mid_stream_is_a_clear_error_within_the_timeout(expor
         assert time.perf_counter() - t0 < 3.5  # within the 3 s timeout (plus the last try's own time)
     leftovers = list(Path("/dev/shm").glob(f"{server.shm_prefix}*"))
     assert not leftovers and server.process.poll() is not None
+    stubs = subprocess.run(["pgrep", "-f", f"triton_python_backend_stub .* {server.shm_prefix}"], capture_output=True)
+    assert stubs.returncode == 1, stubs.stdout  # its python stubs did not outlive it
     # Its temporary folder is gone too (the log was written elsewhere); a default log would keep it.
     assert not server.workdir.exists() and (tmp_path / "tritonserver.log").is_file()
 

@@ -1,0 +1,161 @@
+"""Temporal stability and the per-frame quality signal, on moving sequences with known masks.
+
+Each sequence is built from one held-out image and its mask: a smooth random walk of shifts, a
+slow zoom, per-frame speckle (multiplicative gamma noise) and additive noise, a brief occlusion
+(a dark band over part of the frame for 3 frames), and a cut to another image half-way. The
+mask moves with the image, so every frame's Dice is known. The artifact segments every frame
+once; each smoothing is then applied to the same probability maps (paired comparison).
+
+Reports, per smoothing: mean per-frame Dice against the known masks, flicker (1 - mean
+frame-to-frame Dice), the fraction of frame pairs where a mask appears or vanishes, and the
+filter's added time per frame. Then, for the unfiltered masks: the rank correlation of
+confidence with per-frame Dice, and how many of the worst 10 % of frames (by Dice) the
+low-confidence flag catches, with the threshold calibrated on the first half of the images and
+reported on the second half.
+
+    python -m benchmarks.temporal --engine ART/model.onnx --data ../shared/datasets/busi --split val1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from llm4seg.runtime import Segmenter
+from llm4seg.runtime.temporal import LOW_CONFIDENCE, Smoother, StreamQuality
+
+SMOOTHINGS = {"none": None, "ema 0.5": ("ema", 0.5), "ema 0.3": ("ema", 0.3), "median 3": ("median", 3),
+              "median 5": ("median", 5)}
+
+
+def _read_pair(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    image = next(p for p in (data / "images").glob(f"{stem}.*"))
+    mask = next(p for p in (data / "masks").glob(f"{stem}.*"))
+    bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
+    m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+    return bgr, (m > 127).astype(np.uint8) if m.max() > 1 else m.astype(np.uint8)
+
+
+def moving_sequence(pairs: list[tuple[np.ndarray, np.ndarray]], frames: int, rng: np.random.Generator,
+                    side: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """BGR frames and their masks: two scenes (a cut half-way), each moving as described above."""
+    out_frames, out_masks = [], []
+    occlusion = int(rng.integers(frames // 8, frames // 2 - 3))
+    for scene, (bgr, mask) in enumerate(pairs):
+        bgr = cv2.resize(bgr, (side, side), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(np.asarray(mask, np.uint8), (side, side), interpolation=cv2.INTER_NEAREST)
+        shift = np.zeros(2)
+        for t in range(frames // 2):
+            shift = np.clip(shift + rng.normal(0, 1.2, 2), -0.08 * side, 0.08 * side)
+            zoom = 1.0 + 0.06 * np.sin(2 * np.pi * t / 40 + scene)
+            warp = cv2.getRotationMatrix2D((side / 2, side / 2), 0.0, zoom)
+            warp[:, 2] += shift
+            img = cv2.warpAffine(bgr, warp, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            m = cv2.warpAffine(mask, warp, (side, side), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+            speckle = rng.gamma(8.0, 1 / 8.0, img.shape[:2])[..., None]
+            noisy = img.astype(np.float32) * speckle + rng.normal(0, 6, img.shape)
+            if scene == 0 and occlusion <= t < occlusion + 3:
+                noisy[:, side // 3: side // 3 + side // 4] *= 0.15
+            out_frames.append(np.clip(noisy, 0, 255).astype(np.uint8))
+            out_masks.append(m)
+    return out_frames, out_masks
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Per-frame Dice (1.0 when both are empty, as the evaluation's per-image rule)."""
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * float((pred.astype(bool) & truth.astype(bool)).sum()) / total
+
+
+def _smoother(spec: tuple | None) -> Smoother | None:
+    if spec is None:
+        return None
+    kind, value = spec
+    return Smoother("ema", alpha=value) if kind == "ema" else Smoother("median", window=value)
+
+
+def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: int) -> dict:
+    """The whole measurement (see the module's docstring); returns the JSON report."""
+    stems = (data / "splits" / f"{split}.txt").read_text().split()
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(stems), size=(sequences, 2), replace=False if len(stems) >= 2 * sequences else True)
+    seg = Segmenter(engine)
+    threshold = seg.threshold
+    rows = {name: {"dice": [], "flicker": [], "toggle": [], "ms": []} for name in SMOOTHINGS}
+    per_frame = []  # (sequence, unfiltered confidence, unfiltered Dice)
+    for s, (a, b) in enumerate(picks):
+        seq, truth = moving_sequence([_read_pair(data, stems[a]), _read_pair(data, stems[b])], frames, rng)
+        probs = seg.segment(seq, binary=False)
+        for name, spec in SMOOTHINGS.items():
+            stream = StreamQuality(threshold, _smoother(spec))
+            t0 = time.perf_counter()
+            results = [stream.step(i, p, f) for i, (p, f) in enumerate(zip(probs, seq))]
+            rows[name]["ms"].append((time.perf_counter() - t0) * 1000 / len(seq))
+            dices = [dice(m, t) for (m, _), t in zip(results, truth)]
+            summary = stream.summary()
+            rows[name]["dice"].append(float(np.mean(dices)))
+            rows[name]["flicker"].append(summary["flicker"] if summary["flicker"] is not None else 0.0)
+            rows[name]["toggle"].append(summary["toggle_fraction"] or 0.0)
+            if name == "none":
+                per_frame += [(s, q["confidence"], d) for (_, q), d in zip(results, dices)]
+    base_ms = float(np.mean(rows["none"]["ms"]))
+    table = {name: {"dice": float(np.mean(r["dice"])), "flicker": float(np.mean(r["flicker"])),
+                    "toggle_fraction": float(np.mean(r["toggle"])),
+                    "added_ms_per_frame": float(np.mean(r["ms"])) - base_ms,
+                    "dice_minus_none_points": 100 * (float(np.mean(r["dice"])) - float(np.mean(rows["none"]["dice"]))),
+                    "flicker_ratio_to_none": float(np.mean(r["flicker"])) / max(float(np.mean(rows["none"]["flicker"])), 1e-9)}
+             for name, r in rows.items()}
+    return {"engine": engine, "data": str(data), "split": split, "sequences": sequences, "frames": frames,
+            "seed": seed, "threshold": threshold, "smoothing": table, "quality": quality_ranking(per_frame, sequences)}
+
+
+def _rank(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    return ranks
+
+
+def quality_ranking(per_frame: list[tuple[int, float, float]], sequences: int) -> dict:
+    """Spearman correlation of confidence with Dice, and the worst-10 % catch rate of the flag:
+    the threshold is the confidence's 15th percentile on the first half of the sequences."""
+    seq = np.array([r[0] for r in per_frame])
+    conf = np.array([r[1] for r in per_frame])
+    d = np.array([r[2] for r in per_frame])
+    first, second = seq < sequences // 2, seq >= sequences // 2
+    calibrated = float(np.percentile(conf[first], 15))
+    held_conf, held_dice = conf[second], d[second]
+    worst = held_dice <= np.percentile(held_dice, 10)
+    rho = float(np.corrcoef(_rank(held_conf), _rank(held_dice))[0, 1])
+    out = {"frames_reported": int(second.sum()), "spearman_confidence_vs_dice": rho,
+           "calibrated_threshold_first_half": calibrated}
+    for name, thr in (("calibrated", calibrated), ("shipped", LOW_CONFIDENCE)):
+        flagged = held_conf < thr
+        out[f"{name}_flagged_fraction"] = float(flagged.mean())
+        out[f"{name}_worst10_caught"] = float(flagged[worst].mean())
+        out[f"{name}_dice_flagged_vs_not"] = [float(held_dice[flagged].mean()) if flagged.any() else None,
+                                             float(held_dice[~flagged].mean()) if (~flagged).any() else None]
+    return out
+
+
+def main() -> None:
+    """Command line (see the module's docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", required=True, help="an exported artifact (ART/model.onnx)")
+    parser.add_argument("--data", required=True, type=Path, help="a dataset folder (images/, masks/, splits/)")
+    parser.add_argument("--split", default="val1")
+    parser.add_argument("--sequences", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=60, help="frames per sequence (two scenes)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    report = run(args.engine, args.data, args.split, args.sequences, args.frames, args.seed)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,14 +11,16 @@ frame-to-frame Dice), the fraction of frame pairs where a mask appears or vanish
 filter's added time per frame. Then, for the unfiltered masks: the rank correlation of
 confidence with per-frame Dice, and how many of the worst 10 % of frames (by Dice) the
 low-confidence flag catches, with the threshold calibrated on the first half of the images and
-reported on the second half.
+reported on the second half. `--cine FILE` measures flicker on a real DICOM cine loop instead.
 
     python -m benchmarks.temporal --engine ART/model.onnx --data ../shared/datasets/busi --split val1
+    python -m benchmarks.temporal --engine ART/model.onnx --cine examples_ybr_color.dcm
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import time
 from pathlib import Path
@@ -27,15 +29,15 @@ import cv2
 import numpy as np
 
 from llm4seg.runtime import Segmenter
-from llm4seg.runtime.temporal import LOW_CONFIDENCE, Smoother, StreamQuality
+from llm4seg.runtime.temporal import Smoother, StreamQuality
 
 SMOOTHINGS = {"none": None, "ema 0.5": ("ema", 0.5), "ema 0.3": ("ema", 0.3), "median 3": ("median", 3),
               "median 5": ("median", 5)}
 
 
 def _read_pair(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
-    image = next(p for p in (data / "images").glob(f"{stem}.*"))
-    mask = next(p for p in (data / "masks").glob(f"{stem}.*"))
+    image = next(p for p in (data / "images").glob(f"{glob.escape(stem)}.*"))
+    mask = next(p for p in (data / "masks").glob(f"{glob.escape(stem)}.*"))
     bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
     m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
     return bgr, (m > 127).astype(np.uint8) if m.max() > 1 else m.astype(np.uint8)
@@ -81,7 +83,7 @@ def _smoother(spec: tuple | None) -> Smoother | None:
 
 def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: int) -> dict:
     """The whole measurement (see the module's docstring); returns the JSON report."""
-    stems = (data / "splits" / f"{split}.txt").read_text().split()
+    stems = [line.strip() for line in (data / "splits" / f"{split}.txt").read_text().splitlines() if line.strip()]
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(stems), size=(sequences, 2), replace=False if len(stems) >= 2 * sequences else True)
     seg = Segmenter(engine)
@@ -92,7 +94,7 @@ def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: 
         seq, truth = moving_sequence([_read_pair(data, stems[a]), _read_pair(data, stems[b])], frames, rng)
         probs = seg.segment(seq, binary=False)
         for name, spec in SMOOTHINGS.items():
-            stream = StreamQuality(threshold, _smoother(spec))
+            stream = StreamQuality(threshold, _smoother(spec), seg.low_confidence)
             t0 = time.perf_counter()
             results = [stream.step(i, p, f) for i, (p, f) in enumerate(zip(probs, seq))]
             rows[name]["ms"].append((time.perf_counter() - t0) * 1000 / len(seq))
@@ -111,7 +113,9 @@ def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: 
                     "flicker_ratio_to_none": float(np.mean(r["flicker"])) / max(float(np.mean(rows["none"]["flicker"])), 1e-9)}
              for name, r in rows.items()}
     return {"engine": engine, "data": str(data), "split": split, "sequences": sequences, "frames": frames,
-            "seed": seed, "threshold": threshold, "smoothing": table, "quality": quality_ranking(per_frame, sequences)}
+            "seed": seed, "threshold": threshold, "smoothing": table,
+            "quality": quality_ranking(per_frame, sequences, seg.low_confidence),
+            "manifest_low_confidence": [seg.low_confidence, seg.low_confidence_source]}
 
 
 def _rank(values: np.ndarray) -> np.ndarray:
@@ -121,9 +125,10 @@ def _rank(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def quality_ranking(per_frame: list[tuple[int, float, float]], sequences: int) -> dict:
-    """Spearman correlation of confidence with Dice, and the worst-10 % catch rate of the flag:
-    the threshold is the confidence's 15th percentile on the first half of the sequences."""
+def quality_ranking(per_frame: list[tuple[int, float, float]], sequences: int, shipped: float) -> dict:
+    """Spearman correlation of confidence with Dice, and the worst-10 % catch rate of the flag, on
+    the second half of the sequences: with the artifact's own threshold (`shipped`, calibrated by
+    the export on clean held-out images) and with the 15th percentile of the first half's."""
     seq = np.array([r[0] for r in per_frame])
     conf = np.array([r[1] for r in per_frame])
     d = np.array([r[2] for r in per_frame])
@@ -134,7 +139,7 @@ def quality_ranking(per_frame: list[tuple[int, float, float]], sequences: int) -
     rho = float(np.corrcoef(_rank(held_conf), _rank(held_dice))[0, 1])
     out = {"frames_reported": int(second.sum()), "spearman_confidence_vs_dice": rho,
            "calibrated_threshold_first_half": calibrated}
-    for name, thr in (("calibrated", calibrated), ("shipped", LOW_CONFIDENCE)):
+    for name, thr in (("calibrated", calibrated), ("shipped", shipped)):
         flagged = held_conf < thr
         out[f"{name}_flagged_fraction"] = float(flagged.mean())
         out[f"{name}_worst10_caught"] = float(flagged[worst].mean())
@@ -143,16 +148,48 @@ def quality_ranking(per_frame: list[tuple[int, float, float]], sequences: int) -
     return out
 
 
+def cine_frames(path: Path) -> list[np.ndarray]:
+    """BGR frames of a multi-frame DICOM cine (pydicom converts YBR to RGB; needs pydicom and the
+    pylibjpeg codecs, not dependencies of llm4seg: issue 35 brings DICOM in)."""
+    import pydicom
+
+    pixels = pydicom.dcmread(str(path)).pixel_array
+    frames = pixels if pixels.ndim == 4 else pixels[..., None].repeat(3, -1)
+    return [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+
+
+def run_cine(engine: str, path: Path) -> dict:
+    """Flicker and confidence per smoothing on a real cine loop (no ground truth)."""
+    frames = cine_frames(path)
+    seg = Segmenter(engine)
+    probs = seg.segment(frames, binary=False)
+    table = {}
+    for name, spec in SMOOTHINGS.items():
+        stream = StreamQuality(seg.threshold, _smoother(spec), seg.low_confidence)
+        for i, (p, f) in enumerate(zip(probs, frames)):
+            stream.step(i, p, f)
+        summary = stream.summary()
+        table[name] = {k: summary[k] for k in ("frame_to_frame_dice", "flicker", "toggle_fraction", "smoothing_resets",
+                                               "flag_counts")}
+        table[name]["confidence_mean"] = summary["confidence"]["mean"]
+    return {"engine": engine, "cine": path.name, "frames": len(frames), "size_hw": list(frames[0].shape[:2]),
+            "smoothing": table}
+
+
 def main() -> None:
     """Command line (see the module's docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", required=True, help="an exported artifact (ART/model.onnx)")
-    parser.add_argument("--data", required=True, type=Path, help="a dataset folder (images/, masks/, splits/)")
+    parser.add_argument("--data", type=Path, help="a dataset folder (images/, masks/, splits/)")
     parser.add_argument("--split", default="val1")
     parser.add_argument("--sequences", type=int, default=24)
     parser.add_argument("--frames", type=int, default=60, help="frames per sequence (two scenes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cine", type=Path, help="instead: a multi-frame DICOM cine (flicker only, no ground truth)")
     args = parser.parse_args()
+    if args.cine:
+        print(json.dumps(run_cine(args.engine, args.cine), indent=1))
+        return
     report = run(args.engine, args.data, args.split, args.sequences, args.frames, args.seed)
     print(json.dumps(report, indent=1))
 

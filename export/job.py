@@ -17,13 +17,14 @@ import torch
 from llm4seg.checkpoint import load_checkpoint, read_checkpoint_config
 from llm4seg.contract import FrameContract
 from llm4seg.evaluate import predict_probs
-from llm4seg.export.heldout import held_out_images
+from llm4seg.export.heldout import SIZE_FACTORS, held_out_images
 from llm4seg.export.options import ExportOptions
 from llm4seg.profile import count_macs
 from llm4seg.runtime.backends import Backend, load_backend
 from llm4seg.runtime.comparator import Comparator, inputs_from_frames, require_finite, tolerance_for
 from llm4seg.runtime.manifest import artifact_sha256, build_manifest  # the runtime's digest cache: load hashes nothing
 from llm4seg.runtime.stats import median_ms
+from llm4seg.runtime.temporal import calibrate_low_confidence
 
 
 def rtx_plan_name(precision: str, target: str) -> str:
@@ -76,7 +77,12 @@ class ExportJob:
         log(f"held-out images: {len(self.data.images)} of {self.data.data_name}"
             + (f"; calibration: {len(self.data.calib)} of {self.data.calib_source}" if opts.int8 else ""))
         self.contract = FrameContract.from_model_config(self.cfg)
-        self.checkpoint_comparator = self.comparator(self.reference_probs(self.data.frames))
+        reference = self.reference_probs(self.data.frames)
+        self.checkpoint_comparator = self.comparator(reference)
+        # The quality flag's threshold, from the checkpoint on the held-out images at their own size
+        # (every third gate frame is an image's native frame: heldout.gate_frames).
+        self.quality = calibrate_low_confidence(reference[::1 + len(SIZE_FACTORS)], self.cfg.threshold,
+                                                f"{self.data.data_name} (native size, every other one tinted)")
         self.macs_before = count_macs(self.model, self.cfg.image_size, self.cfg.in_channels)
         self.rows: list[dict[str, Any]] = []
         self.manifests: dict[str, dict[str, Any]] = {}
@@ -103,7 +109,7 @@ class ExportJob:
         """The manifest entry of the file at `path`, built once: its digest and size, the model's
         preprocessing, and an empty `parity` that `record` fills with what the gate measured."""
         return graph_entry(path, self.cfg.to_dict(), precision, self.opts.batch, self.ckpt_cfg["weights_sha256"],
-                           self.folds, extra, opset, frames)
+                           self.folds, {"quality": self.quality, **(extra or {})}, opset, frames)
 
     def backend(self, entry: dict[str, Any], folder: Path | None = None, **options: Any) -> Backend:
         """The runtime backend of the entry's artifact (in `folder`, default the staging folder),

@@ -133,7 +133,8 @@ def _make_classes() -> dict[str, type]:
             self.segmenter = Segmenter(artifact) if self.owns else segmenter
             self.overlay_mode, self.compute_ms = overlay_mode, []
             smoother = smoother_from_text(smooth)
-            self.stream = StreamQuality(self.segmenter.threshold, smoother) if quality or smoother else None
+            self.stream = (StreamQuality(self.segmenter.threshold, smoother, self.segmenter.low_confidence,
+                                         self.segmenter.low_confidence_source) if quality or smoother else None)
             self.index = 0
             super().__init__(fragment, *args, **kwargs)
 

@@ -132,6 +132,10 @@ def _bad_values(entry: dict[str, Any]) -> list[tuple[str, Any, str]]:
             bad.append((name, values, f"a list of {channels} finite number(s)" + (", each > 0" if "std" in name else "")))
     if "scale" in pre and not (_is_number(pre["scale"]) and pre["scale"] > 0):
         bad.append(("preprocess.scale", pre["scale"], "a finite number > 0"))
+    quality = entry.get("quality")
+    if quality is not None and not (isinstance(quality, dict) and _is_number(quality.get("low_confidence"))
+                                    and 0 < quality["low_confidence"] <= 1):
+        bad.append(("quality", quality, "a table whose low_confidence is a number in (0, 1]"))
     lo, hi = batch.get("min"), batch.get("max")
     if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
         bad.append(("batch", batch, "integers with 1 <= min <= max"))

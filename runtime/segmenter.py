@@ -11,6 +11,7 @@ import numpy as np
 from llm4seg.contract import FrameContract
 from llm4seg.errors import InputSpecError
 from llm4seg.runtime.backends import Backend, load_backend
+from llm4seg.runtime.temporal import low_confidence_of
 
 LAYOUTS = ("bgr", "rgb", "gray")
 
@@ -110,6 +111,7 @@ class Segmenter:
         m = self.backend.manifest
         self.contract = contract_of(m)
         self.size, self.threshold = self.contract.image_size, self.contract.threshold
+        self.low_confidence, self.low_confidence_source = low_confidence_of(self.backend.manifest)
         self.max_batch = int(m["batch"]["max"])
         self.input_layout = m["inputs"][0].get("layout", "NCHW")
         # A frames graph (frames in, the contract inside): which form, and the colour it takes.
@@ -200,7 +202,7 @@ class Segmenter:
 
         results, last = [], previous_mask
         for prob in self.segment(frames, binary=False):
-            quality = frame_quality(prob, self.threshold, last)
+            quality = frame_quality(prob, self.threshold, last, self.low_confidence)
             mask = (prob > self.threshold).astype(np.uint8)
             results.append({"mask": mask, "prob": prob, "quality": quality})
             last = mask

@@ -28,12 +28,14 @@ from llm4seg.errors import ConfigError
 ROI_MARGIN_PX = 8  # the predicted region grown by this many pixels (at the frame's size)
 ROI_PROB = 0.25  # pixels the model half-considers belong to the region too
 UNCERTAIN = (0.2, 0.8)
-LOW_CONFIDENCE = 0.75  # chosen on BUSI val1 (benchmarks/temporal.py, RESULTS.md): see QUALITY_NOTE
+LOW_CONFIDENCE = 0.75  # only for an artifact whose manifest has no calibrated threshold (older exports)
+CALIBRATION_PERCENTILE = 10  # the export flags the least confident tenth of its held-out images
 JUMP_DICE = 0.5  # consecutive masks with Dice below this (both non-empty), or one appearing/vanishing
 CUT_LEVEL = 40.0  # mean absolute change of a 32x32 grey thumbnail (0-255) that counts as a scene cut
 FLAGS = ("empty", "jump", "low_confidence", "unreadable")
 QUALITY_NOTE = ("confidence = 1 - mean binary entropy (bits) over the mask grown by 8 px plus pixels with p > 0.25; "
-                "low_confidence below 0.75; jump: Dice < 0.5 with the previous mask or a mask appearing/vanishing")
+                "low_confidence below {threshold:.3f} ({source}); jump: Dice < 0.5 with the previous mask or a mask "
+                "appearing/vanishing")
 
 
 def _entropy_bits(prob: np.ndarray) -> np.ndarray:
@@ -83,6 +85,25 @@ def frame_quality(prob: np.ndarray, threshold: float, previous_mask: np.ndarray 
             "dice_prev": dice_prev, "flags": flags}
 
 
+def calibrate_low_confidence(probs: list[np.ndarray], threshold: float, source: str) -> dict[str, Any]:
+    """The low-confidence threshold of an artifact: the CALIBRATION_PERCENTILE-th percentile of
+    the confidence of its checkpoint's probabilities on held-out images (the export records it in
+    every manifest entry as `quality`). Confidence scales differ from model to model, so a fixed
+    threshold would flag nearly every frame of one model and none of another."""
+    conf = [frame_quality(p, threshold)["confidence"] for p in probs]
+    return {"low_confidence": float(np.percentile(conf, CALIBRATION_PERCENTILE)), "percentile": CALIBRATION_PERCENTILE,
+            "n": len(conf), "source": source, "rule": QUALITY_NOTE.split(";")[0]}
+
+
+def low_confidence_of(manifest: dict[str, Any]) -> tuple[float, str]:
+    """(threshold, where it came from) for an artifact's manifest entry."""
+    quality = manifest.get("quality") or {}
+    if "low_confidence" in quality:
+        return float(quality["low_confidence"]), (f"the {quality['percentile']}th percentile on {quality['n']} held-out "
+                                                  f"images of {quality['source']}, at export")
+    return LOW_CONFIDENCE, "a fixed default: this artifact's export recorded no calibration"
+
+
 def unreadable_quality() -> dict[str, Any]:
     """The quality record of a frame that could not be read (no probabilities)."""
     return {"confidence": 0.0, "uncertain_fraction": 1.0, "area_px": 0, "dice_prev": None, "flags": ["unreadable"]}
@@ -102,12 +123,13 @@ class Smoother:
     Args:
         kind: "ema" (p_t' = alpha * p_t + (1 - alpha) * p_{t-1}') or "median" (median of the
             last `window` maps).
-        alpha: the EMA's weight of the newest frame, in (0, 1].
+        alpha: the EMA's weight of the newest frame, in (0, 1]; 0.3 halved flicker at a Dice cost
+            under half a point on BUSI sequences (benchmarks/temporal.py, RESULTS.md).
         window: the median's frame count, odd, >= 3.
         cut_level: thumbnail change (mean |difference|, 0-255) that resets the filter.
     """
 
-    def __init__(self, kind: str = "ema", alpha: float = 0.5, window: int = 3, cut_level: float = CUT_LEVEL) -> None:
+    def __init__(self, kind: str = "ema", alpha: float = 0.3, window: int = 3, cut_level: float = CUT_LEVEL) -> None:
         if kind not in ("ema", "median"):
             raise ConfigError(f"smoothing {kind!r} is not known", hint="use ema or median (or no smoothing)")
         if not 0 < alpha <= 1:
@@ -163,12 +185,12 @@ def smoother_from_text(text: str | None) -> Smoother | None:
     kind, _, value = text.strip().lower().partition(":")
     try:
         if kind == "ema":
-            return Smoother("ema", alpha=float(value) if value else 0.5)
+            return Smoother("ema", alpha=float(value) if value else 0.3)
         if kind == "median":
             return Smoother("median", window=int(value) if value else 3)
     except ValueError:
         pass
-    raise ConfigError(f"--smooth {text!r} is not a smoothing", hint="use none, ema, ema:0.5, median or median:3")
+    raise ConfigError(f"--smooth {text!r} is not a smoothing", hint="use none, ema (alpha 0.3), ema:0.5, median or median:3")
 
 
 @dataclass
@@ -209,13 +231,17 @@ class StreamQuality:
     Args:
         threshold: the manifest's mask threshold.
         smoother: a Smoother, or None for the unfiltered masks.
-        low_confidence: the confidence below which a frame is flagged.
+        low_confidence: the confidence below which a frame is flagged (an artifact's own:
+            `low_confidence_of(manifest)`, as `Segmenter.low_confidence`).
+        low_confidence_source: where that threshold came from, for the report.
     """
 
     MAX_LISTED = 1000  # flagged frame indices kept per flag in the summary
 
-    def __init__(self, threshold: float, smoother: Smoother | None = None, low_confidence: float = LOW_CONFIDENCE) -> None:
+    def __init__(self, threshold: float, smoother: Smoother | None = None, low_confidence: float = LOW_CONFIDENCE,
+                 low_confidence_source: str = "given") -> None:
         self.threshold, self.smoother, self.low_confidence = float(threshold), smoother, low_confidence
+        self.low_confidence_source = low_confidence_source
         self.flicker = FlickerMeter()
         self.confidences: list[float] = []
         self.flagged: dict[str, list[int]] = {name: [] for name in FLAGS}
@@ -250,8 +276,9 @@ class StreamQuality:
                 "confidence": {"mean": float(conf.mean()), "p10": float(np.percentile(conf, 10)),
                                "min": float(conf.min())} if conf.size else None,
                 "flag_counts": dict(self.counts), "flagged_frames": {k: v for k, v in self.flagged.items() if v},
-                "rule": QUALITY_NOTE.replace("0.75", f"{self.low_confidence:g}")}
+                "rule": QUALITY_NOTE.format(threshold=self.low_confidence, source=self.low_confidence_source)}
 
 
-__all__ = ["FLAGS", "FlickerMeter", "LOW_CONFIDENCE", "QUALITY_NOTE", "Smoother", "StreamQuality", "frame_quality",
-           "mask_dice", "smoother_from_text", "unreadable_quality"]
+__all__ = ["FLAGS", "FlickerMeter", "LOW_CONFIDENCE", "QUALITY_NOTE", "Smoother", "StreamQuality",
+           "calibrate_low_confidence", "frame_quality", "low_confidence_of", "mask_dice", "smoother_from_text",
+           "unreadable_quality"]

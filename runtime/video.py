@@ -19,7 +19,7 @@ import numpy as np
 from llm4seg.errors import ConfigError
 from llm4seg.runtime.segmenter import Segmenter
 from llm4seg.runtime.stats import percentiles_ms
-from llm4seg.runtime.temporal import Smoother, StreamQuality
+from llm4seg.runtime.temporal import LOW_CONFIDENCE, Smoother, StreamQuality
 from llm4seg.runtime.video_sinks import PyAVSink, VideoWriterSink, open_sink
 from llm4seg.runtime.video_sources import mp4_without_frames, open_source
 
@@ -115,7 +115,10 @@ class VideoPipeline:
         if smooth is not None and threshold is None:
             raise ConfigError("smoothing needs a Segmenter (its probabilities and threshold)",
                               hint="pass a Segmenter, or drop smooth")
-        self.stream = StreamQuality(threshold, smooth) if (quality or smooth) and threshold is not None else None
+        self.stream = None
+        if (quality or smooth) and threshold is not None:
+            self.stream = StreamQuality(threshold, smooth, getattr(segmenter, "low_confidence", LOW_CONFIDENCE),
+                                        getattr(segmenter, "low_confidence_source", "a fixed default"))
         self.report.stream = self.stream
         self.errors: list[BaseException] = []
         self.interrupted = False

@@ -47,7 +47,7 @@ class TritonPythonModel:
             for batch in batches:
                 prob = np.stack(probs[i:i + len(batch)]).astype(np.float32)
                 results.append({"MASK": (prob > threshold).astype(np.uint8), "PROB": prob,
-                                **_quality_outputs(list(prob), threshold)})
+                                **_quality_outputs(list(prob), threshold, self.segmenter.low_confidence)})
                 i += len(batch)
             return results
         x = np.concatenate(batches)
@@ -83,14 +83,14 @@ class TritonPythonModel:
         self.backend.close()
 
 
-def _quality_outputs(probs: list[np.ndarray], threshold: float) -> dict[str, np.ndarray]:
+def _quality_outputs(probs: list[np.ndarray], threshold: float, low_confidence: float) -> dict[str, np.ndarray]:
     """CONFIDENCE (N, 1) and FLAGS (N, 4) uint8 in temporal.FLAGS order for one request's frames,
     taken as consecutive frames of one stream ("jump": against the request's previous frame)."""
     from llm4seg.runtime.temporal import FLAGS, frame_quality
 
     confidence, flags, last = [], [], None
     for prob in probs:
-        quality = frame_quality(prob, threshold, last)
+        quality = frame_quality(prob, threshold, last, low_confidence)
         last = prob > threshold
         confidence.append([quality["confidence"]])
         flags.append([int(name in quality["flags"]) for name in FLAGS])

@@ -90,3 +90,14 @@ def test_a_hand_edited_entry_is_refused_where_it_is_read(tmp_path, edit):
     (tmp_path / "manifest.json").write_text(json.dumps(whole))
     with pytest.raises(ConfigError, match="lacks entry_sha256"):
         load_manifest(tmp_path / "model.onnx")
+
+
+@pytest.mark.parametrize("quality", [{"low_confidence": 0}, {"low_confidence": 1.5}, {"n": 3}, "high"])
+def test_a_bad_quality_calibration_is_refused(tmp_path, quality):
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    entry = build_manifest(artifact="model.onnx", precision="fp32", model_config=MODEL, checkpoint_sha256="c" * 64,
+                           opset=17, batch_range=(1, 1, 4), folds={}, extra={"sha256": file_sha256(tmp_path / "model.onnx")})
+    entry["quality"] = quality
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": sealed(entry)}}))
+    with pytest.raises(ConfigError, match="quality"):
+        load_manifest(tmp_path / "model.onnx")

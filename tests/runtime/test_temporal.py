@@ -162,3 +162,17 @@ def test_a_pipeline_without_quality_and_a_fake_segmenter_still_run(exported):
     assert report["frames_out"] == 3 and "quality" not in report
     with pytest.raises(ConfigError, match="smoothing needs a Segmenter"):
         VideoPipeline(Fake(), Capture(), sink=seen.append, smooth=Smoother())
+
+
+def test_the_export_calibrates_each_artifacts_low_confidence_threshold(exported):
+    """The flag's threshold is the artifact's own (confidence scales differ between models): the
+    10th percentile of confidence on the export's held-out images, in every entry."""
+    manifest = json.loads((exported[0] / "manifest.json").read_text())["artifacts"]
+    thresholds = {e["quality"]["low_confidence"] for e in manifest.values()}
+    assert len(thresholds) == 1 and 0 < thresholds.pop() <= 1
+    entry = manifest["model.onnx"]["quality"]
+    assert entry["percentile"] == 10 and entry["n"] >= 4
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        assert seg.low_confidence == entry["low_confidence"] and "held-out images" in seg.low_confidence_source
+        scored = seg.segment_scored([np.zeros((40, 50, 3), np.uint8)] * 2)
+        assert scored[0]["mask"].shape == (40, 50) and "confidence" in scored[1]["quality"]

@@ -10,6 +10,7 @@ can run at once as separate processes (`parallel`), which is how one GPU serves 
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llm4seg.errors import ConfigError, Llm4SegError
+from llm4seg.executors import CellFailure, ExecutorOptions, attempts_of, check_shared_path, run_cells
 from llm4seg.fileio import write_json_atomic
 from llm4seg.paired import cell_name, paired, t975  # noqa: F401  (re-exported)
 
@@ -132,9 +134,9 @@ def _subprocess_cell(matrix: Matrix, out: Path, cell: tuple[str, str | None, int
     # `python -c` puts the working directory first on sys.path: a folder named llm4seg there (a
     # clone's parent) would shadow the installed package, so that entry is dropped first.
     code = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-            "import json; from pathlib import Path; from llm4seg.compare import Matrix, run_cell; "
-            "m = Matrix(**json.loads(Path(sys.argv[1]).read_text())['matrix']); "
-            "run_cell(m, Path(sys.argv[2]), (sys.argv[3], None if sys.argv[4] == '-' else sys.argv[4], int(sys.argv[5])))")
+            "import json; from pathlib import Path; from llm4seg.executors import cell_job; "
+            "m = json.loads(Path(sys.argv[1]).read_text())['matrix']; "
+            "cell_job(m, sys.argv[2], (sys.argv[3], None if sys.argv[4] == '-' else sys.argv[4], int(sys.argv[5])))")
     variant, split, seed = cell
     proc = subprocess.run([sys.executable, "-c", code, str(spec), str(out), variant, split or "-", str(seed)],
                           capture_output=True, text=True, preexec_fn=_die_with_parent)
@@ -147,15 +149,22 @@ def _subprocess_cell(matrix: Matrix, out: Path, cell: tuple[str, str | None, int
 def run_matrix(matrix: Matrix, out: Path, parallel: int = 1,
                on_cell: Callable[[dict[str, Any]], None] | None = None,
                stop_after_s: float | None = None,
-               on_epoch: Callable[[str], None] | None = None) -> dict[str, Any]:
+               on_epoch: Callable[[str], None] | None = None,
+               executor: ExecutorOptions | None = None) -> dict[str, Any]:
     """Run every cell (continuing a killed matrix) and write the report; returns the report.
 
     Args:
         stop_after_s: start no cell after this many seconds (started ones finish); the report then
             lists the cells not run as missing, and a rerun continues with them.
         on_epoch: gets one line per finished epoch of any cell (cell, epoch, val IoU, time left).
+        executor: where cells run (llm4seg/executors.py): local (default), ray or slurm.
     """
     _check(matrix)
+    executor = executor or ExecutorOptions(parallel=parallel)
+    executor.check()
+    if executor.kind != "local" and stop_after_s is not None:
+        raise ConfigError("--stop-after applies to --executor local", hint="a cluster runs every cell; drop --stop-after")
+    check_shared_path(matrix.data, "--data")
     out = Path(out)
     spec = out / "compare.json"
     if spec.is_file():
@@ -175,22 +184,41 @@ def run_matrix(matrix: Matrix, out: Path, parallel: int = 1,
             return json.loads(scored.read_text())
         if deadline is not None and time.monotonic() >= deadline:
             return None
-        return run_cell(matrix, out, cell) if parallel <= 1 else _subprocess_cell(matrix, out, cell)
+        if parallel <= 1:
+            return run_cell(matrix, out, cell)
+        for attempt in range(executor.retries + 1):  # a cell process that dies is run again (it resumes)
+            try:
+                return _subprocess_cell(matrix, out, cell)
+            except Llm4SegError as exc:
+                if attempt == executor.retries:
+                    return CellFailure(cell_name(*cell), len(attempts_of(out, cell)), exc.message)
+        return None
 
-    results = []
+    results, failures = [], []
     from llm4seg.compare_progress import CellWatcher
     from llm4seg.training.config import TrainConfig
 
     epochs = int(matrix.train.get("epochs", TrainConfig.epochs))
     watcher = CellWatcher(out, matrix.cells(), epochs, on_epoch) if on_epoch else nullcontext()
     # One cell at a time runs in this thread, so Ctrl-C reaches the training loop, which keeps its state.
-    with watcher, ThreadPoolExecutor(parallel) if parallel > 1 else nullcontext() as pool:
-        finished = pool.map(cell_result, matrix.cells()) if pool else map(cell_result, matrix.cells())
+    cells = matrix.cells()
+    done = {c: json.loads((out / "runs" / cell_name(*c) / "scores.json").read_text()) for c in cells
+            if (out / "runs" / cell_name(*c) / "scores.json").is_file()}
+    with watcher, ThreadPoolExecutor(parallel) if parallel > 1 and executor.kind == "local" else nullcontext() as pool:
+        if executor.kind != "local":  # scored cells are read back; the others go to the cluster
+            todo = [c for c in cells if c not in done]
+            finished = itertools.chain((done[c] for c in cells if c in done),
+                                       run_cells(asdict(matrix), out, todo, executor, cell_result))
+        else:
+            finished = pool.map(cell_result, cells) if pool else map(cell_result, cells)
         for result in finished:
-            if result is not None:
+            if isinstance(result, CellFailure):
+                failures.append(result)
+            elif result is not None:
                 results.append(result)
                 if on_cell:
                     on_cell(result)
     from llm4seg.compare_report import write_report
 
-    return write_report(matrix, results, out)
+    return write_report(matrix, results, out, failures)
+

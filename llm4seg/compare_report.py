@@ -25,7 +25,7 @@ def _summary(results: list[dict[str, Any]], variant: str) -> dict[str, Any]:
     return out
 
 
-def build_report(matrix: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
+def build_report(matrix: Any, results: list[dict[str, Any]], failures: list[Any] | None = None) -> dict[str, Any]:
 
     """The comparison report: per-variant means and sds, paired differences against the baseline
     over matched (split, seed) cells, and the cells still missing.
@@ -40,6 +40,7 @@ def build_report(matrix: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
         "per_variant": {v: _summary(results, v) for v in matrix.variants},
         "paired_vs_baseline": {v: {m: paired(results, base, v, m) for m in ("iou", "dice")} for v in matrix.variants[1:]},
         "missing": missing,
+        "failed": [{"cell": f.cell, "attempts": f.attempts, "error": f.error} for f in failures or []],
         "units": "metrics and paired differences here are fractions (0-1); report.md shows them in % and "
                  "differences in percentage points",
     }
@@ -85,6 +86,8 @@ def markdown(report: dict[str, Any]) -> str:
               f"{_pct(r['metrics']['dice'])} |" for r in report["runs"]]
     if report["missing"]:
         lines += ["", f"Missing runs (not estimated): {', '.join(report['missing'])}"]
+    for failed in report.get("failed", []):
+        lines += [f"- {failed['cell']} failed after {failed['attempts']} attempt(s): {failed['error']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -145,9 +148,10 @@ def _plot_paired(ax: Any, report: dict[str, Any]) -> None:
     ax.set_title("paired difference, 95 % CI", fontsize=9)
 
 
-def write_report(matrix: Any, results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """Write report.json, report.md and per_image.csv into `out`, each atomically; returns the report."""
-    report = build_report(matrix, results)
+def write_report(matrix: Any, results: list[dict[str, Any]], out: Path, failures: list[Any] | None = None) -> dict[str, Any]:
+    """Write report.json, report.md and per_image.csv into `out`, each atomically; returns the report
+    (cells that failed after their retries listed under `failed`, with attempts and error)."""
+    report = build_report(matrix, results, failures)
     write_json_atomic(out / "report.json", report)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(markdown(report))

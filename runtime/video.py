@@ -58,6 +58,7 @@ class RunReport:
     unreadable: list[int] = field(default_factory=list)
     frames: list[dict[str, Any]] = field(default_factory=list)  # per written frame: index, pts_s, quality
     stream: Any = None  # the run's StreamQuality (flicker, confidence, flags), None when not measured
+    physical: dict[str, Any] | None = None  # a DICOM source's pixel size, regions and conversion
 
     def summary(self) -> dict[str, Any]:
         """The report as JSON-ready values, with fps and p50/p90/p99 per stage, and (when the run
@@ -66,6 +67,10 @@ class RunReport:
                "skipped_corrupt": self.skipped_corrupt, "events": self.events, "wall_s": self.wall_s,
                "fps": self.frames_out / self.wall_s if self.wall_s else 0.0,
                "latency_ms": {k: percentiles_ms(v) for k, v in self.stage_ms.items()}}
+        if self.physical is not None:
+            areas = [f["area_mm2"] for f in self.frames if f.get("area_mm2") is not None]
+            out["physical"] = {**self.physical, "area_mm2": {"mean": float(np.mean(areas)), "max": float(np.max(areas))}
+                               if areas else None}
         if self.stream is not None:
             quality = self.stream.summary()
             quality["flag_counts"]["unreadable"] = len(self.unreadable)
@@ -120,6 +125,7 @@ class VideoPipeline:
             self.stream = StreamQuality(threshold, smooth, getattr(segmenter, "low_confidence", LOW_CONFIDENCE),
                                         getattr(segmenter, "low_confidence_source", "a fixed default"))
         self.report.stream = self.stream
+        self.report.physical = self.cap.physical() if hasattr(self.cap, "physical") else None
         self.errors: list[BaseException] = []
         self.interrupted = False
 
@@ -202,6 +208,7 @@ class VideoPipeline:
                 per_frame = (time.perf_counter() - t0) * 1000 / len(frames)
                 for f in frames:
                     f.infer_ms = per_frame
+                    self._physical(f)
                     self._put(self.segmented, f, False)
         self._put(self.segmented, _END, False)
 
@@ -232,6 +239,17 @@ class VideoPipeline:
                 self.report.events.append(f"{fn.__name__.strip('_')} stage failed: {exc}")
                 self.stop.set()
         return run
+
+    def _physical(self, frame: Frame) -> None:
+        """A DICOM source's tissue regions bound the mask (colour bars, text and Doppler panes are
+        not tissue), and its pixel size gives the area in mm^2."""
+        region = getattr(self.cap, "tissue_mask", None)
+        if region is not None and frame.mask is not None and frame.mask.shape == region.shape:
+            frame.mask = frame.mask * region
+        mm = getattr(self.cap, "mm_per_px", None)
+        if frame.quality is not None and frame.mask is not None:
+            frame.quality["area_px"] = int(frame.mask.sum())
+            frame.quality["area_mm2"] = None if mm is None else float(frame.mask.sum()) * mm[0] * mm[1]
 
     def _close_sink(self) -> None:
         """Close the sink; when a stage already failed, its error stays the one raised (a sink

@@ -129,7 +129,8 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
     """Open a video source; returns (source object, is_live).
 
     Args:
-        source: a file path, a camera index (int or digit string), a stream URL ('://'),
+        source: a file path (a video, or a DICOM file: runtime/dicom.py), a camera index (int or
+            digit string), a stream URL ('://'),
             'gst:<pipeline>' (GStreamer, ending in an appsink or not), or an object with read()
             and release() (like cv2.VideoCapture), used as a file-like source.
         reader: 'auto' (PyAV for files and URLs where installed, else OpenCV), 'pyav' or 'opencv'.
@@ -149,6 +150,11 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
         return _opencv_source(str(source), False, False), False
     if not live and not Path(str(source)).is_file():
         raise ConfigError(f"video source {source!r} does not exist", hint="pass a video file, a camera index or a stream URL")
+    if not live and Path(str(source)).suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi", ".webm"):
+        from llm4seg.runtime.dicom import DicomSource, is_dicom_file
+
+        if is_dicom_file(str(source)):  # a cine loop or image from an ultrasound cart or endoscopy tower
+            return DicomSource(str(source)), False
     if not live and mp4_without_frames(Path(str(source))):
         raise ConfigError(f"the video {source!r} is a valid MP4 file with no frames in it",
                           hint="check the recording (it stopped before its first frame) or pass another file")

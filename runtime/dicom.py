@@ -1,0 +1,253 @@
+"""DICOM as a video source: ultrasound and endoscopy cine loops (multi-frame), single frames, with
+their frame timing and physical pixel size (`pip install 'llm4seg[dicom]'`: pydicom 3 and the
+pylibjpeg codecs).
+
+`DicomSource(path)` reads like cv2.VideoCapture (`read`, `release`, `fps`, `frame_count`,
+`last_pts_s`) and streams frames one at a time (pydicom's `iter_pixels`: a long cine is never
+held whole). Each frame becomes the BGR uint8 the model takes, with the conversion stated in
+`conversion`: YBR_FULL / YBR_FULL_422 / YBR_RCT / YBR_ICT to RGB by pydicom, PALETTE COLOR
+through its lookup table, MONOCHROME1 inverted, grey replicated to three channels, more than 8
+bits scaled from BitsStored to 0-255. Timing: Frame Time, else Frame Time Vector, else Cine Rate
+or Recommended Display Frame Rate. Physical size: `SequenceOfUltrasoundRegions` (2D tissue
+regions: their bounds, clipped to the image when a file's regions exceed it, and their deltas in
+cm, reported in mm), else Pixel Spacing / Imager Pixel Spacing. Masks are kept inside the
+tissue regions only (`tissue_mask`); what was found, clipped or missing is listed in `notes`.
+
+Refused with the file, the tag and the fix: no pixel data (SR, KOS), a transfer syntax with no
+decoder (the package named) or a private one, an unknown photometric interpretation, pixel data
+shorter than Rows x Columns x Frames say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from llm4seg.errors import ConfigError
+
+PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
+CM_UNITS = 3  # PhysicalUnitsXDirection 3 = cm (DICOM PS3.3 C.8.5.5.1.15)
+TISSUE_2D = 1  # RegionSpatialFormat 1 = 2D (tissue or flow), RegionDataType 1 = tissue
+
+
+def is_dicom_file(path: Path | str) -> bool:
+    """True for a file with the DICOM preamble ('DICM' at byte 128) or a .dcm name."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return head[128:132] == b"DICM"
+
+
+def _pydicom() -> Any:
+    from llm4seg._optional import require
+
+    return require("pydicom", "reading DICOM (pip install 'llm4seg[dicom]')")
+
+
+def _refuse(path: Path, what: str, hint: str) -> ConfigError:
+    return ConfigError(f"DICOM {path.name}: {what}", hint=hint)
+
+
+class DicomSource:
+    """Frames of a DICOM file as BGR uint8, with timing and physical size (see the module)."""
+
+    reader = "pydicom"
+
+    def __init__(self, path: Path | str) -> None:
+        pydicom = _pydicom()
+        self.path = Path(path)
+        try:
+            self.ds = pydicom.dcmread(str(self.path), defer_size="64 KB")
+        except Exception as exc:  # InvalidDicomError, truncated headers
+            raise _refuse(self.path, f"cannot be read ({type(exc).__name__}: {exc})",
+                          "check the file is a complete DICOM Part 10 file") from None
+        ds = self.ds
+        self._check_pixels(pydicom)
+        self.rows, self.cols = int(ds.Rows), int(ds.Columns)
+        self.frame_count = int(ds.get("NumberOfFrames", 1) or 1)
+        self.notes: list[str] = []
+        self.times_s = self._times()
+        self.fps = 0.0 if self.times_s is None or self.frame_count < 2 else \
+            (self.frame_count - 1) / max(self.times_s[-1] - self.times_s[0], 1e-9)
+        self.conversion = self._conversion()
+        self.regions = ultrasound_regions(ds, (self.rows, self.cols), self.notes)
+        self.mm_per_px, self.physical_source = physical_size(ds, self.regions, self.notes)
+        self.tissue_mask = tissue_mask(self.regions, (self.rows, self.cols))
+        self.last_pts_s: float | None = None
+        self._index = 0
+        self._frames: Iterator[np.ndarray] | None = None
+
+    def _check_pixels(self, pydicom: Any) -> None:
+        ds, path = self.ds, self.path
+        if "PixelData" not in ds and "FloatPixelData" not in ds:
+            sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown"))
+            raise _refuse(path, f"holds no pixel data (tag (7FE0,0010) absent; SOP class: {sop})",
+                          "pass an image or cine (Ultrasound, Secondary Capture, Video Endoscopic), not a report")
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        try:
+            decoder = pydicom.pixels.get_decoder(syntax)
+        except (NotImplementedError, ValueError) as exc:
+            raise _refuse(path, f"transfer syntax {syntax} (0002,0010) has no decoder ({exc})",
+                          "a private or unknown syntax: export the study uncompressed or as JPEG/JPEG 2000/RLE") from None
+        if not decoder.is_available:
+            missing = "; ".join(f"{k}: {', '.join(v)}" for k, v in decoder.missing_dependencies.items()) or "none"
+            raise _refuse(path, f"transfer syntax {getattr(syntax, 'name', syntax)} needs a codec that is not "
+                                f"installed ({missing})",
+                          "pip install 'llm4seg[dicom]' (pydicom's pylibjpeg codecs)")
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+        if photometric not in PHOTOMETRIC:
+            raise _refuse(path, f"photometric interpretation {photometric!r} (0028,0004) is not one llm4seg converts",
+                          f"convert it to one of {', '.join(PHOTOMETRIC)}")
+        if not syntax.is_compressed and "PixelData" in ds:
+            expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
+                        * int(ds.get("SamplesPerPixel", 1)) * ((int(ds.BitsAllocated) + 7) // 8))
+            have = self.path.stat().st_size
+            if expected > have:
+                raise _refuse(path, f"Rows x Columns x Frames ({ds.Rows} x {ds.Columns} x "
+                                    f"{ds.get('NumberOfFrames', 1)}) need {expected:,} bytes of pixel data, the file "
+                                    f"has {have:,}", "the file is truncated: copy it again from its source")
+
+    def _times(self) -> list[float] | None:
+        ds, n = self.ds, int(self.ds.get("NumberOfFrames", 1) or 1)
+        if ds.get("FrameTime"):
+            return [i * float(ds.FrameTime) / 1000.0 for i in range(n)]
+        vector = ds.get("FrameTimeVector")
+        if vector:
+            steps = [float(v) / 1000.0 for v in vector]
+            return list(np.cumsum([0.0] + steps[1:n])) if len(steps) >= n else None
+        rate = ds.get("CineRate") or ds.get("RecommendedDisplayFrameRate")
+        if rate:
+            return [i / float(rate) for i in range(n)]
+        self.notes.append("no Frame Time, Frame Time Vector or Cine Rate: frame times unknown")
+        return None
+
+    def _conversion(self) -> str:
+        photometric = str(self.ds.PhotometricInterpretation)
+        bits = int(self.ds.get("BitsStored", 8))
+        steps = {"MONOCHROME1": "MONOCHROME1 inverted, grey to BGR", "MONOCHROME2": "grey to BGR",
+                 "RGB": "RGB to BGR", "PALETTE COLOR": "PALETTE COLOR through its lookup table to RGB, to BGR"}
+        text = steps.get(photometric, f"{photometric} to RGB (pydicom), to BGR")
+        return text + (f"; {bits}-bit values scaled to 0-255" if bits > 8 else "")
+
+    def _iterate(self) -> Iterator[np.ndarray]:
+        from pydicom.pixels import apply_color_lut, iter_pixels
+
+        try:
+            for frame in iter_pixels(str(self.path), as_rgb=True):
+                yield self._bgr(frame, apply_color_lut)
+        except ConfigError:
+            raise
+        except Exception as exc:  # truncated fragments, a codec that fails on this data
+            raise _refuse(self.path, f"frame {self._index} cannot be decoded ({type(exc).__name__}: {exc})",
+                          "the pixel data is damaged or truncated: copy the file again from its source") from None
+
+    def _bgr(self, frame: np.ndarray, apply_color_lut: Any) -> np.ndarray:
+        ds = self.ds
+        photometric = str(ds.PhotometricInterpretation)
+        if photometric == "PALETTE COLOR":
+            frame = apply_color_lut(frame, ds)
+            if frame.dtype != np.uint8:
+                frame = (frame.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+        bits = int(ds.get("BitsStored", 8))
+        if frame.dtype != np.uint8 and photometric != "PALETTE COLOR":
+            frame = np.clip(frame.astype(np.float64) / (2 ** bits - 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if photometric == "MONOCHROME1":
+            frame = 255 - frame
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=2)
+        return np.ascontiguousarray(frame[..., ::-1])
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        """(True, BGR frame) for the next frame, (False, None) after the last."""
+        if self._frames is None:
+            self._frames = self._iterate()
+        frame = next(self._frames, None)
+        if frame is None:
+            return False, None
+        self.last_pts_s = None if self.times_s is None else float(self.times_s[self._index])
+        self._index += 1
+        return True, frame
+
+    def release(self) -> None:
+        """Stop reading (the file is closed by pydicom after each read)."""
+        self._frames = None
+
+    def physical(self) -> dict[str, Any]:
+        """What the reports say about this file's geometry and conversion."""
+        return {"mm_per_px": self.mm_per_px, "source": self.physical_source, "conversion": self.conversion,
+                "tissue_regions": [r["bounds_xyxy"] for r in self.regions if r["tissue"]],
+                "notes": self.notes}
+
+
+def ultrasound_regions(ds: Any, shape_hw: tuple[int, int], notes: list[str]) -> list[dict[str, Any]]:
+    """The file's SequenceOfUltrasoundRegions as dicts: bounds (x0, y0, x1, y1 inclusive, clipped to
+    the image), tissue (2D tissue), mm per pixel (x, y) or None where the units are not cm."""
+    h, w = shape_hw
+    out = []
+    for i, region in enumerate(ds.get("SequenceOfUltrasoundRegions", [])):
+        box = [int(region.get(k, 0)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                                  "RegionLocationMaxX1", "RegionLocationMaxY1")]
+        clipped = [min(max(box[0], 0), w - 1), min(max(box[1], 0), h - 1), min(box[2], w - 1), min(box[3], h - 1)]
+        if clipped != box:
+            notes.append(f"ultrasound region {i} bounds {box} exceed the {w}x{h} image: clipped to {clipped}")
+            if box[2] >= 1.5 * w or box[3] >= 1.5 * h:
+                notes.append(f"region {i} looks written for a larger image (resampled without updating its "
+                             "regions?): its physical deltas may be off by the same factor")
+        tissue = int(region.get("RegionSpatialFormat", 0)) == TISSUE_2D and int(region.get("RegionDataType", 0)) == 1
+        cm = (int(region.get("PhysicalUnitsXDirection", 0)) == CM_UNITS
+              and int(region.get("PhysicalUnitsYDirection", region.get("PhysicalUnitsXDirection", 0))) == CM_UNITS)
+        mm = (10 * abs(float(region.PhysicalDeltaX)), 10 * abs(float(region.PhysicalDeltaY))) if cm and \
+            region.get("PhysicalDeltaX") and region.get("PhysicalDeltaY") else None
+        if tissue and mm is None:
+            notes.append(f"ultrasound region {i} is tissue but has no physical deltas in cm: areas in pixels only")
+        if clipped[2] >= clipped[0] and clipped[3] >= clipped[1]:
+            out.append({"index": i, "bounds_xyxy": clipped, "tissue": tissue, "mm_per_px": mm})
+    if sum(r["tissue"] for r in out) > 1:
+        notes.append(f"{sum(r['tissue'] for r in out)} tissue regions: masks kept in all of them")
+    return out
+
+
+def physical_size(ds: Any, regions: list[dict[str, Any]], notes: list[str]) -> tuple[tuple[float, float] | None, str]:
+    """(mm per pixel (x, y) or None, where it came from)."""
+    sizes = {r["mm_per_px"] for r in regions if r["tissue"] and r["mm_per_px"]}
+    if len(sizes) > 1:
+        notes.append(f"tissue regions with different pixel sizes {sorted(sizes)}: areas in mm^2 use the first")
+    if sizes:
+        mm = next(r["mm_per_px"] for r in regions if r["tissue"] and r["mm_per_px"])
+        if abs(mm[0] - mm[1]) > 1e-6 * max(mm):
+            notes.append(f"non-square pixels ({mm[0]:.4f} x {mm[1]:.4f} mm): areas use both, HD95 in mm needs both")
+        return mm, "SequenceOfUltrasoundRegions (PhysicalDeltaX/Y, cm)"
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = ds.get(tag)
+        if spacing and len(spacing) == 2:
+            return (float(spacing[1]), float(spacing[0])), f"{tag} (row, column spacing in mm)"
+    notes.append("no ultrasound region deltas and no Pixel Spacing: areas in pixels only")
+    return None, "none"
+
+
+def tissue_mask(regions: list[dict[str, Any]], shape_hw: tuple[int, int]) -> np.ndarray | None:
+    """uint8 0/1 (H, W): 1 inside the 2D tissue regions; None when the file names none (the whole
+    frame counts)."""
+    tissue = [r for r in regions if r["tissue"]]
+    if not tissue:
+        return None
+    mask = np.zeros(shape_hw, np.uint8)
+    for r in tissue:
+        x0, y0, x1, y1 = r["bounds_xyxy"]
+        mask[y0:y1 + 1, x0:x1 + 1] = 1
+    return mask
+
+
+def area_mm2(mask: np.ndarray, mm_per_px: tuple[float, float] | None) -> float | None:
+    """A mask's area in mm^2 (None without a physical size)."""
+    return None if mm_per_px is None else float(mask.astype(bool).sum()) * mm_per_px[0] * mm_per_px[1]
+
+
+__all__ = ["DicomSource", "PHOTOMETRIC", "area_mm2", "is_dicom_file", "physical_size", "tissue_mask",
+           "ultrasound_regions"]

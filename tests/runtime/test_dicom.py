@@ -1,0 +1,122 @@
+"""DICOM sources (issue 35, first part): pydicom's own ultrasound cine with its regions and frame
+time, DICOM files written here from BUSI images (uncompressed and RLE) segmenting exactly as their
+PNGs, and bad files refused with the file, the tag and the fix."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from llm4seg.errors import ConfigError
+from llm4seg.runtime import Segmenter, VideoPipeline
+from tests.conftest import DATASETS, installed_or_skip
+
+
+@pytest.fixture(autouse=True)
+def pydicom():
+    installed_or_skip(lambda: __import__("pydicom"), "pydicom", "pip install 'llm4seg[dicom]' (make setup installs it)")
+    import pydicom
+
+    return pydicom
+
+
+def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(exported):
+    from pydicom.data import get_testdata_file
+
+    from llm4seg.runtime.dicom import DicomSource
+
+    path = get_testdata_file("examples_ybr_color.dcm")  # 30 frames, YBR_FULL_422 JPEG, regions
+    source = DicomSource(path)
+    assert (source.frame_count, source.rows, source.cols) == (30, 240, 320)
+    assert source.times_s[1] == pytest.approx(0.033333) and source.conversion.startswith("YBR_FULL_422 to RGB")
+    assert source.mm_per_px == pytest.approx((0.5105, 0.5105), abs=1e-4)
+    assert any("exceed the 320x240 image" in n for n in source.notes)  # its regions are the 640x480 original's
+    seen = []
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        report = VideoPipeline(seg, path, sink=seen.append).run().summary()
+    assert report["frames_out"] == 30 and [f.pts_s for f in seen[:2]] == pytest.approx([0.0, 0.033333])
+    region = source.tissue_mask.astype(bool)
+    assert all(not f.mask[~region].any() for f in seen)  # nothing outside the tissue region
+    assert report["physical"]["source"].startswith("SequenceOfUltrasoundRegions")
+    first = seen[0]
+    assert first.quality["area_mm2"] == pytest.approx(first.mask.sum() * 0.5105 ** 2, rel=1e-3)
+
+
+def _write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientName = "US", "Test^BUSI"
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelSpacing = [spacing_mm, spacing_mm]
+    ds.PixelData = np.ascontiguousarray(rgb).tobytes()
+    if rle:
+        ds.compress(RLELossless)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dicom_written_from_busi_segments_exactly_as_the_png(pydicom, exported, tmp_path):
+    from llm4seg.runtime.dicom import DicomSource
+
+    pngs = sorted((DATASETS / "busi" / "images").glob("*.png"))[:3]
+    if not pngs:
+        from llm4seg.data.synthetic import synthetic_dataset
+
+        images = list(synthetic_dataset(3, 96, seed=2)[0])
+    else:
+        images = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for p in pngs]
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        for k, rgb in enumerate(images):
+            expected = seg.segment_one(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            for rle in (False, True):
+                path = _write_dicom(pydicom, rgb, tmp_path / f"{k}{'-rle' if rle else ''}.dcm", rle=rle)
+                source = DicomSource(path)
+                ok, frame = source.read()
+                assert ok and source.read() == (False, None)
+                np.testing.assert_array_equal(seg.segment_one(frame), expected)  # Dice equal to the PNG's
+                assert source.mm_per_px == (0.1, 0.1) and source.physical_source.startswith("PixelSpacing")
+
+
+def test_bad_dicom_files_are_refused_naming_the_file_and_the_tag(pydicom, tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
+
+    from llm4seg.runtime.dicom import DicomSource
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = BasicTextSRStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    report = Dataset()
+    report.file_meta, report.SOPClassUID, report.Modality = meta, BasicTextSRStorage, "SR"
+    report.save_as(tmp_path / "report.dcm", enforce_file_format=True)
+    with pytest.raises(ConfigError, match=r"report.dcm: holds no pixel data \(tag \(7FE0,0010\) absent; SOP class: Basic Text SR"):
+        DicomSource(tmp_path / "report.dcm")
+    rgb = np.zeros((32, 40, 3), np.uint8)
+    good = _write_dicom(pydicom, rgb, tmp_path / "good.dcm")
+    cases = {"hsv.dcm": ("PhotometricInterpretation", "HSV", r"photometric interpretation 'HSV' \(0028,0004\)"),
+             "private.dcm": (None, "1.2.826.0.1.3680043.99.1", r"transfer syntax 1.2.826.0.1.3680043.99.1 \(0002,0010\) has no decoder")}
+    for name, (tag, value, words) in cases.items():
+        ds = pydicom.dcmread(good)
+        if tag:
+            setattr(ds, tag, value)
+        else:
+            ds.file_meta.TransferSyntaxUID = value
+        ds.save_as(tmp_path / name)
+        with pytest.raises(ConfigError, match=words) as info:
+            DicomSource(tmp_path / name)
+        assert name in info.value.message and info.value.hint
+    data = good.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(ConfigError, match="cut.dcm: Rows x Columns x Frames .* the file is truncated|truncated"):
+        DicomSource(tmp_path / "cut.dcm")

@@ -145,3 +145,21 @@ def write_sealed(folder, manifest):
 
     manifest = dict(manifest, artifacts={k: sealed(v) for k, v in manifest["artifacts"].items()})
     (Path(folder) / "manifest.json").write_text(json.dumps(manifest))
+
+
+def graph_with_external_data(location):
+    """An ONNX graph (image + w -> prob, 64 px) whose weight `w` is external data at `location`
+    (relative to the graph's folder): for the tests of graphs pointing outside their folder."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((1, 1, 64, 64), np.float32), "w")
+    weight.data_location = TensorProto.EXTERNAL
+    weight.ClearField("raw_data")
+    for key, value in (("location", location), ("offset", "0"), ("length", str(64 * 64 * 4))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Add", ["image", "w"], ["prob"])], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1, 64, 64])], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llm4seg.cli.main import app
-from tests.conftest import write_sealed
+from tests.conftest import graph_with_external_data, write_sealed
 
 
 def invoke(*args):
@@ -314,24 +314,16 @@ def test_a_full_disk_or_size_limit_while_saving_weights_names_the_file(tmp_path,
 def test_check_refuses_custom_ops_and_data_outside_the_folder_without_a_traceback(tmp_path):
     """Issue 33, item 14: `check` on a custom-domain op, and on a graph whose external data points
     outside its folder, printed tracebacks."""
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 64, 64])
     y = helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1, 64, 64])
     custom = helper.make_graph([helper.make_node("Foo", ["image"], ["prob"], domain="com.example")], "g", [x], [y])
     onnx.save(helper.make_model(custom, opset_imports=[helper.make_opsetid("", 17),
                                                         helper.make_opsetid("com.example", 1)]), tmp_path / "custom.onnx")
-    weight = numpy_helper.from_array(np.zeros((1, 1, 64, 64), np.float32), "w")
-    weight.data_location = TensorProto.EXTERNAL
-    weight.ClearField("raw_data")
-    for key, value in (("location", "../outside.bin"), ("offset", "0"), ("length", str(64 * 64 * 4))):
-        entry = weight.external_data.add()
-        entry.key, entry.value = key, value
     (tmp_path.parent / "outside.bin").write_bytes(bytes(64 * 64 * 4))
-    outside = helper.make_graph([helper.make_node("Add", ["image", "w"], ["prob"])], "g", [x], [y], [weight])
-    onnx.save(helper.make_model(outside, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "outside.onnx")
+    onnx.save(graph_with_external_data("../outside.bin"), tmp_path / "outside.onnx")
     for name, words in (("custom.onnx", "custom domain 'com.example'"),
                         ("outside.onnx", "tensor 'w' keeps its data at '../outside.bin', outside the graph's folder")):
         result = invoke("check", tmp_path / name)

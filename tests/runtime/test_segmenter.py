@@ -11,7 +11,7 @@ import llm4seg
 from llm4seg.errors import InputSpecError
 from llm4seg.data.synthetic import synthetic_dataset
 from llm4seg.runtime import Segmenter, overlay
-from tests.conftest import write_sealed
+from tests.conftest import graph_with_external_data, write_sealed
 
 
 @pytest.fixture(scope="module")
@@ -221,23 +221,13 @@ def test_an_onnx_artifact_reaching_outside_its_folder_is_refused(exported, tmp_p
     import shutil
 
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     from llm4seg.errors import Llm4SegError
     from llm4seg.runtime.manifest import artifact_sha256
 
     art = tmp_path / "art"
     shutil.copytree(exported[0], art)
-    weight = numpy_helper.from_array(np.zeros((1, 1, 64, 64), np.float32), "w")
-    weight.data_location = TensorProto.EXTERNAL
-    weight.ClearField("raw_data")
-    for key, value in (("location", "../../../../etc/passwd"), ("offset", "0"), ("length", str(64 * 64 * 4))):
-        entry = weight.external_data.add()
-        entry.key, entry.value = key, value
-    graph = helper.make_graph([helper.make_node("Add", ["image", "w"], ["prob"])], "g",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 64, 64])],
-                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1, 64, 64])], [weight])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(art / "model.onnx"))
+    onnx.save(graph_with_external_data("../../../../etc/passwd"), str(art / "model.onnx"))
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["artifacts"]["model.onnx"]["sha256"] = artifact_sha256(art / "model.onnx")
     write_sealed(art, manifest)

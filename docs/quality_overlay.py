@@ -18,7 +18,7 @@ from llm4seg.runtime.segmenter import overlay
 def main() -> None:
     """Write the picture beside this script."""
     images, masks, _ = synthetic_dataset(1, 192, seed=3)
-    frame = cv2.cvtColor(images[0], cv2.COLOR_RGB2BGR)
+    frame = cv2.GaussianBlur(cv2.cvtColor(images[0], cv2.COLOR_RGB2BGR), (0, 0), 2)  # smooth: a small picture file
     mask = np.asarray(masks[0], np.uint8)
     panels = []
     for unsure, label in ((False, "confident"), (True, "low_confidence")):

@@ -13,6 +13,10 @@ regions: their bounds, clipped to the image when a file's regions exceed it, and
 cm, reported in mm), else Pixel Spacing / Imager Pixel Spacing. Masks are kept inside the
 tissue regions only (`tissue_mask`); what was found, clipped or missing is listed in `notes`.
 
+Encapsulated MPEG-2 / H.264 / HEVC (Video Endoscopic and other video storage): the fragments are
+joined into one elementary stream and decoded by FFmpeg through PyAV (H.264 tested; the others
+NOT RUN: no sample file here).
+
 Refused with the file, the tag and the fix: no pixel data (SR, KOS), a transfer syntax with no
 decoder (the package named) or a private one, an unknown photometric interpretation, pixel data
 shorter than Rows x Columns x Frames say.
@@ -27,6 +31,12 @@ import numpy as np
 
 from llm4seg.errors import ConfigError
 
+# Encapsulated video (PS3.5 8.2.5-8.2.8): the fragments joined are one elementary stream for FFmpeg.
+VIDEO_FORMATS = {"1.2.840.10008.1.2.4.100": "mpegvideo", "1.2.840.10008.1.2.4.100.1": "mpegvideo",
+                 "1.2.840.10008.1.2.4.101": "mpegvideo", "1.2.840.10008.1.2.4.101.1": "mpegvideo",
+                 **{f"1.2.840.10008.1.2.4.{n}": "h264" for n in ("102", "102.1", "103", "103.1", "104", "104.1",
+                                                                  "105", "105.1", "106", "106.1")},
+                 "1.2.840.10008.1.2.4.107": "hevc", "1.2.840.10008.1.2.4.108": "hevc"}
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
 CM_UNITS = 3  # PhysicalUnitsXDirection 3 = cm (DICOM PS3.3 C.8.5.5.1.15)
 TISSUE_2D = 1  # RegionSpatialFormat 1 = 2D (tissue or flow), RegionDataType 1 = tissue
@@ -68,7 +78,11 @@ class DicomSource:
             raise _refuse(self.path, f"cannot be read ({type(exc).__name__}: {exc})",
                           "check the file is a complete DICOM Part 10 file") from None
         ds = self.ds
-        self._check_pixels(pydicom)
+        self.video_format = VIDEO_FORMATS.get(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        if self.video_format is None:
+            self._check_pixels(pydicom)
+        elif "PixelData" not in ds:
+            raise _refuse(self.path, "holds no pixel data (tag (7FE0,0010) absent)", "pass an image or cine")
         self.rows, self.cols = int(ds.Rows), int(ds.Columns)
         self.frame_count = int(ds.get("NumberOfFrames", 1) or 1)
         self.notes: list[str] = []
@@ -128,6 +142,8 @@ class DicomSource:
         return None
 
     def _conversion(self) -> str:
+        if self.video_format is not None:
+            return f"encapsulated {self.video_format} stream decoded by FFmpeg (PyAV) to BGR"
         photometric = str(self.ds.PhotometricInterpretation)
         bits = int(self.ds.get("BitsStored", 8))
         steps = {"MONOCHROME1": "MONOCHROME1 inverted, grey to BGR", "MONOCHROME2": "grey to BGR",
@@ -136,6 +152,9 @@ class DicomSource:
         return text + (f"; {bits}-bit values scaled to 0-255" if bits > 8 else "")
 
     def _iterate(self) -> Iterator[np.ndarray]:
+        if self.video_format is not None:
+            yield from self._video_frames()
+            return
         from pydicom.pixels import apply_color_lut, iter_pixels
 
         try:
@@ -146,6 +165,27 @@ class DicomSource:
         except Exception as exc:  # truncated fragments, a codec that fails on this data
             raise _refuse(self.path, f"frame {self._index} cannot be decoded ({type(exc).__name__}: {exc})",
                           "the pixel data is damaged or truncated: copy the file again from its source") from None
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        """Frames of an MPEG-2 / H.264 / HEVC stream kept in the pixel data's fragments."""
+        import tempfile
+
+        from llm4seg._optional import require
+        from pydicom.encaps import generate_fragments
+
+        av = require("av", "decoding video inside DICOM (pip install 'llm4seg[video]')")
+        with tempfile.TemporaryDirectory(prefix="llm4seg-dicom-") as tmp:
+            stream_path = Path(tmp) / f"stream.{self.video_format}"
+            with open(stream_path, "wb") as f:
+                for fragment in generate_fragments(self.ds.PixelData):
+                    f.write(fragment)
+            try:
+                with av.open(str(stream_path), format=self.video_format) as container:
+                    for frame in container.decode(video=0):
+                        yield frame.to_ndarray(format="bgr24")
+            except av.error.FFmpegError as exc:
+                raise _refuse(self.path, f"its {self.video_format} stream cannot be decoded ({exc})",
+                              "the encapsulated video is damaged: export the cine again") from None
 
     def _bgr(self, frame: np.ndarray, apply_color_lut: Any) -> np.ndarray:
         ds = self.ds

@@ -120,3 +120,51 @@ def test_bad_dicom_files_are_refused_naming_the_file_and_the_tag(pydicom, tmp_pa
     (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 1000])
     with pytest.raises(ConfigError, match="cut.dcm: Rows x Columns x Frames .* the file is truncated|truncated"):
         DicomSource(tmp_path / "cut.dcm")
+
+
+def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path):
+    """Encapsulated video (MPEG-4 AVC/H.264 High Profile): the fragments are one elementary stream,
+    decoded by FFmpeg; frame times come from the DICOM's Frame Time."""
+    installed_or_skip(lambda: __import__("av"), "PyAV", "pip install 'llm4seg[video]'")
+    import av
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import MPEG4HP41, VideoEndoscopicImageStorage, generate_uid
+
+    from llm4seg.runtime.dicom import DicomSource
+
+    rng = np.random.default_rng(0)
+    frames = [np.clip(np.full((48, 64, 3), 40 + 15 * i, np.float32) + rng.normal(0, 3, (48, 64, 3)), 0, 255)
+              .astype(np.uint8) for i in range(8)]
+    raw = tmp_path / "clip.h264"
+    with av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = raw.read_bytes()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = VideoEndoscopicImageStorage, generate_uid()
+    meta.TransferSyntaxUID = MPEG4HP41
+    ds = Dataset()
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns, ds.NumberOfFrames, ds.FrameTime = "ES", 48, 64, 8, 40.0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 3, "YBR_PARTIAL_420", 8, 8, 7
+    ds.PixelRepresentation, ds.PlanarConfiguration = 0, 0
+    ds.PixelData = encapsulate([data[: len(data) // 2], data[len(data) // 2:]])  # split over two fragments
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(tmp_path / "endo.dcm", enforce_file_format=True)
+    source = DicomSource(tmp_path / "endo.dcm")
+    got = []
+    while True:
+        ok, frame = source.read()
+        if not ok:
+            break
+        got.append((frame, source.last_pts_s))
+    assert len(got) == 8 and source.conversion.startswith("encapsulated h264")
+    assert [t for _, t in got[:2]] == pytest.approx([0.0, 0.04])
+    for (frame, _), original in zip(got, frames):  # lossy: close to what was encoded
+        assert np.abs(frame.astype(int) - original.astype(int)).mean() < 6

@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 
 from llm4seg.runtime import Segmenter
-from llm4seg.runtime.temporal import Smoother, StreamQuality
+from llm4seg.runtime.temporal import StreamQuality, smoother_from_text
 
-SMOOTHINGS = {"none": None, "ema 0.5": ("ema", 0.5), "ema 0.3": ("ema", 0.3), "median 3": ("median", 3),
-              "median 5": ("median", 5)}
+SMOOTHINGS = {"none": "none", "ema 0.5": "ema:0.5", "ema 0.3": "ema:0.3", "median 3": "median:3",
+              "median 5": "median:5"}  # name -> the --smooth text
 
 
 def _read_pair(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,13 +74,6 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * float((pred.astype(bool) & truth.astype(bool)).sum()) / total
 
 
-def _smoother(spec: tuple | None) -> Smoother | None:
-    if spec is None:
-        return None
-    kind, value = spec
-    return Smoother("ema", alpha=value) if kind == "ema" else Smoother("median", window=value)
-
-
 def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: int) -> dict:
     """The whole measurement (see the module's docstring); returns the JSON report."""
     stems = [line.strip() for line in (data / "splits" / f"{split}.txt").read_text().splitlines() if line.strip()]
@@ -94,7 +87,7 @@ def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: 
         seq, truth = moving_sequence([_read_pair(data, stems[a]), _read_pair(data, stems[b])], frames, rng)
         probs = seg.segment(seq, binary=False)
         for name, spec in SMOOTHINGS.items():
-            stream = StreamQuality(threshold, _smoother(spec), seg.low_confidence)
+            stream = StreamQuality(threshold, smoother_from_text(spec), seg.low_confidence)
             t0 = time.perf_counter()
             results = [stream.step(i, p, f) for i, (p, f) in enumerate(zip(probs, seq))]
             rows[name]["ms"].append((time.perf_counter() - t0) * 1000 / len(seq))
@@ -165,7 +158,7 @@ def run_cine(engine: str, path: Path) -> dict:
     probs = seg.segment(frames, binary=False)
     table = {}
     for name, spec in SMOOTHINGS.items():
-        stream = StreamQuality(seg.threshold, _smoother(spec), seg.low_confidence)
+        stream = StreamQuality(seg.threshold, smoother_from_text(spec), seg.low_confidence)
         for i, (p, f) in enumerate(zip(probs, frames)):
             stream.step(i, p, f)
         summary = stream.summary()

@@ -21,7 +21,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -212,10 +212,5 @@ def run_cells(matrix: dict[str, Any], out: Path, cells: list[Cell], opts: Execut
         yield from (local(cell) for cell in cells)
 
 
-def failure_table(failures: list[CellFailure]) -> list[dict[str, Any]]:
-    """The report's `failed` list."""
-    return [asdict(f) for f in failures]
-
-
 __all__ = ["CellFailure", "EXECUTORS", "ExecutorOptions", "attempts_of", "cell_job", "check_shared_path",
-           "failure_table", "run_cells", "run_ray", "run_slurm", "sbatch_script", "slurm_parameters"]
+           "run_cells", "run_ray", "run_slurm", "sbatch_script", "slurm_parameters"]

@@ -119,8 +119,9 @@ class DicomSource:
             raise _refuse(path, f"photometric interpretation {photometric!r} (0028,0004) is not one llm4seg converts",
                           f"convert it to one of {', '.join(PHOTOMETRIC)}")
         if not syntax.is_compressed and "PixelData" in ds:
+            samples = 2 if photometric == "YBR_FULL_422" else int(ds.get("SamplesPerPixel", 1))  # 4:2:2: Y Y Cb Cr
             expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
-                        * int(ds.get("SamplesPerPixel", 1)) * ((int(ds.BitsAllocated) + 7) // 8))
+                        * samples * ((int(ds.BitsAllocated) + 7) // 8))
             have = self.path.stat().st_size
             if expected > have:
                 raise _refuse(path, f"Rows x Columns x Frames ({ds.Rows} x {ds.Columns} x "

@@ -185,9 +185,9 @@ def smoother_from_text(text: str | None) -> Smoother | None:
     kind, _, value = text.strip().lower().partition(":")
     try:
         if kind == "ema":
-            return Smoother("ema", alpha=float(value) if value else 0.3)
+            return Smoother("ema", alpha=float(value)) if value else Smoother("ema")
         if kind == "median":
-            return Smoother("median", window=int(value) if value else 3)
+            return Smoother("median", window=int(value)) if value else Smoother("median")
     except ValueError:
         pass
     raise ConfigError(f"--smooth {text!r} is not a smoothing", hint="use none, ema (alpha 0.3), ema:0.5, median or median:3")

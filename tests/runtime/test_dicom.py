@@ -36,11 +36,25 @@ def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(ex
     with Segmenter(exported[0] / "model.onnx") as seg:
         report = VideoPipeline(seg, path, sink=seen.append).run().summary()
     assert report["frames_out"] == 30 and [f.pts_s for f in seen[:2]] == pytest.approx([0.0, 0.033333])
-    region = source.tissue_mask.astype(bool)
-    assert all(not f.mask[~region].any() for f in seen)  # nothing outside the tissue region
     assert report["physical"]["source"].startswith("SequenceOfUltrasoundRegions")
-    first = seen[0]
-    assert first.quality["area_mm2"] == pytest.approx(first.mask.sum() * 0.5105 ** 2, rel=1e-3)
+    # The crop itself, with a model that calls every pixel foreground (the test model's masks on
+    # ultrasound may well be empty, and an empty mask is inside any region): the masks must be
+    # exactly the tissue region, and their area its pixels at 0.5105 mm.
+    seen = []
+    report = VideoPipeline(AllForeground(), path, sink=seen.append).run().summary()
+    region = source.tissue_mask
+    assert region.sum() == 236 * 209 and all(np.array_equal(f.mask, region) for f in seen)
+    assert seen[0].quality["area_mm2"] == pytest.approx(region.sum() * source.mm_per_px[0] * source.mm_per_px[1])
+    assert report["physical"]["area_mm2"]["max"] == pytest.approx(seen[0].quality["area_mm2"])
+
+
+class AllForeground:
+    """A stand-in model for the region logic only: probability 0.9 everywhere."""
+
+    threshold, low_confidence, low_confidence_source = 0.5, 0.1, "test"
+
+    def segment(self, frames, binary=True):
+        return [np.full(f.shape[:2], 0.9, np.float32) for f in frames]
 
 
 def _write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1):
@@ -78,13 +92,16 @@ def test_dicom_written_from_busi_segments_exactly_as_the_png(pydicom, exported, 
         images = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for p in pngs]
     with Segmenter(exported[0] / "model.onnx") as seg:
         for k, rgb in enumerate(images):
-            expected = seg.segment_one(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            # Probabilities, not masks: equal maps say the same pixels reached the model (masks of a
+            # small test model could agree by both being empty).
+            expected = seg.segment_one(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), binary=False)
             for rle in (False, True):
                 path = _write_dicom(pydicom, rgb, tmp_path / f"{k}{'-rle' if rle else ''}.dcm", rle=rle)
                 source = DicomSource(path)
                 ok, frame = source.read()
                 assert ok and source.read() == (False, None)
-                np.testing.assert_array_equal(seg.segment_one(frame), expected)  # Dice equal to the PNG's
+                np.testing.assert_array_equal(frame, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                np.testing.assert_array_equal(seg.segment_one(frame, binary=False), expected)  # Dice as the PNG's
                 assert source.mm_per_px == (0.1, 0.1) and source.physical_source.startswith("PixelSpacing")
 
 
@@ -168,3 +185,60 @@ def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path)
     assert [t for _, t in got[:2]] == pytest.approx([0.0, 0.04])
     for (frame, _), original in zip(got, frames):  # lossy: close to what was encoded
         assert np.abs(frame.astype(int) - original.astype(int)).mean() < 6
+
+
+def _frames(name):
+    from pydicom.data import get_testdata_file
+
+    from llm4seg.runtime.dicom import DicomSource
+
+    source = DicomSource(get_testdata_file(name))
+    out = []
+    while True:
+        ok, frame = source.read()
+        if not ok:
+            return source, out
+        out.append(frame)
+
+
+def test_conversions_against_pydicoms_own_files(pydicom, tmp_path):
+    """Transfer syntaxes and photometric interpretations through pydicom's decoders: the same image
+    stored several ways gives the same BGR frame; grey, palette and >8-bit frames as stated."""
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import apply_color_lut, convert_color_space
+
+    for name in ("examples_rgb_color.dcm", "examples_jpeg2k.dcm"):  # uncompressed RGB; JPEG 2000 lossless YBR_RCT
+        rgb = pydicom.dcmread(get_testdata_file(name)).pixel_array  # pydicom's own decoding, to RGB
+        _, frames = _frames(name)
+        np.testing.assert_array_equal(frames[0], rgb[..., ::-1])
+    _, little = _frames("SC_rgb_small_odd.dcm")
+    _, big = _frames("SC_rgb_small_odd_big_endian.dcm")  # explicit VR big endian
+    np.testing.assert_array_equal(little[0], big[0])
+    ybr = pydicom.dcmread(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    source, frames = _frames("SC_ybr_full_422_uncompressed.dcm")
+    expected = ybr.pixel_array  # pydicom's own 4:2:2 unpacking and YBR -> RGB
+    assert source.conversion.startswith("YBR_FULL_422 to RGB")
+    np.testing.assert_array_equal(frames[0], expected[..., ::-1])
+    red = np.array([0, 0, 255])  # the SC_rgb test pattern starts with a red band (BGR)
+    assert np.abs(frames[0][0, 0].astype(int) - red).max() <= 2
+    raw = convert_color_space(ybr.pixel_array, "RGB", "YBR_FULL")  # had the conversion been skipped
+    assert not np.array_equal(frames[0], raw[..., ::-1])
+    palette = pydicom.dcmread(get_testdata_file("examples_palette.dcm"))
+    source, frames = _frames("examples_palette.dcm")
+    lut = apply_color_lut(palette.pixel_array, palette)
+    lut8 = (lut.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8) if lut.dtype != np.uint8 else lut
+    np.testing.assert_array_equal(frames[0], lut8[..., ::-1])
+    assert source.conversion.startswith("PALETTE COLOR through its lookup table")
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    source, grey = _frames("MR_small.dcm")
+    scaled = np.clip(mr.pixel_array.astype(np.float64) / (2 ** int(mr.BitsStored) - 1) * 255 + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(grey[0], np.repeat(scaled[..., None], 3, axis=2))
+    assert "16-bit values scaled to 0-255" in source.conversion
+    _, grey_be = _frames("MR_small_bigendian.dcm")
+    np.testing.assert_array_equal(grey[0], grey_be[0])
+    mr.PhotometricInterpretation = "MONOCHROME1"
+    mr.save_as(tmp_path / "mono1.dcm")
+    from llm4seg.runtime.dicom import DicomSource
+
+    ok, inverted = DicomSource(tmp_path / "mono1.dcm").read()
+    assert ok and np.array_equal(inverted, 255 - grey[0])

@@ -74,6 +74,7 @@ def _register() -> None:
     from llm4seg.cli.bench_cmd import bench
     from llm4seg.cli.check_cmd import check
     from llm4seg.cli.compare_cmd import compare
+    from llm4seg.cli.dicom_cmd import dicom_listen
     from llm4seg.cli.eval_cmd import evaluate
     from llm4seg.cli.export_cmd import export
     from llm4seg.cli.info_cmd import info
@@ -85,7 +86,7 @@ def _register() -> None:
 
     for name, func in (("train", train), ("eval", evaluate), ("export", export), ("bench", bench), ("video", video), ("check", check),
                        ("compare", compare), ("adopt-engine", adopt_engine), ("triton", triton), ("serve", serve), ("info", info),
-                       ("models", models)):
+                       ("models", models), ("dicom-listen", dicom_listen)):
         app.command(name)(boundary(func))
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from llm4seg.cli.dicom_cmd import DicomOutOpt, DicomOutputs, OverlayScOpt, SegFramesOpt, SendOpt, StowOpt
 from llm4seg.cli.options import CompileOpt, JsonOpt, check_compile
 from llm4seg.cli.render import print_json, stdout
 
@@ -26,6 +27,11 @@ def video(
                                         "or median[:WINDOW] (causal: no frame is delayed).")] = "none",
     frame_log: Annotated[Optional[Path], typer.Option("--frame-log", help="Write one JSON line per frame "
                                                       "(confidence, flags, area) to this file.")] = None,
+    seg_frames: SegFramesOpt = None,
+    dicom_out: DicomOutOpt = None,
+    overlay_sc: OverlayScOpt = False,
+    send: SendOpt = [],  # noqa: B006 (typer needs a list default)
+    stow: StowOpt = [],  # noqa: B006
     compile_with: CompileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -39,6 +45,7 @@ def video(
           --out 'gst:appsrc ! videoconvert ! x264enc ! mp4mux ! filesink location=seg.mp4'
       llm4seg video clip.mp4 --engine art/model.pt2 --compile aoti  # GPU: compiled once, then cached
       llm4seg video clip.mp4 --engine art/model.onnx --smooth ema:0.5 --frame-log frames.jsonl
+      llm4seg video cine.dcm --engine art/model.onnx --seg-frames 1,15 --overlay-sc --send ORTHANC@pacs:4242
     """
     from llm4seg.runtime import Segmenter, VideoPipeline
     from llm4seg.runtime.bench import backend_options
@@ -51,13 +58,20 @@ def video(
     check_compile(compile_with, [engine])
     refuse_output_over_input(source, out)
     smoother = smoother_from_text(smooth)
+    dicom = DicomOutputs(seg_frames, dicom_out, overlay_sc, list(send), list(stow))
+    dicom.check(source, out)
     if frame_log is not None:
         refuse_output_over_input(source, frame_log)
         check_writable(frame_log)
     with Segmenter(engine, **backend_options(engine, compile_with)) as seg:
         pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch, reader=reader, smooth=smoother)
         pipeline.sink = open_sink(out, pipeline.fps, overlay_mode, writer)
+        results = dicom.sink(pipeline.cap, seg, overlay_mode) if dicom.wanted else None
+        if results is not None:
+            pipeline.sink = results.tee(pipeline.sink)
         report = pipeline.run().summary()
+    if results is not None and not pipeline.interrupted:
+        report["dicom"] = dicom.finish(results)
     report.update(out=out, reader=pipeline.cap.reader, codec=pipeline.sink.codec, container=pipeline.sink.container)
     if frame_log is not None:
         write_jsonl_atomic(frame_log, pipeline.report.frames)
@@ -78,6 +92,10 @@ def video(
             label = "decode->written (incl. queueing)" if stage == "end_to_end" else stage
             stdout.print(f"  {label:>10}: p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  p99 {lat['p99']:.1f} ms")
     _print_quality(report.get("quality"))
+    if report.get("dicom"):
+        d = report["dicom"]
+        sent = "".join(f"; {s['protocol']} to {s['to']}" for s in d["sent"])
+        stdout.print(f"  DICOM: {', '.join(d['files'])} in {d['dicom_out']}{sent}", soft_wrap=True)
     for event in report["events"]:
         stdout.print(f"  note: {event}")
     if pipeline.interrupted:

@@ -91,3 +91,36 @@ def triton_server(tmp_path_factory, exported):
                           log_path=repo.folder.parent / "tritonserver.log")
     with server:
         yield server
+
+
+class AllForeground:
+    """A stand-in model for the region logic only: probability 0.9 everywhere."""
+
+    threshold, low_confidence, low_confidence_source = 0.5, 0.1, "test"
+
+    def segment(self, frames, binary=True):
+        return [np.full(f.shape[:2], 0.9, np.float32) for f in frames]
+
+
+def write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1):
+    """A single-frame RGB Secondary Capture of `rgb` at `spacing_mm` (RLE when asked) at `path`."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientName = "US", "Test^BUSI"
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelSpacing = [spacing_mm, spacing_mm]
+    ds.PixelData = np.ascontiguousarray(rgb).tobytes()
+    if rle:
+        ds.compress(RLELossless)
+    ds.save_as(path, enforce_file_format=True)
+    return path

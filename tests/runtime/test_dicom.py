@@ -11,6 +11,7 @@ import pytest
 from llm4seg.errors import ConfigError
 from llm4seg.runtime import Segmenter, VideoPipeline
 from tests.conftest import DATASETS, installed_or_skip
+from tests.runtime.conftest import AllForeground, write_dicom
 
 
 @pytest.fixture(autouse=True)
@@ -48,38 +49,6 @@ def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(ex
     assert report["physical"]["area_mm2"]["max"] == pytest.approx(seen[0].quality["area_mm2"])
 
 
-class AllForeground:
-    """A stand-in model for the region logic only: probability 0.9 everywhere."""
-
-    threshold, low_confidence, low_confidence_source = 0.5, 0.1, "test"
-
-    def segment(self, frames, binary=True):
-        return [np.full(f.shape[:2], 0.9, np.float32) for f in frames]
-
-
-def _write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientName = "US", "Test^BUSI"
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelSpacing = [spacing_mm, spacing_mm]
-    ds.PixelData = np.ascontiguousarray(rgb).tobytes()
-    if rle:
-        ds.compress(RLELossless)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_dicom_written_from_busi_segments_exactly_as_the_png(pydicom, exported, tmp_path):
     from llm4seg.runtime.dicom import DicomSource
 
@@ -96,7 +65,7 @@ def test_dicom_written_from_busi_segments_exactly_as_the_png(pydicom, exported, 
             # small test model could agree by both being empty).
             expected = seg.segment_one(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), binary=False)
             for rle in (False, True):
-                path = _write_dicom(pydicom, rgb, tmp_path / f"{k}{'-rle' if rle else ''}.dcm", rle=rle)
+                path = write_dicom(pydicom, rgb, tmp_path / f"{k}{'-rle' if rle else ''}.dcm", rle=rle)
                 source = DicomSource(path)
                 ok, frame = source.read()
                 assert ok and source.read() == (False, None)
@@ -120,7 +89,7 @@ def test_bad_dicom_files_are_refused_naming_the_file_and_the_tag(pydicom, tmp_pa
     with pytest.raises(ConfigError, match=r"report.dcm: holds no pixel data \(tag \(7FE0,0010\) absent; SOP class: Basic Text SR"):
         DicomSource(tmp_path / "report.dcm")
     rgb = np.zeros((32, 40, 3), np.uint8)
-    good = _write_dicom(pydicom, rgb, tmp_path / "good.dcm")
+    good = write_dicom(pydicom, rgb, tmp_path / "good.dcm")
     cases = {"hsv.dcm": ("PhotometricInterpretation", "HSV", r"photometric interpretation 'HSV' \(0028,0004\)"),
              "private.dcm": (None, "1.2.826.0.1.3680043.99.1", r"transfer syntax 1.2.826.0.1.3680043.99.1 \(0002,0010\) has no decoder")}
     for name, (tag, value, words) in cases.items():

@@ -1,0 +1,209 @@
+"""DICOM networking: send results to a DICOM node (C-STORE, pynetdicom) or a DICOMweb server
+(STOW-RS, dicomweb-client), and listen as a storage SCP (`llm4seg dicom-listen`).
+
+A node is written `AE_TITLE@HOST:PORT` (e.g. `ORTHANC@127.0.0.1:4242`). Every failure names the
+node and what it answered: an association rejected or aborted, a C-STORE status other than
+success (its code in hex), an HTTP status from STOW-RS. Nothing is retried silently.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from llm4seg.errors import ConfigError
+
+CALLING_AE = "LLM4SEG"
+TIMEOUT_S = 30.0
+
+
+def _require(module: str, what: str) -> Any:
+    from llm4seg._optional import require
+
+    return require(module, f"{what} (pip install 'llm4seg[dicom]')")
+
+
+@dataclass(frozen=True)
+class DicomNode:
+    """A DICOM application entity: title, host and port."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def from_text(cls, text: str) -> "DicomNode":
+        """'AE@host:port' -> DicomNode; a clear error for anything else."""
+        title, at, address = text.rpartition("@")
+        host, colon, port = address.rpartition(":")
+        if not (at and colon and title and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"DICOM node {text!r} is not AE_TITLE@HOST:PORT",
+                              hint="e.g. ORTHANC@127.0.0.1:4242 (the title the node answers to, its host and port)")
+        if len(title) > 16 or not title.isascii() or "\\" in title:
+            raise ConfigError(f"AE title {title!r} of {text!r} is not 1-16 ASCII characters",
+                              hint="use the node's configured AE title, e.g. ORTHANC")
+        return cls(title, host, int(port))
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def c_store(paths: list[Path], node: DicomNode, calling_ae: str = CALLING_AE) -> list[str]:
+    """Send each DICOM file to `node` over one association.
+
+    Returns:
+        the SOP instance UIDs stored.
+
+    Raises:
+        ConfigError naming the node and the file when the association fails or a store is refused.
+    """
+    pydicom = _require("pydicom", "reading DICOM")
+    pynetdicom = _require("pynetdicom", "sending DICOM (C-STORE)")
+    datasets = [pydicom.dcmread(str(p)) for p in paths]
+    ae = pynetdicom.AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
+    for ds in datasets:  # each file's class in the syntax it is stored in
+        ae.add_requested_context(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    if not assoc.is_established:
+        raise ConfigError(f"DICOM node {node} refused or did not answer the association "
+                          f"({'rejected' if assoc.is_rejected else 'aborted' if assoc.is_aborted else 'no answer'})",
+                          hint="check the node runs, its AE title and port, and that it accepts this caller "
+                               f"({calling_ae})")
+    stored = []
+    try:
+        for path, ds in zip(paths, datasets):
+            status = assoc.send_c_store(ds)
+            code = getattr(status, "Status", None)
+            if code is None:
+                raise ConfigError(f"DICOM node {node} gave no C-STORE answer for {path.name} (connection lost or "
+                                  f"timed out after {TIMEOUT_S:.0f} s)", hint="check the node's log")
+            if code not in (0x0000, 0xB000, 0xB006, 0xB007):  # success or a warning (coerced, elements dropped)
+                raise ConfigError(f"DICOM node {node} refused {path.name}: C-STORE status 0x{code:04X}",
+                                  hint="0xA7xx: out of resources; 0xA9xx / 0xC0xx: the node cannot store this "
+                                       "SOP class or data set (check its log)")
+            stored.append(str(ds.SOPInstanceUID))
+    finally:
+        assoc.release()
+    return stored
+
+
+def stow_rs(paths: list[Path], url: str) -> list[str]:
+    """Store each DICOM file on the DICOMweb server at `url` (its base, e.g.
+    http://127.0.0.1:8042/dicom-web). Returns the SOP instance UIDs stored.
+
+    Raises:
+        ConfigError naming the server and its HTTP answer.
+    """
+    pydicom = _require("pydicom", "reading DICOM")
+    web = _require("dicomweb_client", "sending DICOMweb (STOW-RS)")
+    requests = _require("requests", "sending DICOMweb (STOW-RS)")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"DICOMweb URL {url!r} is not http(s)://", hint="e.g. http://127.0.0.1:8042/dicom-web")
+    datasets = [pydicom.dcmread(str(p)) for p in paths]
+    client = web.DICOMwebClient(url=url)
+    try:
+        answer = client.store_instances(datasets)
+    except requests.exceptions.HTTPError as exc:
+        raise ConfigError(f"DICOMweb server {url} refused the store: {exc}",
+                          hint="check the URL is the DICOMweb root and the server's log") from None
+    except requests.exceptions.RequestException as exc:
+        raise ConfigError(f"DICOMweb server {url} did not answer ({type(exc).__name__})",
+                          hint="check the server runs and the URL") from None
+    failed = answer.get("FailedSOPSequence") if answer is not None else None
+    if failed:
+        reasons = [f"{item.get('ReferencedSOPInstanceUID')}: 0x{int(item.get('FailureReason', 0)):04X}" for item in failed]
+        raise ConfigError(f"DICOMweb server {url} refused {len(failed)} instance(s): {', '.join(reasons)}",
+                          hint="check the server's log")
+    return [str(ds.SOPInstanceUID) for ds in datasets]
+
+
+class StorageListener:
+    """A storage SCP: each instance received is written to `incoming/` (atomically) and handed to
+    `handle(path)` on one worker thread, so a slow model never blocks the association.
+
+    Args:
+        incoming: the folder received files go to (created).
+        handle: called with each received file's path; what it raises is kept in `errors`.
+    """
+
+    def __init__(self, incoming: Path, handle: Callable[[Path], None], ae_title: str = CALLING_AE,
+                 host: str = "127.0.0.1", port: int = 11112) -> None:
+        self.incoming, self.handle = Path(incoming), handle
+        self.ae_title, self.host, self.port = ae_title, host, port
+        self.errors: list[str] = []
+        self.received = 0
+        self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._server: Any = None
+        self._worker = threading.Thread(target=self._work, name="llm4seg-dicom-worker", daemon=True)
+
+    def start(self) -> "StorageListener":
+        """Start listening (returns at once)."""
+        pynetdicom = _require("pynetdicom", "listening for DICOM (storage SCP)")
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        ae = pynetdicom.AE(ae_title=self.ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
+        ae.supported_contexts = pynetdicom.AllStoragePresentationContexts
+        # Uncompressed, RLE, JPEG and JPEG 2000 as sent: AllStoragePresentationContexts offers only
+        # the uncompressed syntaxes.
+        syntaxes = [*pynetdicom.ALL_TRANSFER_SYNTAXES]
+        for cx in ae.supported_contexts:
+            cx.transfer_syntax = syntaxes
+        ae.add_supported_context("1.2.840.10008.1.1")  # C-ECHO (verification)
+        try:
+            self._server = ae.start_server((self.host, self.port), block=False,
+                                           evt_handlers=[(pynetdicom.evt.EVT_C_STORE, self._on_store)])
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.host}:{self.port} ({exc.strerror})",
+                              hint="pick a free --port (another listener or Orthanc may hold it)") from None
+        self._worker.start()
+        return self
+
+    def _on_store(self, event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        name = f"{ds.SOPInstanceUID}.dcm"
+        if not all(c.isdigit() or c == "." for c in str(ds.SOPInstanceUID)):
+            return 0xA900  # not a UID: refused, never used as a file name
+        path = self.incoming / name
+        tmp = path.with_name(f".{name}.tmp{os.getpid()}")
+        try:
+            ds.save_as(tmp, enforce_file_format=True)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            return 0xA700  # out of resources: the sender keeps its copy
+        self.received += 1
+        self._queue.put(path)
+        return 0x0000
+
+    def _work(self) -> None:
+        while (path := self._queue.get()) is not None:
+            try:
+                self.handle(path)
+            except Exception as exc:  # one bad instance never stops the listener
+                self.errors.append(f"{path.name}: {exc}")
+            finally:
+                self._queue.task_done()
+
+    def drain(self, timeout_s: float = 60.0) -> bool:
+        """Wait until every received instance is handled; False when `timeout_s` ran out first."""
+        done = threading.Event()
+        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+        return done.wait(timeout_s)
+
+    def stop(self) -> None:
+        """Stop listening, finish the instances received, stop the worker."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
+
+
+__all__ = ["DicomNode", "StorageListener", "c_store", "stow_rs"]

@@ -1,0 +1,178 @@
+"""DICOM results (issue 35): a SEG per chosen frame of pydicom's ultrasound cine that highdicom and
+pydicom read back with its references and algorithm, the overlay as a multi-frame Secondary
+Capture, and bad requests refused with nothing half written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llm4seg.errors import ConfigError
+from llm4seg.runtime import Segmenter, VideoPipeline
+from tests.conftest import installed_or_skip
+from tests.runtime.conftest import AllForeground
+
+
+@pytest.fixture(autouse=True)
+def highdicom():
+    installed_or_skip(lambda: __import__("highdicom"), "highdicom", "pip install 'llm4seg[dicom]' (make setup installs it)")
+    import highdicom
+
+    return highdicom
+
+
+@pytest.fixture(scope="module")
+def cine():
+    from pydicom.data import get_testdata_file
+
+    return get_testdata_file("examples_ybr_color.dcm")  # 30 frames 320x240, YBR_FULL_422 JPEG, no Frame of Reference
+
+
+def _run(model, path, frames, overlay_sc=False):
+    """Run the pipeline on `path` with DicomResults collecting `frames`; returns (results, frames seen)."""
+    from llm4seg.runtime.dicom_out import Algorithm, DicomResults
+
+    seen = []
+    pipeline = VideoPipeline(model, path, sink=seen.append)
+    results = DicomResults(pipeline.cap, frames, Algorithm("llm4seg test", "9.9", "ab" * 32), overlay_sc)
+    pipeline.sink = results.tee(pipeline.sink)
+    pipeline.run()
+    return results, seen
+
+
+def test_a_seg_per_chosen_frame_references_the_cine_and_names_the_algorithm(highdicom, cine, tmp_path):
+    import pydicom
+
+    from llm4seg.runtime.dicom_out import write_datasets
+
+    # All foreground: each mask is exactly the tissue region (a test model may leave masks empty).
+    results, seen = _run(AllForeground(), cine, [1, 7, 30])
+    paths = write_datasets(results.datasets(), tmp_path)
+    assert [p.name for p in paths] == ["seg_frame0001.dcm", "seg_frame0007.dcm", "seg_frame0030.dcm"]
+    source = pydicom.dcmread(cine, stop_before_pixels=True)
+    region = seen[0].mask
+    assert 0 < region.sum() < region.size  # the crop is in the SEG, not the whole frame
+    for path, number in zip(paths, (1, 7, 30)):
+        seg = highdicom.seg.segread(path)
+        assert seg.get_source_image_uids() == [(source.StudyInstanceUID, source.SeriesInstanceUID,
+                                                 source.SOPInstanceUID)]
+        assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.PatientID == source.PatientID
+        ref = seg.SourceImageSequence[0]
+        assert (ref.ReferencedSOPClassUID, int(ref.ReferencedFrameNumber)) == (source.SOPClassUID, number)
+        per_frame = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
+        assert int(per_frame.ReferencedFrameNumber) == number
+        algorithm = seg.get_segment_description(1).algorithm_identification[0]
+        assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("llm4seg test", "9.9")
+        assert "ab" * 32 in algorithm.AlgorithmParameters
+        plain = pydicom.dcmread(path)  # pydicom alone reads the mask back, bit for bit
+        assert np.array_equal(plain.pixel_array.astype(bool), seen[number - 1].mask.astype(bool))
+
+
+def test_the_segs_hold_the_models_masks(cine, exported, tmp_path):
+    import pydicom
+
+    from llm4seg.runtime.dicom_out import Algorithm, write_datasets
+
+    with Segmenter(exported[0] / "model.onnx") as seg:
+        results, seen = _run(seg, cine, [2, 3])
+        manifest = seg.backend.manifest
+    for path, number in zip(write_datasets(results.datasets(), tmp_path), (2, 3)):
+        assert np.array_equal(pydicom.dcmread(path).pixel_array.astype(bool), seen[number - 1].mask.astype(bool))
+    assert Algorithm.from_manifest(manifest).manifest_sha256 == manifest["entry_sha256"]
+
+
+def test_the_loop_overlay_is_a_lossless_multiframe_secondary_capture(cine, tmp_path):
+    import pydicom
+
+    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.runtime.dicom_out import write_datasets
+    from llm4seg.runtime.segmenter import overlay
+
+    results, seen = _run(AllForeground(), cine, [1], overlay_sc=True)
+    path = write_datasets(results.datasets(), tmp_path)[-1]
+    sc = pydicom.dcmread(path)
+    source = pydicom.dcmread(cine, stop_before_pixels=True)
+    assert sc.SOPClassUID.name == "Multi-frame True Color Secondary Capture Image Storage"
+    assert (int(sc.NumberOfFrames), sc.StudyInstanceUID, sc.SourceImageSequence[0].ReferencedSOPInstanceUID) == \
+        (30, source.StudyInstanceUID, source.SOPInstanceUID)
+    assert list(sc.ImageType) == ["DERIVED", "SECONDARY"] and float(sc.FrameTime) == pytest.approx(33.3333, abs=1e-3)
+    frames = sc.pixel_array
+    src = DicomSource(cine)
+    for i in (0, 29):
+        for _ in range(i + 1 - src._index):
+            ok, image = src.read()
+        expected = overlay(image, seen[i].mask, "contour")[..., ::-1]  # what the video shows, in RGB
+        assert np.array_equal(frames[i], expected)
+        assert not np.array_equal(frames[i], image[..., ::-1])  # the contour is drawn
+
+
+def test_frame_lists_are_checked_against_the_source():
+    from llm4seg.runtime.dicom_out import frame_numbers_from_text
+
+    assert frame_numbers_from_text("7, 1,3-4", 30) == [1, 3, 4, 7]
+    assert frame_numbers_from_text("all", 3) == [1, 2, 3]
+    for text, words in (("0", "outside frames 1-30"), ("31", "outside frames 1-30"), ("a", "not a frame number"),
+                        ("5-2", "outside"), (",", "names no frame")):
+        with pytest.raises(ConfigError, match=words):
+            frame_numbers_from_text(text, 30)
+
+
+def test_nothing_is_half_written(cine, tmp_path):
+    from llm4seg.runtime.dicom_out import write_datasets
+
+    results, _ = _run(AllForeground(), cine, [1, 2])
+    datasets = results.datasets()
+
+    class Broken:
+        def save_as(self, path, **kwargs):
+            open(path, "wb").write(b"half")
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(ConfigError, match="No space left"):
+        write_datasets({**datasets, "seg_frame0003.dcm": Broken()}, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    write_datasets(datasets, tmp_path / "out")
+    with pytest.raises(ConfigError, match="already holds seg_frame0001.dcm"):  # never overwritten
+        write_datasets(datasets, tmp_path / "out")
+
+
+def test_a_chosen_frame_the_run_never_reached_writes_no_seg(cine):
+    from llm4seg.runtime.dicom_out import Algorithm, DicomResults
+    from llm4seg.runtime.dicom import DicomSource
+
+    results = DicomResults(DicomSource(cine), [1, 5], Algorithm("a", "1", "x"))
+
+    class Frame:
+        index, mask, image = 0, np.ones((240, 320), np.uint8), np.zeros((240, 320, 3), np.uint8)
+
+    results(Frame())  # frame 1 only: the run stopped
+    with pytest.raises(ConfigError, match=r"frames \[5\].*never segmented.*no SEG was written"):
+        results.datasets()
+
+
+def test_video_cli_writes_segs_and_refuses_a_non_dicom_source(cine, exported, tmp_path):
+    import json
+
+    import highdicom
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    engine = str(exported[0] / "model.onnx")
+    out = tmp_path / "loop.mp4"
+    result = CliRunner().invoke(app, ["video", cine, "--engine", engine, "--out", str(out), "--seg-frames", "1,15",
+                                      "--overlay-sc", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dicom"]["files"] == ["seg_frame0001.dcm", "seg_frame0015.dcm", "overlay.dcm"]
+    assert report["physical"]["mm_per_px"] == pytest.approx([0.5105, 0.5105], abs=1e-4) and out.stat().st_size > 0
+    seg = highdicom.seg.segread(tmp_path / "loop-dicom" / "seg_frame0015.dcm")
+    assert int(seg.SourceImageSequence[0].ReferencedFrameNumber) == 15
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(out.read_bytes())
+    result = CliRunner().invoke(app, ["video", str(clip), "--engine", engine, "--out", str(tmp_path / "b.mp4"),
+                                      "--seg-frames", "1"])
+    assert result.exit_code == 1 and "need a DICOM source" in result.output
+    result = CliRunner().invoke(app, ["video", cine, "--engine", engine, "--out", str(tmp_path / "c.mp4"),
+                                      "--seg-frames", "31"])
+    assert result.exit_code == 1 and "outside frames 1-30" in result.output

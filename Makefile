@@ -9,6 +9,10 @@ TORCH_SPEC ?= torch==2.13.0
 GST_DEBS := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav libgirepository1.0-dev libcairo2-dev pkg-config
 
+# Orthanc with DICOMweb: the real DICOM node the DICOM tests send to (C-STORE, STOW-RS) on 127.0.0.1.
+ORTHANC_DEBS := orthanc orthanc-dicomweb
+SYSTEM_DEBS := $(GST_DEBS) $(ORTHANC_DEBS)
+
 # Another apt (unattended upgrades, a second make) may hold the dpkg lock: wait for it, bounded.
 APT_WAIT := -o DPkg::Lock::Timeout=300
 
@@ -17,15 +21,16 @@ APT_WAIT := -o DPkg::Lock::Timeout=300
 setup: $(VENV)/.installed
 
 # As root with apt-get (CI, a fresh machine): install them; elsewhere say what is missing (the
-# GStreamer tests then skip, naming the packages).
+# GStreamer and Orthanc tests then skip, naming the packages). Orthanc's package may try to start
+# its service: policy-rc.d or the absence of an init system stop that, and the tests start their own.
 system-packages:
-	@if dpkg -s $(GST_DEBS) >/dev/null 2>&1; then :; \
+	@if dpkg -s $(SYSTEM_DEBS) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing GStreamer's Debian packages"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -q $(GST_DEBS) >/dev/null 2>&1 || \
-	  { apt-get $(APT_WAIT) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -q $(GST_DEBS) >/dev/null; } || \
+	  echo "installing GStreamer's and Orthanc's Debian packages"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -q $(SYSTEM_DEBS) >/dev/null 2>&1 || \
+	  { apt-get $(APT_WAIT) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -q $(SYSTEM_DEBS) >/dev/null; } || \
 	  { echo "apt-get failed (another apt may hold the dpkg lock for more than 5 minutes): rerun make setup"; exit 1; }; \
-	else echo "note: GStreamer's system packages are missing and this is not root: apt-get install $(GST_DEBS)"; fi
+	else echo "note: system packages are missing and this is not root: apt-get install $(SYSTEM_DEBS)"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(MAKE) --no-print-directory system-packages

@@ -52,6 +52,19 @@ class DicomNode:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
+def _read_all(paths: list[Path]) -> list[Any]:
+    """Every file as a pydicom Dataset, or a ConfigError naming the one that is not DICOM."""
+    pydicom = _require("pydicom", "reading DICOM")
+    datasets = []
+    for path in paths:
+        try:
+            datasets.append(pydicom.dcmread(str(path)))
+        except Exception as exc:  # InvalidDicomError, truncated, unreadable
+            raise ConfigError(f"{path} cannot be sent: it is not a readable DICOM file ({exc})",
+                              hint="send DICOM Part 10 files (with the DICM preamble)") from None
+    return datasets
+
+
 def c_store(paths: list[Path], node: DicomNode, calling_ae: str = CALLING_AE) -> list[str]:
     """Send each DICOM file to `node` over one association.
 
@@ -61,9 +74,8 @@ def c_store(paths: list[Path], node: DicomNode, calling_ae: str = CALLING_AE) ->
     Raises:
         ConfigError naming the node and the file when the association fails or a store is refused.
     """
-    pydicom = _require("pydicom", "reading DICOM")
     pynetdicom = _require("pynetdicom", "sending DICOM (C-STORE)")
-    datasets = [pydicom.dcmread(str(p)) for p in paths]
+    datasets = _read_all(paths)
     ae = pynetdicom.AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     for ds in datasets:  # each file's class in the syntax it is stored in
@@ -99,12 +111,11 @@ def stow_rs(paths: list[Path], url: str) -> list[str]:
     Raises:
         ConfigError naming the server and its HTTP answer.
     """
-    pydicom = _require("pydicom", "reading DICOM")
     web = _require("dicomweb_client", "sending DICOMweb (STOW-RS)")
     requests = _require("requests", "sending DICOMweb (STOW-RS)")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"DICOMweb URL {url!r} is not http(s)://", hint="e.g. http://127.0.0.1:8042/dicom-web")
-    datasets = [pydicom.dcmread(str(p)) for p in paths]
+    datasets = _read_all(paths)
     client = web.DICOMwebClient(url=url)
     try:
         answer = client.store_instances(datasets)

@@ -84,6 +84,11 @@ def _highdicom() -> Any:
     return require("highdicom", "writing DICOM SEG (pip install 'llm4seg[dicom]')")
 
 
+# Patient and study attributes of type 2 that highdicom copies from the source into the SEG.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
 def _single_frame_view(source: Any) -> Any:
     """The source's header as a single-frame US image (what highdicom accepts without a Frame of
     Reference); pixel data and frame timing left out."""
@@ -92,6 +97,11 @@ def _single_frame_view(source: Any) -> Any:
         if keyword in view:
             delattr(view, keyword)
     view.SOPClassUID = US_IMAGE_STORAGE
+    if "PixelSpacing" in view and "SliceThickness" not in view:  # highdicom's Pixel Measures want both: the
+        del view.PixelSpacing  # SEG lies on the source's pixel grid, whose spacing the source keeps
+    for keyword in TYPE2_COPIED:  # type 2 (may be empty, must be present): empty where the source left them out
+        if keyword not in view:
+            setattr(view, keyword, None)
     return view
 
 
@@ -128,6 +138,7 @@ def seg_for_frame(source: Any, frame_number: int, mask: np.ndarray, algorithm: A
     hd = _highdicom()
     from pydicom.sr.codedict import codes
 
+    _check_identity(source)
     if mask.shape != (int(source.Rows), int(source.Columns)):
         raise ConfigError(f"mask of frame {frame_number} is {mask.shape[1]}x{mask.shape[0]}, the source "
                           f"{source.Columns}x{source.Rows}", hint="give the mask at the source frame's size")
@@ -154,6 +165,18 @@ def seg_for_frame(source: Any, frame_number: int, mask: np.ndarray, algorithm: A
         raise ConfigError("the SEG built for the source references no source instance",
                           hint="report this: highdicom's reference layout changed")
     return seg
+
+
+IDENTITY_TAGS = {"StudyInstanceUID": "(0020,000D)", "SeriesInstanceUID": "(0020,000E)",
+                 "SOPInstanceUID": "(0008,0018)", "SOPClassUID": "(0008,0016)"}
+
+
+def _check_identity(source: Any) -> None:
+    """The UIDs a result must reference are there, or a ConfigError names the missing tag."""
+    missing = [f"{k} {tag}" for k, tag in IDENTITY_TAGS.items() if not source.get(k)]
+    if missing:
+        raise ConfigError(f"the source DICOM has no {', '.join(missing)}: a SEG or overlay could not reference it",
+                          hint="a valid DICOM image always has them: fix the file at its source (no result written)")
 
 
 class OverlayCapture:
@@ -187,6 +210,7 @@ class OverlayCapture:
         from pydicom.encaps import encapsulate
         from pydicom.uid import RLELossless, generate_uid
 
+        _check_identity(self.source)
         ds = _derived_header(self.source, MULTIFRAME_TRUE_COLOR_SC, series_uid, OVERLAY_SERIES_NUMBER, algorithm)
         ds.file_meta.TransferSyntaxUID = RLELossless
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -217,9 +241,6 @@ def _derived_header(source: Any, sop_class: str, series_uid: str, series_number:
                     "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription"):
         if keyword in source:
             ds[keyword] = copy.deepcopy(source[keyword])
-    if "StudyInstanceUID" not in ds:
-        raise ConfigError("the source has no StudyInstanceUID (0020,000D)", hint="a DICOM image always has one: "
-                          "the file is damaged or not a DICOM image")
     ds.Modality = source.get("Modality", "OT")
     ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series_uid, series_number, 1
     ds.SeriesDescription = f"{algorithm.name} overlay"[:64]

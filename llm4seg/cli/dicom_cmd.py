@@ -106,7 +106,8 @@ def dicom_listen(
     seg_frames: Annotated[str, typer.Option("--seg-frames", help="Frames of each received image that get a SEG "
                                             "('1', '1,15', 'all').")] = "1",
     overlay_sc: OverlayScOpt = False,
-    forward: SendOpt = [],  # noqa: B006 (typer needs a list default)
+    forward: Annotated[list[str], typer.Option(
+        "--forward", help="C-STORE each result to AE_TITLE@HOST:PORT (repeatable), e.g. back to the PACS.")] = [],  # noqa: B006
     max_instances: Annotated[Optional[int], typer.Option("--max-instances", help="Stop after this many instances "
                                                          "(default: run until Ctrl-C or SIGTERM).")] = None,
     json_out: JsonOpt = False,
@@ -135,7 +136,8 @@ def dicom_listen(
                 (stderr if "error" in entry else stdout).print(_line(entry), soft_wrap=True, markup=False)
 
         listener = StorageListener(out / "incoming", handle, ae_title, host, port).start()
-        stdout.print(f"listening as {ae_title}@{host}:{port}; results in {out} (Ctrl-C stops)", soft_wrap=True)
+        (stderr if json_out else stdout).print(f"listening as {ae_title}@{host}:{port}; results in {out} (Ctrl-C "
+                                               "stops)", soft_wrap=True)
         _serve(listener, max_instances)
     if json_out:
         print_json({"listened": f"{ae_title}@{host}:{port}", "received": listener.received, "results": log})

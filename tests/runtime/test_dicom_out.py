@@ -136,6 +136,22 @@ def test_nothing_is_half_written(cine, tmp_path):
         write_datasets(datasets, tmp_path / "out")
 
 
+def test_a_source_without_its_uids_gets_no_result(cine):
+    import pydicom
+
+    from llm4seg.runtime.dicom_out import Algorithm, OverlayCapture, seg_for_frame
+
+    source = pydicom.dcmread(cine, stop_before_pixels=True)
+    del source.StudyInstanceUID
+    mask = np.zeros((240, 320), np.uint8)
+    with pytest.raises(ConfigError, match=r"no StudyInstanceUID \(0020,000D\)"):
+        seg_for_frame(source, 1, mask, Algorithm("a", "1", "x"), "1.2.3", 1)
+    capture = OverlayCapture(source, 33.3)
+    capture.add(np.zeros((240, 320, 3), np.uint8))
+    with pytest.raises(ConfigError, match="StudyInstanceUID"):
+        capture.dataset(Algorithm("a", "1", "x"), "1.2.3")
+
+
 def test_a_chosen_frame_the_run_never_reached_writes_no_seg(cine):
     from llm4seg.runtime.dicom_out import Algorithm, DicomResults
     from llm4seg.runtime.dicom import DicomSource

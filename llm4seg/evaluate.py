@@ -56,6 +56,28 @@ def evaluate_model(model: torch.nn.Module, data: ArrayDataset, device: torch.dev
     return score(probs, data.masks, data.stems, model.config.threshold), probs
 
 
+def add_hd95_mm(rows: list[dict[str, Any]], probs: np.ndarray, data: ArrayDataset, threshold: float) -> int:
+    """Add `hd95_mm` to the rows of DICOM images with a physical pixel size: on the image's own grid
+    (the prediction brought back by the contract's rule, the mask file binarised with the dataset's
+    rule), with its spacing. Returns how many rows got one (the others keep none: no size known)."""
+    from llm4seg.data.decode import dicom_mm_per_px, is_dicom_path, read_mask_raw
+    from llm4seg.metrics import hd95_mm
+
+    done = 0
+    for row, prob in zip(rows, probs):
+        files = data.files.get(row["stem"])
+        if not files or not data.mask_encoding or not is_dicom_path(files[0]):
+            continue
+        spacing = dicom_mm_per_px(files[0])
+        mask, _ = read_mask_raw(files[1])
+        if spacing is None or mask is None:
+            continue
+        pred = prob_at_size(prob, mask.shape) > threshold
+        row["hd95_mm"] = hd95_mm(pred, mask > data.mask_encoding["threshold"], spacing)
+        done += 1
+    return done
+
+
 TRUTH_BGR, PREDICTION_BGR = (0, 200, 0), (0, 255, 255)  # green and yellow
 
 
@@ -119,7 +141,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], probs: np.ndarray, data:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "per_image.csv") as tmp:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["stem", *METRIC_NAMES])
+            physical = ["hd95_mm"] if any("hd95_mm" in r for r in rows) else []
+            writer = csv.DictWriter(f, fieldnames=["stem", *METRIC_NAMES, *physical])
             writer.writeheader()
             writer.writerows(rows)
     order = np.argsort([r["dice"] for r in rows], kind="stable")
@@ -134,5 +157,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], probs: np.ndarray, data:
                "empty_mask_rule": "0/0 ratios score 1 when prediction and mask are both empty, else 0; "
                                   "HD95 is 0 if both empty, the image diagonal if one is",
                "metrics": summarise(rows)}
+    with_mm = [r for r in rows if "hd95_mm" in r]
+    if with_mm:  # only the images whose files give a pixel size (DICOM); n says how many
+        summary["metrics"]["hd95_mm"] = {**summarise(with_mm, ("hd95_mm",))["hd95_mm"], "n": len(with_mm),
+                                         "grid": "each image's own pixels and DICOM pixel size"}
     write_json_atomic(out / "summary.json", summary)
     return summary

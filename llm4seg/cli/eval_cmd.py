@@ -29,7 +29,7 @@ def evaluate(
     """
     from llm4seg.checkpoint import load_checkpoint
     from llm4seg.data.datasets import held_out_split, load_dataset
-    from llm4seg.evaluate import evaluate_model, write_report
+    from llm4seg.evaluate import add_hd95_mm, evaluate_model, write_report
     from llm4seg.training.loop import pick_device
 
     dev = pick_device(device)
@@ -41,6 +41,7 @@ def evaluate(
     # The synthetic default evaluates on images the training split never drew (another seed).
     dataset = load_dataset(data, chosen, model.config.image_size, skip_bad, synthetic_count, seed=10_000)
     rows, probs = evaluate_model(model, dataset, dev)
+    add_hd95_mm(rows, probs, dataset, model.config.threshold)  # DICOM images with a pixel size
     # Dataset name and split, so the same split name on two datasets cannot collide.
     tag = dataset.name.replace(":", "-").replace("/", "_")
     ckpt = Path(checkpoint)
@@ -52,12 +53,16 @@ def evaluate(
     if json_out:
         print_json({"n": summary["n"], **{k: v["mean"] for k, v in m.items()},
                     "sd": {k: v["sd"] for k, v in m.items()}, "report_dir": str(report_dir),
+                    **({"hd95_mm_n": m["hd95_mm"]["n"]} if "hd95_mm" in m else {}),
                     "skipped": dataset.skipped,
-                    "units": "fractions 0-1 (the table shows %); hd95 in pixels at the model's resolution"})
+                    "units": "fractions 0-1 (the table shows %); hd95 in pixels at the model's resolution; "
+                             "hd95_mm in mm on each DICOM image's own grid"})
         return
-    rows = [[name, f"{v['mean'] * (1 if name == 'hd95' else 100):.2f}", f"{v['sd'] * (1 if name == 'hd95' else 100):.2f}"]
-            for name, v in m.items()]
-    print_table(f"{checkpoint} on {dataset.name} (n={summary['n']}; HD95 in pixels, the rest in %)",
+    unit = {"hd95": 1, "hd95_mm": 1}
+    rows = [[name if name != "hd95_mm" else f"hd95_mm (n={v['n']})", f"{v['mean'] * unit.get(name, 100):.2f}",
+             f"{v['sd'] * unit.get(name, 100):.2f}"] for name, v in m.items()]
+    print_table(f"{checkpoint} on {dataset.name} (n={summary['n']}; HD95 in pixels at the model's size, hd95_mm in "
+                "mm, the rest in %)",
                 ["metric", "mean", "sd"], rows)
     stdout.print(f"masks: {(dataset.mask_encoding or {}).get('rule', 'synthetic')}", soft_wrap=True)
     stdout.print(f"per-image CSV, overlays and summary in {report_dir}", soft_wrap=True)

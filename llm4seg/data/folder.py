@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 
 from llm4seg.contract import resize_square
-from llm4seg.data.decode import read_image_rgb, read_mask_raw
+from llm4seg.data.decode import DICOM_SUFFIXES, is_dicom_path, read_image_rgb, read_mask_raw
 from llm4seg.data.masks import MaskStats
 from llm4seg.errors import DataError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES)
 
 
 @dataclass
@@ -41,7 +41,7 @@ def _by_stem(folder: Path, problems: dict[str, str]) -> dict[str, Path]:
     """stem -> file; two files with one stem (case.png and case.jpg) are a problem, never a silent pick."""
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
+        if not p.name.startswith(".") and (p.suffix.lower() in IMAGE_EXTS or is_dicom_path(p)):
             if p.stem in files:
                 problems[p.stem] = (f"{folder.name}/ holds both {files[p.stem].name!r} and {p.name!r}; "
                                     "keep one file per stem")

@@ -110,7 +110,7 @@ class DicomSource:
             raise _refuse(path, f"transfer syntax {syntax} (0002,0010) has no decoder ({exc})",
                           "a private or unknown syntax: export the study uncompressed or as JPEG/JPEG 2000/RLE") from None
         if not decoder.is_available:
-            missing = "; ".join(f"{k}: {', '.join(v)}" for k, v in decoder.missing_dependencies.items()) or "none"
+            missing = "; ".join(decoder.missing_dependencies) or "none listed"  # e.g. "pylibjpeg - requires ..."
             raise _refuse(path, f"transfer syntax {getattr(syntax, 'name', syntax)} needs a codec that is not "
                                 f"installed ({missing})",
                           "pip install 'llm4seg[dicom]' (pydicom's pylibjpeg codecs)")

@@ -211,3 +211,27 @@ def test_conversions_against_pydicoms_own_files(pydicom, tmp_path):
 
     ok, inverted = DicomSource(tmp_path / "mono1.dcm").read()
     assert ok and np.array_equal(inverted, 255 - grey[0])
+
+
+def test_a_codec_that_is_not_installed_is_named(pydicom):
+    """pydicom without the pylibjpeg codecs (hidden in a child interpreter): a JPEG-LS file is
+    refused naming the syntax, the packages that would decode it and the extra that installs them."""
+    import subprocess
+    import sys
+
+    from pydicom.data import get_testdata_file
+
+    script = ("import sys\n"
+              "for name in ('pylibjpeg', 'libjpeg', 'openjpeg', 'rle', 'gdcm', 'jpeg_ls'):\n"
+              "    sys.modules[name] = None  # as if not installed\n"
+              "from llm4seg.runtime.dicom import DicomSource\n"
+              "from llm4seg.errors import ConfigError\n"
+              "try:\n"
+              f"    DicomSource({get_testdata_file('MR_small_jpeg_ls_lossless.dcm')!r})\n"
+              "except ConfigError as exc:\n"
+              "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "MR_small_jpeg_ls_lossless.dcm: transfer syntax JPEG-LS Lossless Image Compression needs a codec that " \
+           "is not installed" in out.stdout
+    assert "pylibjpeg-libjpeg" in out.stdout and "pip install 'llm4seg[dicom]'" in out.stdout

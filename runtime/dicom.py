@@ -19,11 +19,12 @@ NOT RUN: no sample file here).
 
 Refused with the file, the tag and the fix: no pixel data (SR, KOS), a transfer syntax with no
 decoder (the package named) or a private one, an unknown photometric interpretation, pixel data
-shorter than Rows x Columns x Frames say.
+shorter than Rows x Columns x Frames say, a file cut short, a frame larger than 1 GiB decoded.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,6 +39,7 @@ VIDEO_FORMATS = {"1.2.840.10008.1.2.4.100": "mpegvideo", "1.2.840.10008.1.2.4.10
                                                                   "105", "105.1", "106", "106.1")},
                  "1.2.840.10008.1.2.4.107": "hevc", "1.2.840.10008.1.2.4.108": "hevc"}
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
+MAX_FRAME_BYTES = 2**30  # one decoded frame; 8K RGB is 0.1 GiB: more is a damaged header, never allocated
 CM_UNITS = 3  # PhysicalUnitsXDirection 3 = cm (DICOM PS3.3 C.8.5.5.1.15)
 TISSUE_2D = 1  # RegionSpatialFormat 1 = 2D (tissue or flow), RegionDataType 1 = tissue
 
@@ -73,10 +75,16 @@ class DicomSource:
         pydicom = _pydicom()
         self.path = Path(path)
         try:
-            self.ds = pydicom.dcmread(str(self.path), defer_size="64 KB")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.ds = pydicom.dcmread(str(self.path), defer_size="64 KB")
         except Exception as exc:  # InvalidDicomError, truncated headers
             raise _refuse(self.path, f"cannot be read ({type(exc).__name__}: {exc})",
                           "check the file is a complete DICOM Part 10 file") from None
+        ended = [str(w.message) for w in caught if "End of file reached" in str(w.message)]
+        if ended:  # pydicom keeps what it read: a cut file would look like one without pixels
+            raise _refuse(self.path, f"ends before its data does (truncated: {ended[0].split(' in file')[0]})",
+                          "copy the file again from its source")
         ds = self.ds
         self.video_format = VIDEO_FORMATS.get(str(ds.file_meta.get("TransferSyntaxUID", "")))
         if self.video_format is None:
@@ -114,6 +122,12 @@ class DicomSource:
             raise _refuse(path, f"transfer syntax {getattr(syntax, 'name', syntax)} needs a codec that is not "
                                 f"installed ({missing})",
                           "pip install 'llm4seg[dicom]' (pydicom's pylibjpeg codecs)")
+        frame_bytes = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * \
+            ((int(ds.get("BitsAllocated", 8)) + 7) // 8)
+        if frame_bytes > MAX_FRAME_BYTES:
+            raise _refuse(path, f"one frame of Rows x Columns {ds.Rows} x {ds.Columns} (0028,0010/0011) would take "
+                                f"{frame_bytes / 2**30:.1f} GiB (at most {MAX_FRAME_BYTES // 2**30} GiB decoded)",
+                          "the header is damaged, or this is not a video frame (whole-slide images are not supported)")
         photometric = str(ds.get("PhotometricInterpretation", ""))
         if photometric not in PHOTOMETRIC:
             raise _refuse(path, f"photometric interpretation {photometric!r} (0028,0004) is not one llm4seg converts",

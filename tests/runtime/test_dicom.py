@@ -106,6 +106,16 @@ def test_bad_dicom_files_are_refused_naming_the_file_and_the_tag(pydicom, tmp_pa
     (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 1000])
     with pytest.raises(ConfigError, match="cut.dcm: Rows x Columns x Frames .* the file is truncated|truncated"):
         DicomSource(tmp_path / "cut.dcm")
+    rle = write_dicom(pydicom, np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8),
+                      tmp_path / "rle.dcm", rle=True)
+    (tmp_path / "cut-rle.dcm").write_bytes(rle.read_bytes()[:-3000])  # inside its compressed fragments
+    with pytest.raises(ConfigError, match=r"cut-rle.dcm: ends before its data does \(truncated"):
+        DicomSource(tmp_path / "cut-rle.dcm")
+    huge = pydicom.dcmread(rle)
+    huge.Rows = huge.Columns = 65535
+    huge.save_as(tmp_path / "huge.dcm")
+    with pytest.raises(ConfigError, match=r"huge.dcm: one frame of Rows x Columns 65535 x 65535 .* 12.0 GiB"):
+        DicomSource(tmp_path / "huge.dcm")
 
 
 def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path):

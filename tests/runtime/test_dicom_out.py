@@ -192,3 +192,42 @@ def test_video_cli_writes_segs_and_refuses_a_non_dicom_source(cine, exported, tm
     result = CliRunner().invoke(app, ["video", cine, "--engine", engine, "--out", str(tmp_path / "c.mp4"),
                                       "--seg-frames", "31"])
     assert result.exit_code == 1 and "outside frames 1-30" in result.output
+
+
+def test_the_120_frame_cine_of_pydicom_data_end_to_end(exported, tmp_path):
+    """pydicom-data's 640x480 cine (120 frames, JPEG baseline, one tissue region at 0.051 cm/px):
+    H.264 out, every mask inside the tissue region, areas in mm^2, a SEG of frame 60."""
+    import json
+
+    import av
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    def probe():
+        if get_testdata_file("color3d_jpeg_baseline.dcm") is None:  # pydicom returns None for pydicom-data's files
+            raise FileNotFoundError("color3d_jpeg_baseline.dcm is not there")
+
+    installed_or_skip(probe, "pydicom-data", "pip install pydicom-data (in the dev extra)")
+    cine = get_testdata_file("color3d_jpeg_baseline.dcm")
+    out = tmp_path / "cine.mp4"
+    result = CliRunner().invoke(app, ["video", cine, "--engine", str(exported[0] / "model.onnx"), "--out", str(out),
+                                      "--seg-frames", "60", "--frame-log", str(tmp_path / "frames.jsonl"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["frames_out"], report["codec"]) == (120, "h264")
+    assert report["physical"]["mm_per_px"] == pytest.approx([0.5105, 0.5105], abs=1e-4)
+    assert report["physical"]["tissue_regions"] == [[84, 31, 595, 414]]
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 120
+    lines = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
+    assert len(lines) == 120
+    assert all(r["area_mm2"] == pytest.approx(r["area_px"] * 0.5105 ** 2, rel=1e-3) for r in lines)
+    seg = pydicom.dcmread(tmp_path / "cine-dicom" / "seg_frame0060.dcm")
+    mask = seg.pixel_array.astype(bool)
+    outside = np.ones((480, 640), bool)
+    outside[31:415, 84:596] = False
+    assert not (mask & outside).any()  # the crop: nothing outside the tissue region
+    assert int(mask.sum()) == lines[59]["area_px"]  # the SEG holds frame 60's mask

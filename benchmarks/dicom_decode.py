@@ -2,7 +2,7 @@
 
     python -m benchmarks.dicom_decode --cine color3d_jpeg_baseline.dcm [--rounds 3]
 
-The cine is read with `runtime.dicom.DicomSource` (pydicom, JPEG baseline through pylibjpeg,
+The cine is read with `llm4seg.dicom.DicomSource` (pydicom, JPEG baseline through pylibjpeg,
 YBR to RGB, to BGR); its frames are written once as H.264 (libx264, yuv420p) and read back with
 the runtime's PyAV source. Both read every frame, round after round, so the machine's drifting
 speed hits each alike; the ratio is DICOM over H.264 in the same round.
@@ -33,7 +33,7 @@ def _read_all(source) -> int:
 def _h264_copy(cine: Path, folder: Path) -> Path:
     import av
 
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     path = folder / "cine.mp4"
     source = DicomSource(cine)
@@ -53,7 +53,7 @@ def _h264_copy(cine: Path, folder: Path) -> Path:
 
 def run(cine: Path, rounds: int) -> dict:
     """Per-frame read time (ms) of the DICOM cine and of its H.264 copy, per round and the median ratio."""
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
     from llm4seg.runtime.video_sources import open_source
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -60,13 +60,14 @@ def add_hd95_mm(rows: list[dict[str, Any]], probs: np.ndarray, data: ArrayDatase
     """Add `hd95_mm` to the rows of DICOM images with a physical pixel size: on the image's own grid
     (the prediction brought back by the contract's rule, the mask file binarised with the dataset's
     rule), with its spacing. Returns how many rows got one (the others keep none: no size known)."""
-    from llm4seg.data.decode import dicom_mm_per_px, is_dicom_path, read_mask_raw
+    from llm4seg.data.decode import dicom_mm_per_px, read_mask_raw
+    from llm4seg.dicom import is_dicom_file
     from llm4seg.metrics import hd95_mm
 
     done = 0
     for row, prob in zip(rows, probs):
         files = data.files.get(row["stem"])
-        if not files or not data.mask_encoding or not is_dicom_path(files[0]):
+        if not files or not data.mask_encoding or not is_dicom_file(files[0]):
             continue
         spacing = dicom_mm_per_px(files[0])
         mask, _ = read_mask_raw(files[1])

@@ -47,10 +47,18 @@ class Algorithm:
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> "Algorithm":
         """The algorithm of an exported model's manifest entry (name and seal)."""
-        from llm4seg import __version__
-
         model = (manifest.get("model") or {}).get("name", "model")
-        return cls(f"llm4seg {model}", __version__, str(manifest.get("entry_sha256", "unsealed")))
+        return cls(f"llm4seg {model}", runtime_version(), str(manifest.get("entry_sha256", "unsealed")))
+
+
+def runtime_version() -> str:
+    """The installed llm4seg's version (package metadata: the runtime imports no core package code)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm4seg")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def frame_numbers_from_text(text: str, frame_count: int) -> list[int]:

@@ -129,7 +129,7 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
     """Open a video source; returns (source object, is_live).
 
     Args:
-        source: a file path (a video, or a DICOM file: runtime/dicom.py), a camera index (int or
+        source: a file path (a video, or a DICOM file: llm4seg/dicom.py), a camera index (int or
             digit string), a stream URL ('://'),
             'gst:<pipeline>' (GStreamer, ending in an appsink or not), or an object with read()
             and release() (like cv2.VideoCapture), used as a file-like source.
@@ -151,7 +151,7 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
     if not live and not Path(str(source)).is_file():
         raise ConfigError(f"video source {source!r} does not exist", hint="pass a video file, a camera index or a stream URL")
     if not live and Path(str(source)).suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi", ".webm"):
-        from llm4seg.runtime.dicom import DicomSource, is_dicom_file
+        from llm4seg.dicom import DicomSource, is_dicom_file
 
         if is_dicom_file(str(source)):  # a cine loop or image from an ultrasound cart or endoscopy tower
             return DicomSource(str(source)), False

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_MAY_USE = ("llm4seg.errors", "llm4seg.fileio", "llm4seg._optional", "llm4seg.metrics", "llm4seg.contract",
-                   "llm4seg.runtime")
+                   "llm4seg.dicom", "llm4seg.runtime")
 # Nothing of these at the runtime's module level: an embedded box installs numpy, OpenCV and onnxruntime only.
 HEAVY = ("torch", "transformers", "onnx", "onnxscript", "tensorrt", "tensorrt_rtx_bindings", "cuda", "polygraphy",
          "matplotlib", "safetensors", "gguf", "huggingface_hub", "PIL", "triton", "av", "gi", "holoscan", "cupy",

@@ -44,7 +44,7 @@ class DicomOutputs:
     def check(self, source: str, out: str) -> None:
         """Refuse options that cannot work, before the run: a non-DICOM source, nodes mistyped,
         sending with nothing to send, an output folder that already holds results."""
-        from llm4seg.runtime.dicom import is_dicom_file
+        from llm4seg.dicom import is_dicom_file
         from llm4seg.runtime.dicom_net import DicomNode
 
         self.send = [DicomNode.from_text(t) for t in self.send]

@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from llm4seg.dicom import is_dicom_file
+
 
 def truncation_problem(data: bytes) -> str | None:
     """Why this encoded image is incomplete, or None when it looks whole."""
@@ -124,7 +126,7 @@ def read_image_rgb(path: Path) -> tuple[np.ndarray | None, str]:
     """uint8 (H, W, 3) RGB (grey replicated to three channels), or (None, reason). Images of more than
     8 bits are refused: 12-bit data in a 16-bit file would be scaled as 16-bit (nearly black), and
     the right scale cannot be read from the file."""
-    if is_dicom_path(path):
+    if is_dicom_file(path):
         return read_dicom_rgb(path)
     raw, reason = _read(path)
     if raw is None:
@@ -136,25 +138,11 @@ def read_image_rgb(path: Path) -> tuple[np.ndarray | None, str]:
     return (None, reason) if data is None else (cv2.cvtColor(data, cv2.COLOR_BGR2RGB), "")
 
 
-DICOM_SUFFIXES = (".dcm", ".dicom")
-
-
-def is_dicom_path(path: Path) -> bool:
-    """A .dcm/.dicom name, or a file without a suffix holding the DICOM preamble (PACS exports)."""
-    path = Path(path)
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    if path.suffix or not path.is_file():
-        return False
-    with open(path, "rb") as f:
-        return f.read(132)[128:132] == b"DICM"
-
-
 def read_dicom_rgb(path: Path) -> tuple[np.ndarray | None, str]:
-    """A single-frame DICOM image as uint8 RGB (the conversions of runtime/dicom.py, the one owner),
+    """A single-frame DICOM image as uint8 RGB (the conversions of llm4seg/dicom.py, the one owner),
     or (None, reason): a cine is not one dataset image, a file pydicom refuses gives its reason."""
     from llm4seg.errors import Llm4SegError
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     try:
         source = DicomSource(path)
@@ -169,7 +157,7 @@ def read_dicom_rgb(path: Path) -> tuple[np.ndarray | None, str]:
 
 def dicom_mm_per_px(path: Path) -> tuple[float, float] | None:
     """(row, column) mm per pixel of a DICOM image (ultrasound regions or Pixel Spacing), else None."""
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     mm = DicomSource(path).mm_per_px  # (x, y)
     return None if mm is None else (mm[1], mm[0])

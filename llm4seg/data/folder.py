@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from llm4seg.contract import resize_square
-from llm4seg.data.decode import DICOM_SUFFIXES, is_dicom_path, read_image_rgb, read_mask_raw
+from llm4seg.data.decode import read_image_rgb, read_mask_raw
+from llm4seg.dicom import DICOM_SUFFIXES, is_dicom_file
 from llm4seg.data.masks import MaskStats
 from llm4seg.errors import DataError
 
@@ -41,7 +42,7 @@ def _by_stem(folder: Path, problems: dict[str, str]) -> dict[str, Path]:
     """stem -> file; two files with one stem (case.png and case.jpg) are a problem, never a silent pick."""
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if not p.name.startswith(".") and (p.suffix.lower() in IMAGE_EXTS or is_dicom_path(p)):
+        if not p.name.startswith(".") and (p.suffix.lower() in IMAGE_EXTS or is_dicom_file(p)):
             if p.stem in files:
                 problems[p.stem] = (f"{folder.name}/ holds both {files[p.stem].name!r} and {p.name!r}; "
                                     "keep one file per stem")

@@ -84,7 +84,7 @@ def test_the_segs_hold_the_models_masks(cine, exported, tmp_path):
 def test_the_loop_overlay_is_a_lossless_multiframe_secondary_capture(cine, tmp_path):
     import pydicom
 
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
     from llm4seg.runtime.dicom_out import write_datasets
     from llm4seg.runtime.segmenter import overlay
 
@@ -154,7 +154,7 @@ def test_a_source_without_its_uids_gets_no_result(cine):
 
 def test_a_chosen_frame_the_run_never_reached_writes_no_seg(cine):
     from llm4seg.runtime.dicom_out import Algorithm, DicomResults
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     results = DicomResults(DicomSource(cine), [1, 5], Algorithm("a", "1", "x"))
 

@@ -25,7 +25,7 @@ def pydicom():
 def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(exported):
     from pydicom.data import get_testdata_file
 
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     path = get_testdata_file("examples_ybr_color.dcm")  # 30 frames, YBR_FULL_422 JPEG, regions
     source = DicomSource(path)
@@ -50,7 +50,7 @@ def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(ex
 
 
 def test_dicom_written_from_busi_segments_exactly_as_the_png(pydicom, exported, tmp_path):
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     pngs = sorted((DATASETS / "busi" / "images").glob("*.png"))[:3]
     if not pngs:
@@ -78,7 +78,7 @@ def test_bad_dicom_files_are_refused_naming_the_file_and_the_tag(pydicom, tmp_pa
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = BasicTextSRStorage, generate_uid()
@@ -127,7 +127,7 @@ def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path)
     from pydicom.encaps import encapsulate
     from pydicom.uid import MPEG4HP41, VideoEndoscopicImageStorage, generate_uid
 
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     rng = np.random.default_rng(0)
     frames = [np.clip(np.full((48, 64, 3), 40 + 15 * i, np.float32) + rng.normal(0, 3, (48, 64, 3)), 0, 255)
@@ -169,7 +169,7 @@ def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path)
 def _frames(name):
     from pydicom.data import get_testdata_file
 
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     source = DicomSource(get_testdata_file(name))
     out = []
@@ -217,7 +217,7 @@ def test_conversions_against_pydicoms_own_files(pydicom, tmp_path):
     np.testing.assert_array_equal(grey[0], grey_be[0])
     mr.PhotometricInterpretation = "MONOCHROME1"
     mr.save_as(tmp_path / "mono1.dcm")
-    from llm4seg.runtime.dicom import DicomSource
+    from llm4seg.dicom import DicomSource
 
     ok, inverted = DicomSource(tmp_path / "mono1.dcm").read()
     assert ok and np.array_equal(inverted, 255 - grey[0])
@@ -234,7 +234,7 @@ def test_a_codec_that_is_not_installed_is_named(pydicom):
     script = ("import sys\n"
               "for name in ('pylibjpeg', 'libjpeg', 'openjpeg', 'rle', 'gdcm', 'jpeg_ls'):\n"
               "    sys.modules[name] = None  # as if not installed\n"
-              "from llm4seg.runtime.dicom import DicomSource\n"
+              "from llm4seg.dicom import DicomSource\n"
               "from llm4seg.errors import ConfigError\n"
               "try:\n"
               f"    DicomSource({get_testdata_file('MR_small_jpeg_ls_lossless.dcm')!r})\n"

@@ -1,6 +1,7 @@
-"""DICOM as a video source: ultrasound and endoscopy cine loops (multi-frame), single frames, with
-their frame timing and physical pixel size (`pip install 'llm4seg[dicom]'`: pydicom 3 and the
-pylibjpeg codecs).
+"""DICOM frames: ultrasound and endoscopy cine loops (multi-frame) and single frames, with their
+frame timing and physical pixel size (`pip install 'llm4seg[dicom]'`: pydicom 3 and the pylibjpeg
+codecs). The one owner of how a DICOM becomes frames: the runtime's video sources and the core's
+dataset folders both read through it (light on purpose: numpy at module level, pydicom inside).
 
 `DicomSource(path)` reads like cv2.VideoCapture (`read`, `release`, `fps`, `frame_count`,
 `last_pts_s`) and streams frames one at a time (pydicom's `iter_pixels`: a long cine is never
@@ -38,6 +39,7 @@ VIDEO_FORMATS = {"1.2.840.10008.1.2.4.100": "mpegvideo", "1.2.840.10008.1.2.4.10
                  **{f"1.2.840.10008.1.2.4.{n}": "h264" for n in ("102", "102.1", "103", "103.1", "104", "104.1",
                                                                   "105", "105.1", "106", "106.1")},
                  "1.2.840.10008.1.2.4.107": "hevc", "1.2.840.10008.1.2.4.108": "hevc"}
+DICOM_SUFFIXES = (".dcm", ".dicom")
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
 MAX_FRAME_BYTES = 2**30  # one decoded frame; 8K RGB is 0.1 GiB: more is a damaged header, never allocated
 CM_UNITS = 3  # PhysicalUnitsXDirection 3 = cm (DICOM PS3.3 C.8.5.5.1.15)
@@ -49,7 +51,7 @@ def is_dicom_file(path: Path | str) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
-    if path.suffix.lower() in (".dcm", ".dicom"):
+    if path.suffix.lower() in DICOM_SUFFIXES:
         return True
     with open(path, "rb") as f:
         head = f.read(132)
@@ -304,5 +306,5 @@ def area_mm2(mask: np.ndarray, mm_per_px: tuple[float, float] | None) -> float |
     return None if mm_per_px is None else float(mask.astype(bool).sum()) * mm_per_px[0] * mm_per_px[1]
 
 
-__all__ = ["DicomSource", "PHOTOMETRIC", "area_mm2", "is_dicom_file", "physical_size", "tissue_mask",
+__all__ = ["DICOM_SUFFIXES", "DicomSource", "PHOTOMETRIC", "area_mm2", "is_dicom_file", "physical_size", "tissue_mask",
            "ultrasound_regions"]

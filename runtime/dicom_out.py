@@ -189,10 +189,14 @@ def _check_identity(source: Any) -> None:
 
 class OverlayCapture:
     """The overlaid frames of a run, RLE-encoded as they come, made into one derived Multi-frame
-    True Color Secondary Capture referencing the source (see the module)."""
+    True Color Secondary Capture referencing the source instances (see the module).
 
-    def __init__(self, source: Any, frame_time_ms: float | None) -> None:
-        self.source, self.frame_time_ms = source, frame_time_ms
+    Args:
+        sources: the headers of the instances the frames come from (one cine, or a series' images).
+    """
+
+    def __init__(self, sources: list[Any], frame_time_ms: float | None) -> None:
+        self.sources, self.frame_time_ms = list(sources), frame_time_ms
         self.fragments: list[bytes] = []
         self.shape_hw: tuple[int, int] | None = None
 
@@ -218,8 +222,9 @@ class OverlayCapture:
         from pydicom.encaps import encapsulate
         from pydicom.uid import RLELossless, generate_uid
 
-        _check_identity(self.source)
-        ds = _derived_header(self.source, MULTIFRAME_TRUE_COLOR_SC, series_uid, OVERLAY_SERIES_NUMBER, algorithm)
+        for source in self.sources:
+            _check_identity(source)
+        ds = _derived_header(self.sources, MULTIFRAME_TRUE_COLOR_SC, series_uid, OVERLAY_SERIES_NUMBER, algorithm)
         ds.file_meta.TransferSyntaxUID = RLELossless
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         ds.Rows, ds.Columns = self.shape_hw
@@ -237,11 +242,14 @@ class OverlayCapture:
         return ds
 
 
-def _derived_header(source: Any, sop_class: str, series_uid: str, series_number: int, algorithm: Algorithm) -> Any:
-    """Patient and study of `source`, a new series, and a Source Image Sequence pointing at it."""
+def _derived_header(sources: list[Any], sop_class: str, series_uid: str, series_number: int,
+                    algorithm: Algorithm) -> Any:
+    """Patient and study of the first source, a new series, and a Source Image Sequence pointing at
+    every source instance."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import generate_uid
 
+    source = sources[0]
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
@@ -257,9 +265,12 @@ def _derived_header(source: Any, sop_class: str, series_uid: str, series_number:
     ds.DerivationDescription = (f"masks by {algorithm.name} {algorithm.version} (manifest entry "
                                 f"{algorithm.manifest_sha256[:16]}) drawn on the source frames")[:1024]
     ds.Manufacturer, ds.SoftwareVersions = "llm4seg", algorithm.version
-    ref = Dataset()
-    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
-    ds.SourceImageSequence = [ref]
+    refs = []
+    for instance in sources:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = instance.SOPClassUID, instance.SOPInstanceUID
+        refs.append(ref)
+    ds.SourceImageSequence = refs
     ds.SpecificCharacterSet = source.get("SpecificCharacterSet", "ISO_IR 100")
     ds.InstanceCreationDate = ds.ContentDate = datetime.date.today().strftime("%Y%m%d")
     ds.file_meta.ImplementationClassUID = generate_uid(prefix="1.2.826.0.1.3680043.8.498.")
@@ -319,7 +330,7 @@ class DicomResults:
         self.masks: dict[int, np.ndarray] = {}
         times = getattr(source, "times_s", None)
         frame_time_ms = 1000.0 * (times[1] - times[0]) if times and len(times) > 1 else None
-        self.capture = OverlayCapture(source.ds, frame_time_ms) if overlay_sc else None
+        self.capture = OverlayCapture(source.instances, frame_time_ms) if overlay_sc else None
 
     def __call__(self, frame: Any) -> None:
         number = frame.index + 1
@@ -349,8 +360,8 @@ class DicomResults:
                               f"ended after {len(self.masks)} of the chosen frames); no SEG was written",
                               hint="see the run's events (a decode error or an interrupt), or choose other frames")
         series = generate_uid()
-        out = {f"seg_frame{n:04d}.dcm": seg_for_frame(self.source.ds, n, self.masks[n], self.algorithm, series, i + 1)
-               for i, n in enumerate(sorted(self.masks))}
+        out = {f"seg_frame{n:04d}.dcm": seg_for_frame(*self.source.instance_of(n), self.masks[n], self.algorithm,
+                                                      series, i + 1) for i, n in enumerate(sorted(self.masks))}
         if self.capture is not None:
             out["overlay.dcm"] = self.capture.dataset(self.algorithm, generate_uid())
         return out

@@ -129,7 +129,8 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
     """Open a video source; returns (source object, is_live).
 
     Args:
-        source: a file path (a video, or a DICOM file: llm4seg/dicom.py), a camera index (int or
+        source: a file path (a video, or a DICOM file: llm4seg/dicom.py), a folder of one DICOM
+            series, a camera index (int or
             digit string), a stream URL ('://'),
             'gst:<pipeline>' (GStreamer, ending in an appsink or not), or an object with read()
             and release() (like cv2.VideoCapture), used as a file-like source.
@@ -148,6 +149,10 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
     live = camera or "://" in str(source)
     if not live and is_image_sequence(str(source)):  # frames/%03d.png: OpenCV reads numbered images
         return _opencv_source(str(source), False, False), False
+    if not live and Path(str(source)).is_dir():  # a DICOM series (PACS export folder)
+        from llm4seg.dicom import open_dicom
+
+        return open_dicom(str(source)), False
     if not live and not Path(str(source)).is_file():
         raise ConfigError(f"video source {source!r} does not exist", hint="pass a video file, a camera index or a stream URL")
     if not live and Path(str(source)).suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi", ".webm"):

@@ -50,7 +50,7 @@ class DicomOutputs:
         self.send = [DicomNode.from_text(t) for t in self.send]
         if (self.send or self.stow) and not self.wanted:
             raise ConfigError("--send/--stow have nothing to send", hint="add --seg-frames and/or --overlay-sc")
-        if self.wanted and not is_dicom_file(source):
+        if self.wanted and not (is_dicom_file(source) or Path(source).is_dir()):
             raise ConfigError(f"--seg-frames/--overlay-sc need a DICOM source; {source!r} is not one",
                               hint="DICOM results reference the source instance: pass the .dcm file")
         if self.wanted and self.out_dir is None:

@@ -102,8 +102,9 @@ class AllForeground:
         return [np.full(f.shape[:2], 0.9, np.float32) for f in frames]
 
 
-def write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1):
-    """A single-frame RGB Secondary Capture of `rgb` at `spacing_mm` (RLE when asked) at `path`."""
+def write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1, **tags):
+    """A single-frame RGB Secondary Capture of `rgb` at `spacing_mm` (RLE when asked) at `path`;
+    `tags` (keyword=value) set or replace attributes (a series' UIDs, InstanceNumber, ContentTime)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
 
@@ -121,6 +122,8 @@ def write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1):
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelSpacing = [spacing_mm, spacing_mm]
     ds.PixelData = np.ascontiguousarray(rgb).tobytes()
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
     if rle:
         ds.compress(RLELossless)
     ds.save_as(path, enforce_file_format=True)

@@ -146,7 +146,7 @@ def test_a_source_without_its_uids_gets_no_result(cine):
     mask = np.zeros((240, 320), np.uint8)
     with pytest.raises(ConfigError, match=r"no StudyInstanceUID \(0020,000D\)"):
         seg_for_frame(source, 1, mask, Algorithm("a", "1", "x"), "1.2.3", 1)
-    capture = OverlayCapture(source, 33.3)
+    capture = OverlayCapture([source], 33.3)
     capture.add(np.zeros((240, 320, 3), np.uint8))
     with pytest.raises(ConfigError, match="StudyInstanceUID"):
         capture.dataset(Algorithm("a", "1", "x"), "1.2.3")
@@ -231,3 +231,77 @@ def test_the_120_frame_cine_of_pydicom_data_end_to_end(exported, tmp_path):
     outside[31:415, 84:596] = False
     assert not (mask & outside).any()  # the crop: nothing outside the tissue region
     assert int(mask.sum()) == lines[59]["area_px"]  # the SEG holds frame 60's mask
+
+
+def test_a_series_folder_plays_in_instance_order_and_each_seg_references_its_image(tmp_path):
+    """Five single-frame images of one series, nested as PACS exports are, named out of order: played
+    by Instance Number with Content Time as timestamps; the SEG of frame 3 references the third
+    image (no frame number: a single-frame IOD); the overlay references all five."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from llm4seg.dicom import open_dicom
+    from llm4seg.runtime.dicom_out import Algorithm, DicomResults, write_datasets
+    from tests.runtime.conftest import write_dicom
+
+    folder = tmp_path / "export" / "PAT1" / "STU1"
+    folder.mkdir(parents=True)
+    (tmp_path / "export" / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")  # an index, not an image
+    study, series = generate_uid(), generate_uid()
+    uids = {}
+    for number, name in ((3, "IMG001"), (1, "IMG007"), (5, "IMG002"), (2, "IMG010"), (4, "IMG003")):
+        rgb = np.full((48, 64, 3), 40 * number, np.uint8)
+        path = write_dicom(pydicom, rgb, folder / name, StudyInstanceUID=study, SeriesInstanceUID=series,
+                           InstanceNumber=number, ContentTime=f"1015{number * 2:02d}.5")
+        uids[number] = pydicom.dcmread(path).SOPInstanceUID
+    source = open_dicom(tmp_path / "export")
+    assert source.frame_count == 5 and source.times_s == pytest.approx([0, 2, 4, 6, 8])
+    seen = []
+    pipeline = VideoPipeline(AllForeground(), str(tmp_path / "export"), sink=seen.append)
+    results = DicomResults(pipeline.cap, [3], Algorithm("t", "1", "x"), overlay_sc=True)
+    pipeline.sink = results.tee(pipeline.sink)
+    pipeline.run()
+    assert [int(f.image[0, 0, 0]) for f in seen] == [40, 80, 120, 160, 200]  # Instance Number order
+    assert [f.pts_s for f in seen] == pytest.approx([0, 2, 4, 6, 8])
+    seg_path, overlay_path = write_datasets(results.datasets(), tmp_path / "out")
+    ref = pydicom.dcmread(seg_path).SourceImageSequence[0]
+    assert ref.ReferencedSOPInstanceUID == uids[3] and "ReferencedFrameNumber" not in ref
+    overlay = pydicom.dcmread(overlay_path)
+    assert [r.ReferencedSOPInstanceUID for r in overlay.SourceImageSequence] == [uids[n] for n in range(1, 6)]
+    assert int(overlay.NumberOfFrames) == 5
+
+
+def test_a_folder_that_is_not_one_series_is_refused_by_name(tmp_path):
+    import shutil
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    from llm4seg.dicom import open_dicom
+    from tests.runtime.conftest import write_dicom
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="empty: holds no DICOM file"):
+        open_dicom(tmp_path / "empty")
+    two = tmp_path / "two"
+    two.mkdir()
+    for i in range(3):
+        write_dicom(pydicom, np.zeros((8, 8, 3), np.uint8), two / f"{i}.dcm", SeriesInstanceUID=generate_uid())
+    with pytest.raises(ConfigError, match="(?s)two: holds 3 series: .*pass the folder of one series"):
+        open_dicom(two)
+    mixed, series = tmp_path / "mixed", generate_uid()
+    mixed.mkdir()
+    write_dicom(pydicom, np.zeros((8, 8, 3), np.uint8), mixed / "a.dcm", SeriesInstanceUID=series)
+    write_dicom(pydicom, np.zeros((9, 8, 3), np.uint8), mixed / "b.dcm", SeriesInstanceUID=series)
+    with pytest.raises(ConfigError, match=r"mixed: holds images of 2 sizes"):
+        open_dicom(mixed)
+    cine = tmp_path / "cine"
+    cine.mkdir()
+    shutil.copy(get_testdata_file("examples_ybr_color.dcm"), cine / "loop.dcm")
+    assert open_dicom(cine).frame_count == 30  # one file: that file
+    ds = pydicom.dcmread(cine / "loop.dcm")
+    ds.SOPInstanceUID = generate_uid()
+    ds.save_as(cine / "loop2.dcm")
+    with pytest.raises(ConfigError, match=r"holds multi-frame files \(loop.dcm, loop2.dcm\)"):
+        open_dicom(cine)

@@ -49,8 +49,9 @@ def orthanc(tmp_path_factory):
     (folder / "orthanc.json").write_text(json.dumps(config))
     log = open(folder / "orthanc.log", "w")
     binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    # TCP_NODELAY=1: DCMTK inside Orthanc answers at once, not after a delayed ACK (RESULTS.md).
     proc = subprocess.Popen([binary, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "TCP_NODELAY": "1"})
     rest = f"http://127.0.0.1:{http_port}"
     try:
         for _ in range(150):

@@ -106,6 +106,7 @@ class DicomSource:
         self.last_pts_s: float | None = None
         self._index = 0
         self._frames: Iterator[np.ndarray] | None = None
+        self._lut: Any = None  # the palette tables as pydicom's apply_color_lut reads them
 
     def _check_pixels(self, pydicom: Any) -> None:
         ds, path = self.ds, self.path
@@ -208,7 +209,9 @@ class DicomSource:
         ds = self.ds
         photometric = str(ds.PhotometricInterpretation)
         if photometric == "PALETTE COLOR":
-            frame = apply_color_lut(frame, ds)
+            if self._lut is None:
+                self._lut = palette_lut_source(ds)
+            frame = apply_color_lut(frame, self._lut)
             if frame.dtype != np.uint8:
                 frame = (frame.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
         bits = int(ds.get("BitsStored", 8))
@@ -249,6 +252,30 @@ class DicomSource:
         return {"mm_per_px": self.mm_per_px, "source": self.physical_source, "conversion": self.conversion,
                 "tissue_regions": [r["bounds_xyxy"] for r in self.regions if r["tissue"]],
                 "notes": self.notes}
+
+
+PALETTE_DATA = ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData",
+                "BluePaletteColorLookupTableData", "AlphaPaletteColorLookupTableData")
+
+
+def palette_lut_source(ds: Any) -> Any:
+    """The dataset to give pydicom's apply_color_lut: `ds` itself, or for a big-endian file a copy
+    whose 16-bit palette tables are little endian. pydicom 3.0.2 reads (non-segmented) table
+    bytes in the machine's order whatever the file's, which made pydicom-data's big-endian
+    ultrasound (OBXXXX1A_expb.dcm) nearly black."""
+    little = ds.file_meta.get("TransferSyntaxUID")
+    if little is None or getattr(little, "is_little_endian", True):
+        return ds
+    import copy
+
+    fixed = copy.copy(ds)
+    entries = int(ds.RedPaletteColorLookupTableDescriptor[0] or 2**16) if "RedPaletteColorLookupTableDescriptor" \
+        in ds else 0
+    for keyword in PALETTE_DATA:
+        data = ds.get(keyword)
+        if data is not None and entries and len(data) == 2 * entries:  # 16-bit entries: swap each pair
+            setattr(fixed, keyword, np.frombuffer(data, ">u2").astype("<u2").tobytes())
+    return fixed
 
 
 MAX_SERIES_FILES = 20000  # a folder bigger than this is a whole archive, not a series

@@ -245,3 +245,32 @@ def test_a_codec_that_is_not_installed_is_named(pydicom):
     assert "MR_small_jpeg_ls_lossless.dcm: transfer syntax JPEG-LS Lossless Image Compression needs a codec that " \
            "is not installed" in out.stdout
     assert "pylibjpeg-libjpeg" in out.stdout and "pip install 'llm4seg[dicom]'" in out.stdout
+
+
+def test_pydicom_data_ultrasound_stored_every_way_gives_the_same_frames(pydicom):
+    """pydicom-data's ultrasound files: one palette image stored little endian, RLE, big endian and
+    as two-frame files; an RGB image uncompressed and as lossless JPEG 2000; a 16-bit segmented
+    palette both endians. Each set decodes to identical BGR frames (found: pydicom 3.0.2 reads a
+    big-endian palette table in the wrong byte order, which made OBXXXX1A_expb nearly black)."""
+    from pydicom.data import get_testdata_file
+
+    def probe():
+        if get_testdata_file("OBXXXX1A_expb.dcm") is None:
+            raise FileNotFoundError("OBXXXX1A_expb.dcm is not there")
+
+    installed_or_skip(probe, "pydicom-data", "pip install pydicom-data (in the dev extra)")
+    sets = [("OBXXXX1A.dcm", "OBXXXX1A_rle.dcm", "OBXXXX1A_expb.dcm", "OBXXXX1A_2frame.dcm",
+             "OBXXXX1A_rle_2frame.dcm", "OBXXXX1A_expb_2frame.dcm"),
+            ("US1_UNCR.dcm", "US1_J2KR.dcm"), ("gdcm-US-ALOKA-16.dcm", "gdcm-US-ALOKA-16_big.dcm")]
+    for names in sets:
+        decoded = {name: _frames(name)[1] for name in names}
+        first = decoded[names[0]][0]
+        assert first.mean() > 5  # a real picture (OBXXXX1A: 12.4), not a black frame (0.02 before the fix)
+        for name in names[1:]:
+            assert np.array_equal(decoded[name][0], first), name
+        two = [d for n, d in decoded.items() if "2frame" in n]
+        assert all(len(d) == 2 and np.array_equal(d[1], two[0][1]) for d in two)
+    source, _ = _frames("OBXXXX1A.dcm")  # its one region: 2D tissue at 0.0262 cm per pixel
+    assert source.mm_per_px == pytest.approx((0.2623, 0.2623), abs=1e-4)
+    aloka, _ = _frames("gdcm-US-ALOKA-16.dcm")
+    assert any("2 tissue regions" in n for n in aloka.notes)

@@ -274,3 +274,32 @@ def test_pydicom_data_ultrasound_stored_every_way_gives_the_same_frames(pydicom)
     assert source.mm_per_px == pytest.approx((0.2623, 0.2623), abs=1e-4)
     aloka, _ = _frames("gdcm-US-ALOKA-16.dcm")
     assert any("2 tissue regions" in n for n in aloka.notes)
+
+
+def test_regions_without_deltas_several_regions_and_non_square_pixels_are_stated(pydicom):
+    from pydicom.dataset import Dataset
+
+    from llm4seg.dicom import area_mm2, physical_size, tissue_mask, ultrasound_regions
+
+    def region(box, spatial=1, kind=1, deltas=None):
+        r = Dataset()
+        r.RegionLocationMinX0, r.RegionLocationMinY0, r.RegionLocationMaxX1, r.RegionLocationMaxY1 = box
+        r.RegionSpatialFormat, r.RegionDataType = spatial, kind
+        if deltas:
+            r.PhysicalUnitsXDirection = r.PhysicalUnitsYDirection = 3  # cm
+            r.PhysicalDeltaX, r.PhysicalDeltaY = deltas
+        return r
+
+    ds = Dataset()
+    ds.SequenceOfUltrasoundRegions = [region((10, 10, 49, 39), deltas=(0.02, 0.01)),  # tissue, 0.2 x 0.1 mm
+                                      region((60, 10, 79, 39)),  # tissue without deltas
+                                      region((0, 50, 79, 59), spatial=0, kind=0)]  # a colour bar: not tissue
+    notes: list[str] = []
+    regions = ultrasound_regions(ds, (60, 80), notes)
+    mm, where = physical_size(ds, regions, notes)
+    assert mm == pytest.approx((0.2, 0.1)) and where.startswith("SequenceOfUltrasoundRegions")
+    assert any("region 1 is tissue but has no physical deltas" in n for n in notes)
+    assert any("2 tissue regions" in n for n in notes) and any("non-square pixels" in n for n in notes)
+    mask = tissue_mask(regions, (60, 80))
+    assert mask.sum() == 40 * 30 + 20 * 30 and not mask[50:].any()  # both tissue regions, not the bar
+    assert area_mm2(np.ones((3, 5), np.uint8), mm) == pytest.approx(15 * 0.2 * 0.1)

@@ -3,7 +3,7 @@ processes), on a Ray cluster (`ray`), or as a SLURM job array through submitit (
 
 Every executor runs the same job, `cell_job`, in a worker process: it appends one line to
 `OUT/attempts/CELL.jsonl` (attempt, host, pid, CUDA_VISIBLE_DEVICES, start time) and calls
-`compare.run_cell`, which resumes a started cell from its run folder and skips a scored one. So
+`compare_cell.run_cell`, which resumes a started cell from its run folder and skips a scored one. So
 a retried cell continues where its killed worker stopped, a killed driver continues with the
 same command, and every executor's report is the same file. A cell that still fails after its
 retries is reported (`failed` in report.json, with its attempts and last error), not lost.
@@ -85,7 +85,7 @@ def cell_job(matrix: dict[str, Any], out: str, cell: Cell) -> dict[str, Any]:
         out: the comparison folder, a path every worker sees.
         cell: (variant, split or None, seed).
     """
-    from llm4seg.compare import Matrix, run_cell
+    from llm4seg.compare_cell import Matrix, run_cell
 
     folder = Path(out) / "attempts"  # beside the run folders: a run folder holds only the run
     folder.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,7 @@ def open_source(source: Any, reader: str = "auto") -> tuple[Any, bool]:
     """Open a video source; returns (source object, is_live).
 
     Args:
-        source: a file path (a video, or a DICOM file: llm4seg/dicom.py), a folder of one DICOM
+        source: a file path (a video, or a DICOM file: llm4seg/dicom/), a folder of one DICOM
             series, a camera index (int or
             digit string), a stream URL ('://'),
             'gst:<pipeline>' (GStreamer, ending in an appsink or not), or an object with read()

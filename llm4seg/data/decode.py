@@ -139,7 +139,7 @@ def read_image_rgb(path: Path) -> tuple[np.ndarray | None, str]:
 
 
 def read_dicom_rgb(path: Path) -> tuple[np.ndarray | None, str]:
-    """A single-frame DICOM image as uint8 RGB (the conversions of llm4seg/dicom.py, the one owner),
+    """A single-frame DICOM image as uint8 RGB (the conversions of llm4seg/dicom/, the one owner),
     or (None, reason): a cine is not one dataset image, a file pydicom refuses gives its reason."""
     from llm4seg.errors import Llm4SegError
     from llm4seg.dicom import DicomSource

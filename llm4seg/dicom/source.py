@@ -1,0 +1,249 @@
+"""One DICOM file as a source of frames.
+
+`DicomSource(path)` reads like cv2.VideoCapture (`read`, `release`, `fps`, `frame_count`,
+`last_pts_s`) and streams frames one at a time (pydicom's `iter_pixels`: a long cine is never
+held whole). Each frame becomes the BGR uint8 the model takes, with the conversion stated in
+`conversion`: YBR_FULL / YBR_FULL_422 / YBR_RCT / YBR_ICT to RGB by pydicom, PALETTE COLOR
+through its lookup table, MONOCHROME1 inverted, grey replicated to three channels, more than 8
+bits scaled from BitsStored to 0-255. Timing: Frame Time, else Frame Time Vector, else Cine Rate
+or Recommended Display Frame Rate. Tissue regions and pixel size: `geometry`, listed with what
+was found, clipped or missing in `notes`.
+
+Encapsulated MPEG-2 / H.264 / HEVC (Video Endoscopic and other video storage): the fragments are
+joined into one elementary stream and decoded by FFmpeg through PyAV (H.264 tested; the others
+NOT RUN: no sample file here).
+
+Refused with the file, the tag and the fix: no pixel data (SR, KOS), a transfer syntax with no
+decoder (the package named) or a private one, an unknown photometric interpretation, pixel data
+shorter than Rows x Columns x Frames say, a file cut short, a frame larger than 1 GiB decoded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from llm4seg.dicom.files import pydicom_module, refusal
+from llm4seg.dicom.geometry import physical_size, tissue_mask, ultrasound_regions
+
+# Encapsulated video (PS3.5 8.2.5-8.2.8): the fragments joined are one elementary stream for FFmpeg.
+VIDEO_FORMATS = {"1.2.840.10008.1.2.4.100": "mpegvideo", "1.2.840.10008.1.2.4.100.1": "mpegvideo",
+                 "1.2.840.10008.1.2.4.101": "mpegvideo", "1.2.840.10008.1.2.4.101.1": "mpegvideo",
+                 **{f"1.2.840.10008.1.2.4.{n}": "h264" for n in ("102", "102.1", "103", "103.1", "104", "104.1",
+                                                                  "105", "105.1", "106", "106.1")},
+                 "1.2.840.10008.1.2.4.107": "hevc", "1.2.840.10008.1.2.4.108": "hevc"}
+PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
+MAX_FRAME_BYTES = 2**30  # one decoded frame; 8K RGB is 0.1 GiB: more is a damaged header, never allocated
+
+
+class DicomSource:
+    """Frames of a DICOM file as BGR uint8, with timing and physical size (see the module)."""
+
+    reader = "pydicom"
+
+    def __init__(self, path: Path | str) -> None:
+        pydicom = pydicom_module()
+        self.path = Path(path)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.ds = pydicom.dcmread(str(self.path), defer_size="64 KB")
+        except Exception as exc:  # InvalidDicomError, truncated headers
+            raise refusal(self.path, f"cannot be read ({type(exc).__name__}: {exc})",
+                          "check the file is a complete DICOM Part 10 file") from None
+        ended = [str(w.message) for w in caught if "End of file reached" in str(w.message)]
+        if ended:  # pydicom keeps what it read: a cut file would look like one without pixels
+            raise refusal(self.path, f"ends before its data does (truncated: {ended[0].split(' in file')[0]})",
+                          "copy the file again from its source")
+        ds = self.ds
+        self.video_format = VIDEO_FORMATS.get(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        if self.video_format is None:
+            self._check_pixels(pydicom)
+        elif "PixelData" not in ds:
+            raise refusal(self.path, "holds no pixel data (tag (7FE0,0010) absent)", "pass an image or cine")
+        self.rows, self.cols = int(ds.Rows), int(ds.Columns)
+        self.frame_count = int(ds.get("NumberOfFrames", 1) or 1)
+        self.notes: list[str] = []
+        self.times_s = self._times()
+        self.fps = 0.0 if self.times_s is None or self.frame_count < 2 else \
+            (self.frame_count - 1) / max(self.times_s[-1] - self.times_s[0], 1e-9)
+        self.conversion = self._conversion()
+        self.regions = ultrasound_regions(ds, (self.rows, self.cols), self.notes)
+        self.mm_per_px, self.physical_source = physical_size(ds, self.regions, self.notes)
+        self.tissue_mask = tissue_mask(self.regions, (self.rows, self.cols))
+        self.last_pts_s: float | None = None
+        self._index = 0
+        self._frames: Iterator[np.ndarray] | None = None
+        self._lut: Any = None  # the palette tables as pydicom's apply_color_lut reads them
+
+    def _check_pixels(self, pydicom: Any) -> None:
+        ds, path = self.ds, self.path
+        if "PixelData" not in ds and "FloatPixelData" not in ds:
+            sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown"))
+            raise refusal(path, f"holds no pixel data (tag (7FE0,0010) absent; SOP class: {sop})",
+                          "pass an image or cine (Ultrasound, Secondary Capture, Video Endoscopic), not a report")
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        try:
+            decoder = pydicom.pixels.get_decoder(syntax)
+        except (NotImplementedError, ValueError) as exc:
+            raise refusal(path, f"transfer syntax {syntax} (0002,0010) has no decoder ({exc})",
+                          "a private or unknown syntax: export the study uncompressed or as JPEG/JPEG 2000/RLE") from None
+        if not decoder.is_available:
+            missing = "; ".join(decoder.missing_dependencies) or "none listed"  # e.g. "pylibjpeg - requires ..."
+            raise refusal(path, f"transfer syntax {getattr(syntax, 'name', syntax)} needs a codec that is not "
+                                f"installed ({missing})",
+                          "pip install 'llm4seg[dicom]' (pydicom's pylibjpeg codecs)")
+        frame_bytes = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * \
+            ((int(ds.get("BitsAllocated", 8)) + 7) // 8)
+        if frame_bytes > MAX_FRAME_BYTES:
+            raise refusal(path, f"one frame of Rows x Columns {ds.Rows} x {ds.Columns} (0028,0010/0011) would take "
+                                f"{frame_bytes / 2**30:.1f} GiB (at most {MAX_FRAME_BYTES // 2**30} GiB decoded)",
+                          "the header is damaged, or this is not a video frame (whole-slide images are not supported)")
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+        if photometric not in PHOTOMETRIC:
+            raise refusal(path, f"photometric interpretation {photometric!r} (0028,0004) is not one llm4seg converts",
+                          f"convert it to one of {', '.join(PHOTOMETRIC)}")
+        if not syntax.is_compressed and "PixelData" in ds:
+            samples = 2 if photometric == "YBR_FULL_422" else int(ds.get("SamplesPerPixel", 1))  # 4:2:2: Y Y Cb Cr
+            expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
+                        * samples * ((int(ds.BitsAllocated) + 7) // 8))
+            have = self.path.stat().st_size
+            if expected > have:
+                raise refusal(path, f"Rows x Columns x Frames ({ds.Rows} x {ds.Columns} x "
+                                    f"{ds.get('NumberOfFrames', 1)}) need {expected:,} bytes of pixel data, the file "
+                                    f"has {have:,}", "the file is truncated: copy it again from its source")
+
+    def _times(self) -> list[float] | None:
+        ds, n = self.ds, int(self.ds.get("NumberOfFrames", 1) or 1)
+        if ds.get("FrameTime"):
+            return [i * float(ds.FrameTime) / 1000.0 for i in range(n)]
+        vector = ds.get("FrameTimeVector")
+        if vector:
+            steps = [float(v) / 1000.0 for v in vector]
+            return list(np.cumsum([0.0] + steps[1:n])) if len(steps) >= n else None
+        rate = ds.get("CineRate") or ds.get("RecommendedDisplayFrameRate")
+        if rate:
+            return [i / float(rate) for i in range(n)]
+        self.notes.append("no Frame Time, Frame Time Vector or Cine Rate: frame times unknown")
+        return None
+
+    def _conversion(self) -> str:
+        if self.video_format is not None:
+            return f"encapsulated {self.video_format} stream decoded by FFmpeg (PyAV) to BGR"
+        photometric = str(self.ds.PhotometricInterpretation)
+        bits = int(self.ds.get("BitsStored", 8))
+        steps = {"MONOCHROME1": "MONOCHROME1 inverted, grey to BGR", "MONOCHROME2": "grey to BGR",
+                 "RGB": "RGB to BGR", "PALETTE COLOR": "PALETTE COLOR through its lookup table to RGB, to BGR"}
+        text = steps.get(photometric, f"{photometric} to RGB (pydicom), to BGR")
+        return text + (f"; {bits}-bit values scaled to 0-255" if bits > 8 else "")
+
+    def _iterate(self) -> Iterator[np.ndarray]:
+        if self.video_format is not None:
+            yield from self._video_frames()
+            return
+        from pydicom.pixels import apply_color_lut, iter_pixels
+
+        try:
+            for frame in iter_pixels(str(self.path), as_rgb=True):
+                yield self._bgr(frame, apply_color_lut)
+        except ConfigError:
+            raise
+        except Exception as exc:  # truncated fragments, a codec that fails on this data
+            raise refusal(self.path, f"frame {self._index} cannot be decoded ({type(exc).__name__}: {exc})",
+                          "the pixel data is damaged or truncated: copy the file again from its source") from None
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        """Frames of an MPEG-2 / H.264 / HEVC stream kept in the pixel data's fragments."""
+        import tempfile
+
+        from llm4seg._optional import require
+        from pydicom.encaps import generate_fragments
+
+        av = require("av", "decoding video inside DICOM (pip install 'llm4seg[video]')")
+        with tempfile.TemporaryDirectory(prefix="llm4seg-dicom-") as tmp:
+            stream_path = Path(tmp) / f"stream.{self.video_format}"
+            with open(stream_path, "wb") as f:
+                for fragment in generate_fragments(self.ds.PixelData):
+                    f.write(fragment)
+            try:
+                with av.open(str(stream_path), format=self.video_format) as container:
+                    for frame in container.decode(video=0):
+                        yield frame.to_ndarray(format="bgr24")
+            except av.error.FFmpegError as exc:
+                raise refusal(self.path, f"its {self.video_format} stream cannot be decoded ({exc})",
+                              "the encapsulated video is damaged: export the cine again") from None
+
+    def _bgr(self, frame: np.ndarray, apply_color_lut: Any) -> np.ndarray:
+        ds = self.ds
+        photometric = str(ds.PhotometricInterpretation)
+        if photometric == "PALETTE COLOR":
+            if self._lut is None:
+                self._lut = palette_lut_source(ds)
+            frame = apply_color_lut(frame, self._lut)
+            if frame.dtype != np.uint8:
+                frame = (frame.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+        bits = int(ds.get("BitsStored", 8))
+        if frame.dtype != np.uint8 and photometric != "PALETTE COLOR":
+            frame = np.clip(frame.astype(np.float64) / (2 ** bits - 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if photometric == "MONOCHROME1":
+            frame = 255 - frame
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=2)
+        return np.ascontiguousarray(frame[..., ::-1])
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        """(True, BGR frame) for the next frame, (False, None) after the last."""
+        if self._frames is None:
+            self._frames = self._iterate()
+        frame = next(self._frames, None)
+        if frame is None:
+            return False, None
+        self.last_pts_s = None if self.times_s is None else float(self.times_s[self._index])
+        self._index += 1
+        return True, frame
+
+    def release(self) -> None:
+        """Stop reading (the file is closed by pydicom after each read)."""
+        self._frames = None
+
+    def instance_of(self, number: int) -> tuple[Any, int]:
+        """(the header of the instance holding frame `number` (1-based), its frame number there)."""
+        return self.ds, number
+
+    @property
+    def instances(self) -> list[Any]:
+        """The headers of the instances the frames come from (one here)."""
+        return [self.ds]
+
+    def physical(self) -> dict[str, Any]:
+        """What the reports say about this file's geometry and conversion."""
+        return {"mm_per_px": self.mm_per_px, "source": self.physical_source, "conversion": self.conversion,
+                "tissue_regions": [r["bounds_xyxy"] for r in self.regions if r["tissue"]],
+                "notes": self.notes}
+
+
+PALETTE_DATA = ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData",
+                "BluePaletteColorLookupTableData", "AlphaPaletteColorLookupTableData")
+
+
+def palette_lut_source(ds: Any) -> Any:
+    """The dataset to give pydicom's apply_color_lut: `ds` itself, or for a big-endian file a copy
+    whose 16-bit palette tables are little endian. pydicom 3.0.2 reads (non-segmented) table
+    bytes in the machine's order whatever the file's, which made pydicom-data's big-endian
+    ultrasound (OBXXXX1A_expb.dcm) nearly black."""
+    little = ds.file_meta.get("TransferSyntaxUID")
+    if little is None or getattr(little, "is_little_endian", True):
+        return ds
+    import copy
+
+    fixed = copy.copy(ds)
+    entries = int(ds.RedPaletteColorLookupTableDescriptor[0] or 2**16) if "RedPaletteColorLookupTableDescriptor" \
+        in ds else 0
+    for keyword in PALETTE_DATA:
+        data = ds.get(keyword)
+        if data is not None and entries and len(data) == 2 * entries:  # 16-bit entries: swap each pair
+            setattr(fixed, keyword, np.frombuffer(data, ">u2").astype("<u2").tobytes())
+    return fixed

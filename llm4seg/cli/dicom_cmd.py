@@ -124,6 +124,10 @@ def dicom_listen(
     from llm4seg.runtime.dicom_net import DicomNode, StorageListener
 
     nodes = [DicomNode.from_text(t) for t in forward]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        stderr.print(f"note: --host {host} accepts C-STORE from any machine that reaches it, from any calling AE "
+                     "title, without TLS: received images are written to disk and segmented; keep it on a trusted "
+                     "network", soft_wrap=True, markup=False)
     log: list[dict[str, Any]] = []
     with Segmenter(engine) as seg:
         def handle(path: Path) -> None:

@@ -182,3 +182,17 @@ def test_dicom_listen_segments_what_it_receives_and_forwards_the_seg(orthanc, ex
     assert "ReferencedFrameNumber" not in seg.SourceImageSequence[0]  # a single-frame source: no frame number
     assert _in_orthanc(orthanc, seg.SOPInstanceUID) is not None  # forwarded over C-STORE
     assert entry["sent"] == [{"to": orthanc["node"], "protocol": "C-STORE", "instances": 1}]
+
+
+def test_dicom_listen_says_what_listening_beyond_this_machine_means(exported, tmp_path):
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+    from llm4seg.runtime.triton.server import free_port
+
+    installed_or_skip(lambda: __import__("pynetdicom"), "pynetdicom", "pip install 'llm4seg[dicom]'")
+    result = CliRunner().invoke(app, ["dicom-listen", "--engine", str(exported[0] / "model.onnx"), "--host", "0.0.0.0",
+                                      "--port", str(free_port()), "--out", str(tmp_path / "r"), "--max-instances", "0"])
+    assert result.exit_code == 0, result.output
+    assert "accepts C-STORE from any machine" in result.output and "without TLS" in result.output
+    assert (tmp_path / "r" / "incoming").is_dir() and not any((tmp_path / "r" / "incoming").iterdir())

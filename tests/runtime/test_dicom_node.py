@@ -150,16 +150,17 @@ def test_dicom_listen_segments_what_it_receives_and_forwards_the_seg(orthanc, ex
     rgb = np.zeros((96, 128, 3), np.uint8)
     rgb[20:70, 30:100] = (200, 180, 160)
     sent = write_dicom(pydicom, rgb, tmp_path / "busi-like.dcm", rle=True)
+    report_file = _text_report(pydicom, tmp_path / "report.dcm")  # no pixels: reported, the listener goes on
     port, out = free_port(), tmp_path / "results"
     proc = subprocess.Popen([sys.executable, "-m", "llm4seg.cli.main", "dicom-listen", "--engine",
                              str(exported[0] / "model.onnx"), "--port", str(port), "--out", str(out),
-                             "--forward", orthanc["node"], "--max-instances", "1", "--json"],
+                             "--forward", orthanc["node"], "--max-instances", "2", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     try:
         for _ in range(200):  # until it listens
             try:
-                stored = c_store([sent], DicomNode("LLM4SEG", "127.0.0.1", port))
+                stored = c_store([report_file, sent], DicomNode("LLM4SEG", "127.0.0.1", port))
                 break
             except ConfigError:
                 if proc.poll() is not None:
@@ -173,15 +174,32 @@ def test_dicom_listen_segments_what_it_receives_and_forwards_the_seg(orthanc, ex
             proc.kill()
     assert proc.returncode == 0, stderr
     report = json.loads(stdout)
-    assert report["received"] == 1 and stored == [pydicom.dcmread(sent).SOPInstanceUID]
-    entry = report["results"][0]
+    assert report["received"] == 2 and stored[1] == pydicom.dcmread(sent).SOPInstanceUID
+    bad, entry = report["results"]
+    assert bad["instance"] == stored[0] and "holds no pixel data" in bad["error"], bad
+    assert not (out / stored[0]).exists()  # nothing written for it
     assert entry.get("files") == ["seg_frame0001.dcm"], entry
-    seg_path = out / stored[0] / "seg_frame0001.dcm"
+    seg_path = out / stored[1] / "seg_frame0001.dcm"
     seg = highdicom.seg.segread(seg_path)
-    assert seg.get_source_image_uids()[0][2] == stored[0]
+    assert seg.get_source_image_uids()[0][2] == stored[1]
     assert "ReferencedFrameNumber" not in seg.SourceImageSequence[0]  # a single-frame source: no frame number
     assert _in_orthanc(orthanc, seg.SOPInstanceUID) is not None  # forwarded over C-STORE
     assert entry["sent"] == [{"to": orthanc["node"], "protocol": "C-STORE", "instances": 1}]
+
+
+def _text_report(pydicom, path):
+    """A Basic Text SR with its UIDs and no pixel data."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = BasicTextSRStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, BasicTextSRStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.StudyInstanceUID, ds.SeriesInstanceUID = "SR", generate_uid(), generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def test_dicom_listen_says_what_listening_beyond_this_machine_means(exported, tmp_path):

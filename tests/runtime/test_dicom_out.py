@@ -68,16 +68,46 @@ def test_a_seg_per_chosen_frame_references_the_cine_and_names_the_algorithm(high
         assert np.array_equal(plain.pixel_array.astype(bool), seen[number - 1].mask.astype(bool))
 
 
-def test_the_segs_hold_the_models_masks(cine, exported, tmp_path):
+def _synthetic_cine(path, n=4, size=96):
+    """An uncompressed multi-frame ultrasound of synthetic frames (the test model segments them),
+    with its masks: the cine where a model's SEG is not two empty masks agreeing."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    from llm4seg.data.synthetic import synthetic_dataset
+
+    images, masks, _ = synthetic_dataset(n, size, seed=21)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundMultiFrameImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.PatientID = generate_uid(), generate_uid(), "US", "t"
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.FrameTime = size, size, n, 40.0
+    ds.FrameIncrementPointer = 0x00181063
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.ascontiguousarray(images).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).pixel_array.shape == (n, size, size, 3)
+    return path, masks
+
+
+def test_the_segs_hold_the_models_masks(exported, tmp_path):
     import pydicom
 
+    from llm4seg.metrics import image_metrics
     from llm4seg.runtime.dicom_out import Algorithm, write_datasets
 
+    path, truth = _synthetic_cine(tmp_path / "synthetic.dcm")
     with Segmenter(exported[0] / "model.onnx") as seg:
-        results, seen = _run(seg, cine, [2, 3])
+        results, seen = _run(seg, path, [2, 3])
         manifest = seg.backend.manifest
-    for path, number in zip(write_datasets(results.datasets(), tmp_path), (2, 3)):
-        assert np.array_equal(pydicom.dcmread(path).pixel_array.astype(bool), seen[number - 1].mask.astype(bool))
+    for written, number in zip(write_datasets(results.datasets(), tmp_path / "out"), (2, 3)):
+        mask = seen[number - 1].mask.astype(bool)
+        assert image_metrics(mask, truth[number - 1])["dice"] > 0.5  # the model segments: masks, not emptiness
+        assert np.array_equal(pydicom.dcmread(written).pixel_array.astype(bool), mask)
     assert Algorithm.from_manifest(manifest).manifest_sha256 == manifest["entry_sha256"]
 
 
@@ -224,6 +254,7 @@ def test_the_120_frame_cine_of_pydicom_data_end_to_end(exported, tmp_path):
         assert sum(1 for _ in container.decode(video=0)) == 120
     lines = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
     assert len(lines) == 120
+    # rel 1e-3: 0.5105 is the file's 0.05104970... cm rounded to four places (0.006 % off, squared)
     assert all(r["area_mm2"] == pytest.approx(r["area_px"] * 0.5105 ** 2, rel=1e-3) for r in lines)
     seg = pydicom.dcmread(tmp_path / "cine-dicom" / "seg_frame0060.dcm")
     mask = seg.pixel_array.astype(bool)

@@ -9,8 +9,9 @@ TORCH_SPEC ?= torch==2.13.0
 GST_DEBS := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav libgirepository1.0-dev libcairo2-dev pkg-config
 
-# Orthanc with DICOMweb: the real DICOM node the DICOM tests send to (C-STORE, STOW-RS) on 127.0.0.1.
-ORTHANC_DEBS := orthanc orthanc-dicomweb
+# Orthanc with DICOMweb: the real DICOM node the DICOM tests send to (C-STORE, STOW-RS) on 127.0.0.1;
+# dicom3tools' dciodvfy: the validator every DICOM object the tests write must pass.
+ORTHANC_DEBS := orthanc orthanc-dicomweb dicom3tools
 SYSTEM_DEBS := $(GST_DEBS) $(ORTHANC_DEBS)
 
 # Another apt (unattended upgrades, a second make) may hold the dpkg lock: wait for it, bounded.
@@ -26,7 +27,7 @@ setup: $(VENV)/.installed
 system-packages:
 	@if [ -z "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(SYSTEM_DEBS) 2>&1 | grep -v '^installed$$')" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing GStreamer's and Orthanc's Debian packages"; \
+	  echo "installing GStreamer's, Orthanc's and dicom3tools' Debian packages (if another apt holds the dpkg lock, this waits for it, up to 5 minutes)"; \
 	  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
 	    chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
 	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -q $(SYSTEM_DEBS) >/dev/null 2>&1 || \
@@ -51,6 +52,7 @@ demo: setup
 	$(BIN)/llm4seg train --image-size 96 --epochs 8 --synthetic-count 160 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # The API reference of the core, export and runtime, as HTML in build/api (pdoc).

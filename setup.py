@@ -20,4 +20,4 @@ def discover() -> list[str]:
 setup(packages=discover(), package_dir=ROOTS,
       # Data read at run time: the TensorRT ONNX support matrix used by `llm4seg check`, and the
       # example Holoscan application's YAML.
-      package_data={"llm4seg.export": ["data/*.json"], "llm4seg.runtime": ["*.yaml"]})
+      package_data={"llm4seg.export": ["data/*.json"], "llm4seg.runtime.doors.holoscan": ["*.yaml"]})

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from llm4seg.runtime.bench import cpu_name
-from llm4seg.runtime.stats import interleaved_ms
+from llm4seg.runtime.tools.bench import cpu_name
+from llm4seg.runtime.core.stats import interleaved_ms
 
 import llm4seg
 from llm4seg.errors import ExportError
 from llm4seg.evaluate import predict_probs
-from llm4seg.runtime.backends import load_backend
-from llm4seg.runtime.comparator import Comparator, inputs_from_frames
+from llm4seg.runtime.core.backends import load_backend
+from llm4seg.runtime.core.comparator import Comparator, inputs_from_frames
 from llm4seg.export.pipeline import ExportOptions, export_checkpoint
 from llm4seg.data.datasets import load_dataset
 

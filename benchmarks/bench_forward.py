@@ -13,7 +13,7 @@ import torch
 
 from llm4seg import create_model
 from llm4seg.profile import model_report
-from llm4seg.runtime.bench import cpu_name
+from llm4seg.runtime.tools.bench import cpu_name
 
 CASES = [
     ("baseline (CMUNeXt)", "cmunext", {}),

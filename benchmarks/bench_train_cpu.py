@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from llm4seg.runtime.bench import cpu_name
+from llm4seg.runtime.tools.bench import cpu_name
 from benchmarks.train_ways import make_authors_step, make_project_step, time_steps
 
 from llm4seg import create_model

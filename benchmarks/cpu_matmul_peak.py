@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from llm4seg.runtime.bench import cpu_name
+from llm4seg.runtime.tools.bench import cpu_name
 
 
 def fp32_matmul(m: int, k: int, n: int, w: np.ndarray) -> onnx.ModelProto:

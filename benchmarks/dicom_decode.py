@@ -54,7 +54,7 @@ def _h264_copy(cine: Path, folder: Path) -> Path:
 def run(cine: Path, rounds: int) -> dict:
     """Per-frame read time (ms) of the DICOM cine and of its H.264 copy, per round and the median ratio."""
     from llm4seg.dicom import DicomSource
-    from llm4seg.runtime.video_sources import open_source
+    from llm4seg.runtime.doors.video.sources import open_source
 
     with tempfile.TemporaryDirectory() as tmp:
         mp4 = _h264_copy(cine, Path(tmp))

@@ -41,15 +41,15 @@ def one_round(cine: Path, n: int, folder: Path, send: list[str], stow: str | Non
     from pydicom.uid import generate_uid
 
     from llm4seg.dicom import DicomSource
-    from llm4seg.runtime.dicom_net import DicomNode, c_store, stow_rs
-    from llm4seg.runtime.dicom_out import Algorithm, OverlayCapture, seg_for_frame, write_datasets
-    from llm4seg.runtime.segmenter import overlay
+    from llm4seg.runtime.doors.dicom.net import DicomNode, c_store, stow_rs
+    from llm4seg.runtime.doors.dicom.results import Algorithm, OverlayCapture, seg_for_frame, write_datasets
+    from llm4seg.runtime.core.segmenter import overlay
 
     t = [time.perf_counter()]
     frames = _frames(cine, n)
     t.append(time.perf_counter())
     source = DicomSource(cine)
-    mask = source.tissue_mask if source.tissue_mask is not None else np.ones((source.rows, source.cols), np.uint8)
+    mask = source.geometry.region if source.geometry.region is not None else np.ones((source.rows, source.cols), np.uint8)
     algorithm, series = Algorithm("llm4seg bench", "0", "0" * 64), generate_uid()
     segs = {f"seg_frame{i + 1:04d}.dcm": seg_for_frame(source.ds, i + 1, mask, algorithm, series, i + 1)
             for i in range(len(frames))}

@@ -23,8 +23,8 @@ import onnxruntime as ort
 import llm4seg
 from llm4seg.export.pipeline import ExportOptions, export_checkpoint
 from llm4seg.runtime import Segmenter
-from llm4seg.runtime.bench import cpu_name
-from llm4seg.runtime.stats import interleaved_ms
+from llm4seg.runtime.tools.bench import cpu_name
+from llm4seg.runtime.core.stats import interleaved_ms
 
 
 def native_frame(folder: Path, split: str) -> tuple[str, object]:

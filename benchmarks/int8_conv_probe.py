@@ -16,14 +16,14 @@ import onnx
 from onnx import shape_inference as onnx_shapes
 from onnxruntime.quantization import shape_inference
 
-from llm4seg.runtime.bench import cpu_name
+from llm4seg.runtime.tools.bench import cpu_name
 
 import llm4seg
 from llm4seg.data.datasets import load_dataset
 from llm4seg.export import int8
 from llm4seg.export.job import graph_backend
-from llm4seg.runtime.comparator import Comparator, inputs_from_frames, probs_from_frames
-from llm4seg.runtime.stats import median_ms
+from llm4seg.runtime.core.comparator import Comparator, inputs_from_frames, probs_from_frames
+from llm4seg.runtime.core.stats import median_ms
 
 
 def latency_ms(backend, x1) -> float:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llm4seg.runtime.bench import cpu_name
-from llm4seg.runtime.stats import interleaved_ms
+from llm4seg.runtime.tools.bench import cpu_name
+from llm4seg.runtime.core.stats import interleaved_ms
 
 
 def ort_default(src: Path, dst: Path, calib: np.ndarray, nodes: list[str]) -> None:
@@ -92,7 +92,7 @@ def main() -> None:
     from llm4seg.export.onnx_export import onnx_from_model
     from llm4seg.export.heldout import calibration_sample
     from llm4seg.export.job import graph_backend
-    from llm4seg.runtime.comparator import Comparator, inputs_from_frames, probs_from_frames
+    from llm4seg.runtime.core.comparator import Comparator, inputs_from_frames, probs_from_frames
     from llm4seg.export.tensorrt import profile_shapes
     from llm4seg.export.trt_check import check_graph
 

@@ -29,7 +29,9 @@ import cv2
 import numpy as np
 
 from llm4seg.runtime import Segmenter
-from llm4seg.runtime.temporal import StreamQuality, smoother_from_text
+from llm4seg.mask_stage import MaskStage
+from llm4seg.metrics import mask_dice
+from llm4seg.smoothing import smoother_from_text
 
 SMOOTHINGS = {"none": "none", "ema 0.5": "ema:0.5", "ema 0.3": "ema:0.3", "median 3": "median:3",
               "median 5": "median:5"}  # name -> the --smooth text
@@ -70,8 +72,13 @@ def moving_sequence(pairs: list[tuple[np.ndarray, np.ndarray]], frames: int, rng
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Per-frame Dice (1.0 when both are empty, as the evaluation's per-image rule)."""
-    total = int(pred.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * float((pred.astype(bool) & truth.astype(bool)).sum()) / total
+    d = mask_dice(pred, truth)
+    return 1.0 if d is None else d
+
+
+def stage_for(seg: Segmenter, spec: str) -> MaskStage:
+    """A fresh mask stage of the artifact with the smoothing `spec` (the --smooth text)."""
+    return MaskStage.for_entry(seg.threshold, seg.entry.quality, smoother_from_text(spec))
 
 
 def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: int) -> dict:
@@ -87,17 +94,17 @@ def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: 
         seq, truth = moving_sequence([_read_pair(data, stems[a]), _read_pair(data, stems[b])], frames, rng)
         probs = seg.segment(seq, binary=False)
         for name, spec in SMOOTHINGS.items():
-            stream = StreamQuality(threshold, smoother_from_text(spec), seg.low_confidence)
+            stream = stage_for(seg, spec)
             t0 = time.perf_counter()
-            results = [stream.step(i, p, f) for i, (p, f) in enumerate(zip(probs, seq))]
+            results = [stream.step(p, f[..., ::-1]) for p, f in zip(probs, seq)]
             rows[name]["ms"].append((time.perf_counter() - t0) * 1000 / len(seq))
-            dices = [dice(m, t) for (m, _), t in zip(results, truth)]
+            dices = [dice(r.mask, t) for r, t in zip(results, truth)]
             summary = stream.summary()
             rows[name]["dice"].append(float(np.mean(dices)))
             rows[name]["flicker"].append(summary["flicker"] if summary["flicker"] is not None else 0.0)
             rows[name]["toggle"].append(summary["toggle_fraction"] or 0.0)
             if name == "none":
-                per_frame += [(s, q["confidence"], d) for (_, q), d in zip(results, dices)]
+                per_frame += [(s, r.confidence, d) for r, d in zip(results, dices)]
     base_ms = float(np.mean(rows["none"]["ms"]))
     table = {name: {"dice": float(np.mean(r["dice"])), "flicker": float(np.mean(r["flicker"])),
                     "toggle_fraction": float(np.mean(r["toggle"])),
@@ -158,9 +165,9 @@ def run_cine(engine: str, path: Path) -> dict:
     probs = seg.segment(frames, binary=False)
     table = {}
     for name, spec in SMOOTHINGS.items():
-        stream = StreamQuality(seg.threshold, smoother_from_text(spec), seg.low_confidence)
-        for i, (p, f) in enumerate(zip(probs, frames)):
-            stream.step(i, p, f)
+        stream = stage_for(seg, spec)
+        for p, f in zip(probs, frames):
+            stream.step(p, f[..., ::-1])
         summary = stream.summary()
         table[name] = {k: summary[k] for k in ("frame_to_frame_dice", "flicker", "toggle_fraction", "smoothing_resets",
                                                "flag_counts")}

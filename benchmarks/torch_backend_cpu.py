@@ -16,8 +16,8 @@ import statistics
 import numpy as np
 import torch
 
-from llm4seg.runtime.bench import cpu_name
-from llm4seg.runtime.stats import interleaved_ms
+from llm4seg.runtime.tools.bench import cpu_name
+from llm4seg.runtime.core.stats import interleaved_ms
 
 from llm4seg.runtime import load_backend
 

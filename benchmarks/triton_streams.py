@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from llm4seg.runtime.bench_streams import bench_streams
-from llm4seg.runtime.triton.repository import RepositoryOptions, write_repository
-from llm4seg.runtime.triton.server import TritonServer, free_port
+from llm4seg.runtime.tools.bench_streams import bench_streams
+from llm4seg.runtime.doors.triton.repository import RepositoryOptions, write_repository
+from llm4seg.runtime.doors.triton.server import TritonServer, free_port
 
 DATASETS = Path(os.environ.get("LLM4SEG_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from llm4seg.runtime import Segmenter, VideoPipeline
-from llm4seg.runtime.video import open_sink
+from llm4seg.runtime.doors.video.pipeline import open_sink
 
 DATASETS = Path(os.environ.get("LLM4SEG_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 
@@ -64,7 +64,7 @@ def run_pipeline(seg: Segmenter, source: str, out: str, reader: str, writer: str
 def run_holoscan(seg: Segmenter, clip: Path, out: Path, workdir: Path) -> dict:
     import yaml
 
-    from llm4seg.runtime.holoscan import EXAMPLE_CONFIG, run_app
+    from llm4seg.runtime.doors.holoscan import EXAMPLE_CONFIG, run_app
 
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     config["source"]["source"], config["sink"]["out"] = str(clip), str(out)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from llm4seg.data.synthetic import synthetic_dataset
-from llm4seg.runtime.segmenter import overlay
+from llm4seg.runtime.core.segmenter import overlay
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def _describe_rtx_engines(job: "ExportJob", sources: list[tuple[str, str]]) -> N
     from llm4seg.export.job import rtx_plan_name
     from llm4seg.export.tensorrt import profile_shapes
     from llm4seg.fileio import file_sha256
-    from llm4seg.runtime.engine_key import ANY_GPU, EngineKey, capability_from_target
+    from llm4seg.runtime.core.backends.engine_key import ANY_GPU, EngineKey, capability_from_target
 
     opts, cfg = job.opts, job.cfg
     for precision, name in sources:

@@ -20,11 +20,12 @@ from llm4seg.evaluate import predict_probs
 from llm4seg.export.heldout import SIZE_FACTORS, held_out_images
 from llm4seg.export.options import ExportOptions
 from llm4seg.profile import count_macs
-from llm4seg.runtime.backends import Backend, load_backend
-from llm4seg.runtime.comparator import Comparator, inputs_from_frames, require_finite, tolerance_for
-from llm4seg.runtime.manifest import artifact_sha256, build_manifest  # the runtime's digest cache: load hashes nothing
-from llm4seg.runtime.stats import median_ms
-from llm4seg.runtime.temporal import calibrate_low_confidence
+from llm4seg.runtime.core.backends import Backend, load_backend
+from llm4seg.runtime.core.comparator import Comparator, inputs_from_frames, require_finite, tolerance_for
+from llm4seg.runtime.core.manifest import artifact_sha256  # the runtime's digest cache: load hashes nothing
+from llm4seg.runtime.core.manifest_build import build_manifest
+from llm4seg.runtime.core.stats import median_ms
+from llm4seg.quality import calibrate_low_confidence
 
 
 def rtx_plan_name(precision: str, target: str) -> str:

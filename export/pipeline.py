@@ -14,8 +14,8 @@ from llm4seg.export.onnx_export import onnx_from_model
 from llm4seg.export.options import ExportOptions, default_splits, parse_batch, validate_options
 from llm4seg.export.workdir import staged_folder
 from llm4seg.profile import count_macs
-from llm4seg.runtime.comparator import gate_record, tolerance_for, verdict
-from llm4seg.runtime.manifest import write_manifest
+from llm4seg.runtime.core.comparator import gate_record, tolerance_for, verdict
+from llm4seg.runtime.core.manifest import write_manifest
 
 __all__ = ["ExportOptions", "export_checkpoint", "parse_batch", "rtx_plan_name"]
 
@@ -47,7 +47,7 @@ def export_checkpoint(checkpoint: Path, opts: ExportOptions, log: Callable[[str]
                **({"engine_recipes": recipes} if recipes else {})}
         write_manifest(work, job.manifests, top or None)
         if opts.deepstream:
-            from llm4seg.runtime.deepstream import write_nvinfer_config
+            from llm4seg.runtime.doors.deepstream import write_nvinfer_config
 
             log(f"wrote {write_nvinfer_config(work).name} (DeepStream nvinfer, NOT RUN here)")
     summary = {"out": str(opts.out), "rows": job.rows, "data": job.data.data_name,

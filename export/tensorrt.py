@@ -15,7 +15,7 @@ from typing import Any
 from llm4seg._optional import require
 from llm4seg.errors import ExportError
 from llm4seg.fileio import atomic_path, file_sha256
-from llm4seg.runtime.engine_key import EngineKey, gpu_identity, mismatches  # noqa: F401  (re-exported)
+from llm4seg.runtime.core.backends.engine_key import EngineKey, gpu_identity, mismatches  # noqa: F401  (re-exported)
 
 
 def profile_shapes(batch: tuple[int, int, int], channels: int, size: int):

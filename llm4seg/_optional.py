@@ -26,6 +26,16 @@ _EXTRA_FOR_MODULE = {
     "gi": "gstreamer",
     "holoscan": "holoscan",
     "tritonclient": "triton",
+    "pydicom": "dicom",
+    "pylibjpeg": "dicom",
+    "highdicom": "dicom",
+    "pynetdicom": "dicom",
+    "dicomweb_client": "dicom",
+    "requests": "dicom",
+    "ray": "ray",
+    "submitit": "slurm",
+    "yaml": "holoscan",
+    "pdoc": "docs",
 }
 
 # What pip cannot install: the system packages a module needs, named in its error's hint.

@@ -3,7 +3,8 @@
 A cell is an ordinary run folder whose `metrics.jsonl` gains one row per epoch (written
 atomically), whether the cell trains in this process or in its own (`--parallel`). A watcher
 thread reads those files every few seconds and reports each new row: cell, epoch of epochs,
-validation IoU, seconds per epoch and the cell's estimated time left. Plain lines, so pipes and
+validation IoU (in %), seconds per epoch and the cell's estimated time left; and when a cell
+starts (its run folder appears), at once. Plain lines, so pipes and
 log files get them as terminals do (compare printed nothing until a cell finished: hours at the
 paper's 300 epochs).
 """
@@ -26,8 +27,9 @@ def _rows(path: Path) -> list[dict]:
 
 
 def epoch_line(cell: str, row: dict, epochs: int, seconds_per_epoch: float) -> str:
-    """'llm4seg-val1-s0: epoch 12/300, val IoU 0.6120, 41 s/epoch, about 3 h 17 min left'."""
-    iou = f", val IoU {row['val_iou']:.4f}" if row.get("val_iou") is not None else ""
+    """'llm4seg-val1-s0: epoch 12/300, val IoU 61.20 %, 41 s/epoch, about 3 h 17 min left' (IoU in %, as
+    every other line and report.md print it)."""
+    iou = f", val IoU {100 * row['val_iou']:.2f} %" if row.get("val_iou") is not None else ""
     left_s = max(0, epochs - int(row["epoch"])) * seconds_per_epoch
     hours, minutes = divmod(int(round(left_s / 60)), 60)
     left = f"{hours} h {minutes} min" if hours else f"{minutes} min" if minutes else f"{left_s:.0f} s"
@@ -50,6 +52,7 @@ class CellWatcher:
         self.names = [cell_name(*c) for c in cells]
         self.out, self.epochs, self.report, self.every_s = Path(out), epochs, report, every_s
         self.seen = {n: len(_rows(self._metrics(n))) for n in self.names}  # rows of earlier sessions: not news
+        self.started = {n for n in self.names if self.seen[n]}  # cells begun in an earlier session
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llm4seg-compare-progress", daemon=True)
 
@@ -59,6 +62,9 @@ class CellWatcher:
     def poll(self) -> None:
         """Report every row written since the last poll."""
         for name in self.names:
+            if name not in self.started and (self.out / "runs" / name).is_dir():
+                self.started.add(name)  # said at once: a first epoch can take many minutes
+                self.report(f"{name}: started ({self.epochs} epochs)")
             rows = _rows(self._metrics(name))
             for row in rows[self.seen[name]:]:
                 timed = [r["epoch_s"] for r in rows if r.get("epoch_s")]

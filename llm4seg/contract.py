@@ -16,6 +16,11 @@ The rule, step by step, for a uint8 frame of H x W pixels in the model's colour 
    both directions, and the mask is prob > threshold.
 `axis_weights` is the definition of step 1 as a matrix; `resize_image` computes it with OpenCV and
 the frames graph with CumSum and Gather ops, and tests hold both to it.
+
+Before step 1, a frame as a device or a caller hands it over (BGR, RGB or grey; uint8, uint16 of a
+stated bit depth, or float in [0, 1]) becomes uint8 RGB by `rgb_from_frame`, and then the colour
+order the model (or a frames graph) takes by `image_in_color`: every runner, the DICOM source and
+the export's gates convert frames through these two functions, never their own.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from llm4seg.errors import InputSpecError
 RESIZE_RULES = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
 COLORS = ("RGB", "BGR")
 RESIZE_DOWN, RESIZE_UP = "area", "linear"  # the rule every model is trained with (training's loader too)
+LAYOUTS = ("bgr", "rgb", "gray")  # the channel orders frames may arrive in
+# Frames above this are refused before any resize (a 40000 x 40000 frame took 83 s): 8K video is 33 M.
+MAX_FRAME_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,94 @@ class FrameContract:
         """Probabilities -> uint8 {0, 1} mask."""
         return (prob > self.threshold).astype(np.uint8)
 
+    # -- frames as they arrive -----------------------------------------------------------------
+    def model_image(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) RGB (from `rgb_from_frame`) -> the same pixels in the model's colour order."""
+        return image_in_color(rgb, self.color)
+
+
+def check_layout(layout: str, bit_depth: int | None) -> None:
+    """Refuse a frame layout or bit depth that `rgb_from_frame` does not know (said once, up front)."""
+    if layout not in LAYOUTS:
+        raise InputSpecError(f"layout {layout!r} is not known", hint=f"choose one of {', '.join(LAYOUTS)}")
+    if bit_depth is not None and (not isinstance(bit_depth, int) or isinstance(bit_depth, bool)
+                                  or not 8 <= bit_depth <= 16):
+        raise InputSpecError(f"bit_depth {bit_depth!r} is not an integer from 8 to 16",
+                             hint="e.g. bit_depth=12 for 12-bit ultrasound stored as uint16 (0-4095)")
+
+
+def uint8_from_frame(frame: np.ndarray, bit_depth: int | None) -> np.ndarray:
+    """Any supported frame dtype -> uint8 0-255. Integer frames wider than 8 bits need their bit
+    depth (12-bit ultrasound in uint16 is 0-4095): it is never guessed."""
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.uint16:
+        if bit_depth is None or not 9 <= bit_depth <= 16:
+            raise InputSpecError(f"a uint16 frame needs its bit depth (got bit_depth={bit_depth!r}); "
+                                 f"this frame's maximum is {int(frame.max(initial=0))}",
+                                 hint="pass bit_depth=12 for 0-4095 data, 16 for 0-65535, or convert frames to uint8")
+        top = (1 << bit_depth) - 1
+        if frame.max(initial=0) > top:
+            raise InputSpecError(f"frame values reach {int(frame.max())}, above {top} for bit_depth={bit_depth}",
+                                 hint="pass the bit depth the device really writes")
+        return np.round(frame.astype(np.float32) * (255.0 / top)).astype(np.uint8)
+    if frame.dtype in (np.float32, np.float64):
+        if not np.isfinite(frame).all():
+            raise InputSpecError(f"the frame holds {int((~np.isfinite(frame)).sum())} NaN or infinite value(s)",
+                                 hint="check the capture or the conversion that produced the frame")
+        if frame.min(initial=0) < 0 or frame.max(initial=0) > 1:
+            raise InputSpecError(f"a float frame must hold values in [0, 1], got {frame.min():.3g}..{frame.max():.3g}",
+                                 hint="scale it to [0, 1], or pass uint8")
+        return np.round(frame * 255).astype(np.uint8)
+    raise InputSpecError(f"frame dtype {frame.dtype} is not supported",
+                         hint="pass uint8 (0-255), uint16 with bit_depth=, or float in [0, 1]")
+
+
+def _check_frame_shape(frame: Any, layout: str) -> None:
+    if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3):
+        raise InputSpecError(f"a frame must be an (H, W) or (H, W, C) array, got {getattr(frame, 'shape', type(frame))}",
+                             hint="pass the array OpenCV returns from VideoCapture.read()")
+    if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+        raise InputSpecError(f"the frame is {frame.shape[1]} x {frame.shape[0]} pixels, above the "
+                             f"{MAX_FRAME_PIXELS:,} the runtime takes", hint="downscale frames at the source (capture "
+                             "resolution); the model runs at its image_size anyway")
+    if frame.size == 0 or frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputSpecError(f"the frame is empty (shape {frame.shape})",
+                             hint="the source returned no pixels; check the capture before segmenting")
+    # (C, H, W) with C first; but (1, W, 3) or (1, W, 4) is a one-row colour frame, not channel-first.
+    one_row = frame.ndim == 3 and frame.shape[0] == 1 and frame.shape[2] in (3, 4)
+    if frame.ndim == 3 and frame.shape[0] in (1, 3, 4) and frame.shape[0] < frame.shape[2] and not one_row:
+        raise InputSpecError(f"the frame's shape {frame.shape} looks channel-first (C, H, W)",
+                             hint="pass (H, W, C) frames: frame.transpose(1, 2, 0)")
+    if layout == "gray" and frame.ndim == 3 and frame.shape[2] != 1:
+        raise InputSpecError(f"layout 'gray' expects (H, W) or (H, W, 1) frames, got {frame.shape[2]} channels",
+                             hint="pass layout='bgr' or 'rgb' for colour frames, or convert them to grey first")
+    if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
+        raise InputSpecError(f"frame has {frame.shape[2]} channels", hint="pass 1, 3 or 4 channels")
+
+
+def rgb_from_frame(frame: np.ndarray, layout: str = "bgr", bit_depth: int | None = None) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) frame in `layout` -> uint8 (H, W, 3) RGB.
+
+    Args:
+        layout: the frame's channel order: 'bgr' (OpenCV's), 'rgb' or 'gray'.
+        bit_depth: for uint16 frames, the bits the device uses (12 for 0-4095); required for them.
+    """
+    _check_frame_shape(frame, layout)
+    frame = uint8_from_frame(frame, bit_depth)
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if layout == "bgr" else cv2.COLOR_RGBA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if layout == "bgr" else np.ascontiguousarray(frame)
+
+
+def image_in_color(rgb: np.ndarray, color: str) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> the same pixels in `color` order ('RGB' or 'BGR'), contiguous."""
+    if color not in COLORS:
+        raise InputSpecError(f"colour order {color!r} is not known", hint="RGB or BGR")
+    return np.ascontiguousarray(rgb[:, :, ::-1]) if color == "BGR" else rgb
+
 
 def resize_square(image: np.ndarray, size: int, down: str = RESIZE_DOWN, up: str = RESIZE_UP) -> np.ndarray:
     """uint8 (H, W, C) -> uint8 (size, size, C): each axis on its own, `down` where it shrinks and
@@ -186,4 +282,6 @@ def axis_weights(src: int, dst: int, rule: str) -> np.ndarray:
     raise InputSpecError(f"resize rule {rule!r} has no weight matrix", hint="use 'area' or 'linear'")
 
 
-__all__ = ["COLORS", "FrameContract", "RESIZE_DOWN", "RESIZE_RULES", "RESIZE_UP", "axis_weights", "prob_at_size", "resize_square"]
+__all__ = ["COLORS", "FrameContract", "LAYOUTS", "MAX_FRAME_PIXELS", "RESIZE_DOWN", "RESIZE_RULES", "RESIZE_UP",
+           "axis_weights", "check_layout", "image_in_color", "prob_at_size", "resize_square", "rgb_from_frame",
+           "uint8_from_frame"]

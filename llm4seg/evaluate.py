@@ -58,10 +58,12 @@ def evaluate_model(model: torch.nn.Module, data: ArrayDataset, device: torch.dev
 
 def add_hd95_mm(rows: list[dict[str, Any]], probs: np.ndarray, data: ArrayDataset, threshold: float) -> int:
     """Add `hd95_mm` to the rows of DICOM images with a physical pixel size: on the image's own grid
-    (the prediction brought back by the contract's rule, the mask file binarised with the dataset's
-    rule), with its spacing. Returns how many rows got one (the others keep none: no size known)."""
-    from llm4seg.data.decode import dicom_mm_per_px, read_mask_raw
-    from llm4seg.dicom import is_dicom_file
+    (the prediction brought back by the contract's rule, then through the mask stage with the
+    image's geometry: its tissue region bounds the mask, as in every runtime door), against the mask
+    file binarised with the dataset's rule. Returns how many rows got one (the others: no size known)."""
+    from llm4seg.data.decode import read_mask_raw
+    from llm4seg.dicom import DicomSource, is_dicom_file
+    from llm4seg.mask_stage import MaskStage
     from llm4seg.metrics import hd95_mm
 
     done = 0
@@ -69,12 +71,13 @@ def add_hd95_mm(rows: list[dict[str, Any]], probs: np.ndarray, data: ArrayDatase
         files = data.files.get(row["stem"])
         if not files or not data.mask_encoding or not is_dicom_file(files[0]):
             continue
-        spacing = dicom_mm_per_px(files[0])
+        geometry = DicomSource(files[0]).geometry
         mask, _ = read_mask_raw(files[1])
-        if spacing is None or mask is None:
+        if geometry.mm_per_px is None or mask is None or mask.shape[:2] != geometry.shape_hw:
             continue
-        pred = prob_at_size(prob, mask.shape) > threshold
-        row["hd95_mm"] = hd95_mm(pred, mask > data.mask_encoding["threshold"], spacing)
+        pred = MaskStage(threshold, geometry=geometry).step(prob_at_size(prob, mask.shape[:2])).mask
+        mm_x, mm_y = geometry.mm_per_px
+        row["hd95_mm"] = hd95_mm(pred.astype(bool), mask > data.mask_encoding["threshold"], (mm_y, mm_x))
         done += 1
     return done
 
@@ -84,9 +87,9 @@ TRUTH_BGR, PREDICTION_BGR = (0, 200, 0), (0, 255, 255)  # green and yellow
 
 def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray, caption: str = "") -> np.ndarray:
     """Ground truth contour green, prediction contour yellow (red vanishes on endoscopy tissue), both
-    with a dark halo, on the RGB image, with a legend on a dark box and a
-    caption (e.g. the per-image Dice); returns BGR for writing. Small images are upscaled first
-    (nearest) so the outlines and text stay readable."""
+    with a dark halo, on the RGB image; the legend and the caption (e.g. the per-image Dice) in a dark
+    strip below the image, so they never cover a lesion however small or wherever it is. Returns BGR
+    for writing. Small images are upscaled first (nearest) so the outlines and text stay readable."""
     scale = max(1, int(np.ceil(256 / max(image_rgb.shape[:2]))))
     if scale > 1:
         size = (image_rgb.shape[1] * scale, image_rgb.shape[0] * scale)
@@ -98,27 +101,22 @@ def overlay(image_rgb: np.ndarray, pred: np.ndarray, target: np.ndarray, caption
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(canvas, contours, -1, (0, 0, 0), thickness + 2)  # a dark halo: visible on any tissue
         cv2.drawContours(canvas, contours, -1, colour, thickness)
+    return _with_legend_strip(canvas, caption, thickness)
+
+
+def _with_legend_strip(canvas: np.ndarray, caption: str, thickness: int) -> np.ndarray:
+    """The image above a dark strip holding the legend and the caption (the image's pixels untouched)."""
     font = max(0.4, max(canvas.shape[:2]) / 900)
     lines = [("truth", TRUTH_BGR), ("prediction", PREDICTION_BGR)] + ([(caption, (255, 255, 255))] if caption else [])
     step = int(22 * font / 0.5)
-    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, font, thickness)[0][0] for t, _ in lines)
-    y, x = _legend_corner(pred | target, step * len(lines) + step // 2, width + 16)
-    box = canvas[y: y + step * len(lines) + step // 2, x: x + width + 16]
-    box[:] = (box * 0.35).astype(canvas.dtype)  # a dark legend background, so the text reads on bright images
+    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, font, thickness)[0][0] for t, _ in lines) + 16
+    out_w = max(canvas.shape[1], width)
+    out = np.full((canvas.shape[0] + step * len(lines) + step // 2, out_w, 3), 30, np.uint8)
+    out[:canvas.shape[0], :canvas.shape[1]] = canvas
     for i, (text, colour) in enumerate(lines):
-        cv2.putText(canvas, text, (x + 8, y + step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thickness,
-                    cv2.LINE_AA)
-    return canvas
-
-
-def _legend_corner(masks: np.ndarray, height: int, width: int) -> tuple[int, int]:
-    """(y, x) of the image corner where a height x width legend covers the fewest mask pixels (a
-    margin of 3 % around the masks counts too, so no contour runs under the legend); top left on ties."""
-    h, w = masks.shape
-    pad = max(2, round(0.03 * max(h, w)))
-    grown = cv2.dilate(masks.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8))
-    corners = [(0, 0), (0, max(0, w - width)), (max(0, h - height), 0), (max(0, h - height), max(0, w - width))]
-    return min(corners, key=lambda c: int(grown[c[0]: c[0] + height, c[1]: c[1] + width].sum()))
+        cv2.putText(out, text, (8, canvas.shape[0] + step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, font, colour,
+                    thickness, cv2.LINE_AA)
+    return out
 
 
 def native_overlay(data: ArrayDataset, i: int, prob: np.ndarray, threshold: float, caption: str) -> np.ndarray:
@@ -162,5 +160,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], probs: np.ndarray, data:
     if with_mm:  # only the images whose files give a pixel size (DICOM); n says how many
         summary["metrics"]["hd95_mm"] = {**summarise(with_mm, ("hd95_mm",))["hd95_mm"], "n": len(with_mm),
                                          "grid": "each image's own pixels and DICOM pixel size"}
-    write_json_atomic(out / "summary.json", summary)
+    try:
+        write_json_atomic(out / "summary.json", summary, strict=True)  # strict JSON: never a bare NaN
+    except ValueError as exc:
+        raise CheckpointError(f"a metric of {data.name} came out NaN or infinite ({exc}); summary.json was not written",
+                              hint="a probability or a pixel size is not finite: check the model and the images") from None
     return summary

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,7 @@ class ExecutorOptions:
     slurm_account: str | None = None
     slurm_time_min: int = 24 * 60
     slurm_cluster: str | None = None  # None: SLURM where `sbatch` is found; "local"/"debug" run here (tests)
+    ray_connect_timeout_s: float = float(os.environ.get("LLM4SEG_RAY_CONNECT_TIMEOUT_S", 60))
 
     def check(self) -> None:
         """Refuse values that cannot work, naming the option."""
@@ -109,10 +112,11 @@ def run_ray(matrix: dict[str, Any], out: Path, cells: list[Cell], opts: Executor
 
     ray = require("ray", "--executor ray")
     if not ray.is_initialized():
-        ray.init(address=opts.ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        _ray_init(ray, opts)
     gpus = opts.gpus_per_cell
     if gpus is None:
         gpus = 1.0 / opts.cells_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    _check_feasible(ray.cluster_resources(), opts.cpus_per_cell, gpus)
     remote = ray.remote(num_gpus=gpus, num_cpus=opts.cpus_per_cell, max_retries=opts.retries,
                         retry_exceptions=True)(cell_job)
     probe = ray.remote(num_cpus=0)(_path_seen).remote([matrix.get("data"), str(out)])
@@ -126,6 +130,37 @@ def run_ray(matrix: dict[str, Any], out: Path, cells: list[Cell], opts: Executor
             yield ray.get(future)
         except Exception as exc:  # RayTaskError (its traceback), WorkerCrashedError after the retries
             yield CellFailure(cell_name(*cell), len(attempts_of(out, cell)), _last_line(exc))
+
+
+def _ray_init(ray: Any, opts: ExecutorOptions) -> None:
+    """ray.init within `ray_connect_timeout_s`: Ray itself retries an unreachable address forever."""
+    done, errors = threading.Event(), []
+
+    def connect() -> None:
+        try:
+            ray.init(address=opts.ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        except Exception as exc:  # ConnectionError, RuntimeError: said below with the address
+            errors.append(exc)
+        done.set()
+
+    threading.Thread(target=connect, name="llm4seg-ray-init", daemon=True).start()
+    where = opts.ray_address or "a new local cluster"
+    if not done.wait(opts.ray_connect_timeout_s):
+        raise ConfigError(f"Ray did not connect to {where} within {opts.ray_connect_timeout_s:g} s",
+                          hint="check --ray-address (HOST:6379 or ray://HOST:10001) and that the cluster runs "
+                               "(`ray status` on its head node)")
+    if errors:
+        raise ConfigError(f"Ray could not connect to {where}: {_last_line(errors[0])}",
+                          hint="check --ray-address and that the cluster runs (`ray status` on its head node)")
+
+
+def _check_feasible(resources: dict[str, float], cpus: float, gpus: float) -> None:
+    """Refuse a cell no node of the cluster could ever run (Ray would wait for it forever)."""
+    have_cpu, have_gpu = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    if cpus > have_cpu or gpus > have_gpu:
+        raise ConfigError(f"each cell asks for {cpus:g} CPU(s) and {gpus:g} GPU(s); the Ray cluster has {have_cpu:g} "
+                          f"CPU(s) and {have_gpu:g} GPU(s) in all: no cell could ever start",
+                          hint="lower --cpus-per-cell (or --cells-per-gpu), or add nodes to the cluster")
 
 
 def _path_seen(paths: list[str | None]) -> list[str]:
@@ -185,6 +220,9 @@ def run_slurm(matrix: dict[str, Any], out: Path, cells: list[Cell], opts: Execut
     from llm4seg._optional import require
 
     submitit = require("submitit", "--executor slurm")
+    if opts.slurm_cluster is None and shutil.which("sbatch") is None:  # submitit would run every cell here instead
+        raise ConfigError("--executor slurm needs SLURM's `sbatch` on this machine, and there is none on PATH",
+                          hint="run compare on a SLURM login node, or use --executor local (or --parallel N) here")
     executor = submitit.AutoExecutor(folder=str(out / "slurm" / "%j"), cluster=opts.slurm_cluster)
     executor.update_parameters(**slurm_parameters(opts, len(cells)))
     task = _CellTask(matrix, str(out))

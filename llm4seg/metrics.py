@@ -69,6 +69,19 @@ def _nearest_mm(points: np.ndarray, others: np.ndarray) -> np.ndarray:
                            for i in range(0, len(points), step)])
 
 
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Dice of two masks (anything > 0 or True is foreground); None when both are empty.
+
+    The project's one Dice: `image_metrics` scores None as 1 (the empty-mask rule); agreement
+    between frames or artifacts leaves the pair out (two empty masks agreeing says nothing).
+    """
+    a, b = np.asarray(a).astype(bool, copy=False), np.asarray(b).astype(bool, copy=False)
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    if total == 0:
+        return None
+    return 2.0 * float(np.count_nonzero(a & b)) / total
+
+
 def image_metrics(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """prob: (H, W) probabilities (or a bool mask); target: (H, W) bool."""
     pred = prob > threshold if prob.dtype != bool else prob
@@ -82,7 +95,7 @@ def image_metrics(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) 
     sensitivity = _ratio(tp, tp + fn, empty)
     return {
         "iou": _ratio(tp, tp + fp + fn, empty),
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn, empty),
+        "dice": 1.0 if empty else mask_dice(pred, target),
         "sensitivity": sensitivity,
         "precision": precision,
         "f1": _ratio(2 * precision * sensitivity, precision + sensitivity, empty),

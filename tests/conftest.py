@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -36,6 +37,24 @@ def installed_or_skip(probe, what: str, fix: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"under CI the tests of {what} may not skip: {message}")
         pytest.skip(message)
+
+
+@contextlib.contextmanager
+def address_space_limit(extra_mb: float):
+    """Lower this process's address-space limit (RLIMIT_AS, as `ulimit -v`) to what it uses now plus
+    `extra_mb` for the block: an allocation beyond it raises MemoryError instead of succeeding, so a
+    test proves a reader refuses a bomb before allocating it. The old limit comes back after."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = used + int(extra_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def _datasets_line() -> str:
@@ -141,7 +160,7 @@ def exported(tmp_path_factory, trained_checkpoint, synthetic_folder):
 def write_sealed(folder, manifest):
     """Write `manifest` (a dict with an 'artifacts' table) as folder/manifest.json with every entry
     sealed again: for tests that change an entry on purpose to reach a check past the digest's."""
-    from llm4seg.runtime.manifest import sealed
+    from llm4seg.runtime.core.entry import sealed
 
     manifest = dict(manifest, artifacts={k: sealed(v) for k, v in manifest["artifacts"].items()})
     (Path(folder) / "manifest.json").write_text(json.dumps(manifest))

@@ -25,5 +25,5 @@ def test_the_api_reference_builds_a_page_for_every_module(tmp_path):
         parts = (["llm4seg"] if parts[0] == "llm4seg" else ["llm4seg", parts[0]]) + parts[1:]
         expected.add("/".join(parts[:-1] if parts[-1] == "__init__" else parts))
     assert expected - pages == set(), sorted(expected - pages)
-    page = (tmp_path / "llm4seg" / "runtime" / "comparator.html").read_text()
+    page = (tmp_path / "llm4seg" / "runtime" / "core" / "comparator.html").read_text()
     assert "The one comparator: every gate" in page and "One reference and the frames it was computed on" in page

@@ -51,7 +51,7 @@ def test_the_rule_is_area_down_and_linear_up_not_area_both_ways():
 def test_training_and_the_segmenter_resize_alike(tmp_path, exported):
     """A dataset with reduced, enlarged and mixed images: the training loader's resized images are
     exactly the contract's, and the Segmenter's input tensor is exactly their normalisation."""
-    from llm4seg.runtime.segmenter import Segmenter
+    from llm4seg.runtime.core.segmenter import Segmenter
 
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
@@ -66,7 +66,7 @@ def test_training_and_the_segmenter_resize_alike(tmp_path, exported):
     seg = Segmenter(exported[0] / "model.onnx", layout="rgb")
     for stem, image in zip(data.stems, data.images):
         assert np.array_equal(image, resize_square(frames[stem], 64)), stem
-        assert np.array_equal(seg.preprocess(frames[stem]), seg.contract.normalise(image)), stem
+        assert np.array_equal(seg.runner.tensor(seg.runner.rgb(frames[stem])), seg.contract.normalise(image)), stem
 
 
 def test_manifest_round_trip_and_refusals():

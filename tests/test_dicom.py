@@ -11,7 +11,7 @@ import pytest
 from llm4seg.errors import ConfigError
 from llm4seg.runtime import Segmenter, VideoPipeline
 from tests.conftest import DATASETS, installed_or_skip
-from tests.runtime.conftest import AllForeground, write_dicom
+from tests.runtime.conftest import AllForeground, assert_valid_dicom, write_dicom
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,7 @@ def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(ex
     source = DicomSource(path)
     assert (source.frame_count, source.rows, source.cols) == (30, 240, 320)
     assert source.times_s[1] == pytest.approx(0.033333) and source.conversion.startswith("YBR_FULL_422 to RGB")
-    assert source.mm_per_px == pytest.approx((0.5105, 0.5105), abs=1e-4)
+    assert source.geometry.mm_per_px == pytest.approx((0.5105, 0.5105), abs=1e-4)
     assert any("exceed the 320x240 image" in n for n in source.notes)  # its regions are the 640x480 original's
     seen = []
     with Segmenter(exported[0] / "model.onnx") as seg:
@@ -43,10 +43,10 @@ def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(ex
     # exactly the tissue region, and their area its pixels at 0.5105 mm.
     seen = []
     report = VideoPipeline(AllForeground(), path, sink=seen.append).run().summary()
-    region = source.tissue_mask
+    region = source.geometry.region
     assert region.sum() == 236 * 209 and all(np.array_equal(f.mask, region) for f in seen)
-    assert seen[0].quality["area_mm2"] == pytest.approx(region.sum() * source.mm_per_px[0] * source.mm_per_px[1])
-    assert report["physical"]["area_mm2"]["max"] == pytest.approx(seen[0].quality["area_mm2"])
+    assert seen[0].result.area_mm2 == pytest.approx(region.sum() * source.geometry.mm_per_px[0] * source.geometry.mm_per_px[1])
+    assert report["physical"]["area_mm2"]["max"] == pytest.approx(seen[0].result.area_mm2)
 
 
 def test_dicom_written_from_busi_segments_exactly_as_the_png(pydicom, exported, tmp_path):
@@ -66,12 +66,13 @@ def test_dicom_written_from_busi_segments_exactly_as_the_png(pydicom, exported, 
             expected = seg.segment_one(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), binary=False)
             for rle in (False, True):
                 path = write_dicom(pydicom, rgb, tmp_path / f"{k}{'-rle' if rle else ''}.dcm", rle=rle)
+                assert_valid_dicom(path)  # a BUSI image as a valid Secondary Capture (dciodvfy -new)
                 source = DicomSource(path)
                 ok, frame = source.read()
                 assert ok and source.read() == (False, None)
                 np.testing.assert_array_equal(frame, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                 np.testing.assert_array_equal(seg.segment_one(frame, binary=False), expected)  # Dice as the PNG's
-                assert source.mm_per_px == (0.1, 0.1) and source.physical_source.startswith("PixelSpacing")
+                assert source.geometry.mm_per_px == (0.1, 0.1) and source.geometry.source.startswith("PixelSpacing")
 
 
 def test_bad_dicom_files_are_refused_naming_the_file_and_the_tag(pydicom, tmp_path):
@@ -118,25 +119,18 @@ def test_bad_dicom_files_are_refused_naming_the_file_and_the_tag(pydicom, tmp_pa
         DicomSource(tmp_path / "huge.dcm")
 
 
-def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path):
-    """Encapsulated video (MPEG-4 AVC/H.264 High Profile): the fragments are one elementary stream,
-    decoded by FFmpeg; frame times come from the DICOM's Frame Time."""
-    installed_or_skip(lambda: __import__("av"), "PyAV", "pip install 'llm4seg[video]'")
+def write_h264_dicom(pydicom, path, frames=None):
+    """A Video Endoscopic Image of H.264 (MPEG-4 AVC High Profile) over two fragments; returns its path."""
     import av
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.uid import MPEG4HP41, VideoEndoscopicImageStorage, generate_uid
 
-    from llm4seg.dicom import DicomSource
-
-    rng = np.random.default_rng(0)
-    frames = [np.clip(np.full((48, 64, 3), 40 + 15 * i, np.float32) + rng.normal(0, 3, (48, 64, 3)), 0, 255)
-              .astype(np.uint8) for i in range(8)]
-    raw = tmp_path / "clip.h264"
+    raw = path.with_suffix(".h264")
     with av.open(str(raw), "w", format="h264") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for frame in frames:
+        for frame in frames if frames is not None else h264_frames():
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -152,8 +146,24 @@ def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path)
     ds.PixelRepresentation, ds.PlanarConfiguration = 0, 0
     ds.PixelData = encapsulate([data[: len(data) // 2], data[len(data) // 2:]])  # split over two fragments
     ds["PixelData"].is_undefined_length = True
-    ds.save_as(tmp_path / "endo.dcm", enforce_file_format=True)
-    source = DicomSource(tmp_path / "endo.dcm")
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def h264_frames():
+    rng = np.random.default_rng(0)
+    return [np.clip(np.full((48, 64, 3), 40 + 15 * i, np.float32) + rng.normal(0, 3, (48, 64, 3)), 0, 255)
+            .astype(np.uint8) for i in range(8)]
+
+
+def test_h264_inside_dicom_is_taken_out_and_decoded_with_pyav(pydicom, tmp_path):
+    """Encapsulated video (MPEG-4 AVC/H.264 High Profile): the fragments are one elementary stream,
+    decoded by FFmpeg; frame times come from the DICOM's Frame Time."""
+    installed_or_skip(lambda: __import__("av"), "PyAV", "pip install 'llm4seg[video]'")
+    from llm4seg.dicom import DicomSource
+
+    frames = h264_frames()
+    source = DicomSource(write_h264_dicom(pydicom, tmp_path / "endo.dcm", frames))
     got = []
     while True:
         ok, frame = source.read()
@@ -271,7 +281,7 @@ def test_pydicom_data_ultrasound_stored_every_way_gives_the_same_frames(pydicom)
         two = [d for n, d in decoded.items() if "2frame" in n]
         assert all(len(d) == 2 and np.array_equal(d[1], two[0][1]) for d in two)
     source, _ = _frames("OBXXXX1A.dcm")  # its one region: 2D tissue at 0.0262 cm per pixel
-    assert source.mm_per_px == pytest.approx((0.2623, 0.2623), abs=1e-4)
+    assert source.geometry.mm_per_px == pytest.approx((0.2623, 0.2623), abs=1e-4)
     aloka, _ = _frames("gdcm-US-ALOKA-16.dcm")
     assert any("2 tissue regions" in n for n in aloka.notes)
 
@@ -279,7 +289,8 @@ def test_pydicom_data_ultrasound_stored_every_way_gives_the_same_frames(pydicom)
 def test_regions_without_deltas_several_regions_and_non_square_pixels_are_stated(pydicom):
     from pydicom.dataset import Dataset
 
-    from llm4seg.dicom import area_mm2, physical_size, tissue_mask, ultrasound_regions
+    from llm4seg.dicom import physical_size, tissue_mask, ultrasound_regions
+    from llm4seg.geometry import FrameGeometry
 
     def region(box, spatial=1, kind=1, deltas=None):
         r = Dataset()
@@ -302,4 +313,4 @@ def test_regions_without_deltas_several_regions_and_non_square_pixels_are_stated
     assert any("2 tissue regions" in n for n in notes) and any("non-square pixels" in n for n in notes)
     mask = tissue_mask(regions, (60, 80))
     assert mask.sum() == 40 * 30 + 20 * 30 and not mask[50:].any()  # both tissue regions, not the bar
-    assert area_mm2(np.ones((3, 5), np.uint8), mm) == pytest.approx(15 * 0.2 * 0.1)
+    assert FrameGeometry(None, None, mm).area_mm2(np.ones((3, 5), np.uint8)) == pytest.approx(15 * 0.2 * 0.1)

@@ -146,3 +146,30 @@ def test_bad_executor_options_are_refused(tmp_path):
         assert result.exit_code == 1 and words in result.output, result.output
     with pytest.raises(ConfigError):
         ExecutorOptions(cells_per_gpu=0).check()
+
+
+def test_slurm_without_sbatch_is_refused_not_run_locally(tmp_path, monkeypatch):
+    """Issue 44, item 9: on a machine without `sbatch`, submitit quietly ran every cell locally."""
+    installed_or_skip(lambda: __import__("submitit"), "submitit", "pip install 'llm4seg[slurm]'")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    result = CliRunner().invoke(app, [*ARGS, "--out", str(tmp_path / "x"), "--executor", "slurm"])
+    assert result.exit_code == 1 and "needs SLURM's `sbatch`" in result.output, result.output
+    assert not (tmp_path / "x" / "cells").exists()
+
+
+def test_an_unreachable_ray_address_is_refused_within_its_timeout(tmp_path):
+    """Ray retries an unreachable address forever: `compare` said nothing, for ever."""
+    installed_or_skip(lambda: __import__("ray"), "Ray", "pip install 'llm4seg[ray]'")
+    t0 = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "llm4seg.cli.main", *ARGS, "--out", str(tmp_path / "x"),
+                             "--executor", "ray", "--ray-address", "127.0.0.1:1"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "LLM4SEG_RAY_CONNECT_TIMEOUT_S": "8"})
+    assert result.returncode == 1 and "did not connect to 127.0.0.1:1 within 8 s" in result.stderr, result.stderr[-2000:]
+    assert time.monotonic() - t0 < 90
+
+
+def test_a_cell_no_node_could_run_is_refused(ray_cluster, tmp_path):
+    """`--cpus-per-cell` beyond every node waited forever."""
+    result = CliRunner().invoke(app, [*ARGS, "--out", str(tmp_path / "x"), "--executor", "ray",
+                                      "--cpus-per-cell", "64"])
+    assert result.exit_code == 1 and "no cell could ever start" in result.output, result.output

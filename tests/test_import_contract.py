@@ -13,8 +13,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_MAY_USE = ("llm4seg.errors", "llm4seg.fileio", "llm4seg._optional", "llm4seg.metrics", "llm4seg.contract",
-                   "llm4seg.dicom", "llm4seg.runtime")
+# The light, torch-free owners of the core that the runtime shares: the frame contract (before the
+# model) and the mask stage with its parts (after it), geometry, DICOM decoding, the strict JSON reader.
+LIGHT_CORE = ("llm4seg.errors", "llm4seg.fileio", "llm4seg._optional", "llm4seg.metrics", "llm4seg.contract",
+              "llm4seg.dicom", "llm4seg.geometry", "llm4seg.mask_stage", "llm4seg.quality", "llm4seg.smoothing",
+              "llm4seg.strict_json")
+RUNTIME_MAY_USE = (*LIGHT_CORE, "llm4seg.runtime")
+# A door module that imports its SDK at module level: imported only when that door is used (its
+# package's __getattr__ loads it), never by `import llm4seg.runtime` (test_runtime_import_stays_light).
+SDK_MODULES = {"runtime/doors/holoscan/operators.py": ("holoscan",)}
 # Nothing of these at the runtime's module level: an embedded box installs numpy, OpenCV and onnxruntime only.
 HEAVY = ("torch", "transformers", "onnx", "onnxscript", "tensorrt", "tensorrt_rtx_bindings", "cuda", "polygraphy",
          "matplotlib", "safetensors", "gguf", "huggingface_hub", "PIL", "triton", "av", "gi", "holoscan", "cupy",
@@ -24,7 +31,7 @@ PACKAGE_OF = {"llm4seg": "llm4seg", "export": "llm4seg.export", "runtime": "llm4
 
 
 def module_name(path: Path) -> str:
-    """The dotted name `path` is installed as (runtime/backends/base.py -> llm4seg.runtime.backends.base)."""
+    """The dotted name `path` is installed as (runtime/backends/base.py -> llm4seg.runtime.core.backends.base)."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     dotted = [*PACKAGE_OF[parts[0]].split("."), *parts[1:]]
     return ".".join(dotted[:-1] if dotted[-1] == "__init__" else dotted)
@@ -68,8 +75,30 @@ def test_runtime_depends_on_neither_export_nor_the_training_code():
         for module, top_level in imports(path):
             if module.startswith("llm4seg") and not module.startswith(RUNTIME_MAY_USE):
                 bad.append(f"{path.relative_to(ROOT)} imports {module}")
-            if module.split(".")[0] in HEAVY and top_level:
+            sdk = SDK_MODULES.get(str(path.relative_to(ROOT)), ())
+            if module.split(".")[0] in HEAVY and top_level and module.split(".")[0] not in sdk:
                 bad.append(f"{path.relative_to(ROOT)} imports {module} at module level")
+    assert not bad, bad
+
+
+def test_the_frame_runtime_never_imports_a_door():
+    """runtime/core is what every door goes through: it imports no door and no tool."""
+    bad = [f"{path.relative_to(ROOT)} imports {module}" for path in sorted((ROOT / "runtime" / "core").rglob("*.py"))
+           for module, _ in imports(path) if module.startswith(("llm4seg.runtime.doors", "llm4seg.runtime.tools"))]
+    assert not bad, bad
+
+
+def test_the_light_core_stays_light():
+    """What the runtime shares with the core imports nothing heavy and none of the core's model code."""
+    bad = []
+    for name in LIGHT_CORE:
+        base = ROOT / "llm4seg" / name.split(".", 1)[1]
+        for path in sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]:
+            for module, top_level in imports(path):
+                if module.startswith("llm4seg") and not module.startswith(LIGHT_CORE):
+                    bad.append(f"{path.relative_to(ROOT)} imports {module}")
+                if module.split(".")[0] in HEAVY and top_level:
+                    bad.append(f"{path.relative_to(ROOT)} imports {module} at module level")
     assert not bad, bad
 
 
@@ -80,7 +109,7 @@ def test_core_never_imports_export_or_runtime():
     assert not bad, bad
 
 
-def _probe(source: str, where: str = "runtime/backends/probe.py") -> list[tuple[str, bool]]:
+def _probe(source: str, where: str = "runtime/core/backends/probe.py") -> list[tuple[str, bool]]:
     """The imports `source` would have as the file `where` (nothing is written into the package)."""
     return imports(ROOT / where, source)
 
@@ -92,10 +121,10 @@ def test_the_checker_sees_imports_inside_functions():
 
 def test_the_checker_sees_every_escape():
     """Issue 23: relative imports, `from llm4seg import export` and importlib escaped it."""
-    assert ("llm4seg.export.deploy", False) in _probe("def f():\n    from ...export.deploy import DeployNet\n")
-    assert ("llm4seg.runtime.backends.base", True) in _probe("from .base import Backend\n")
+    assert ("llm4seg.export.deploy", False) in _probe("def f():\n    from ....export.deploy import DeployNet\n")
+    assert ("llm4seg.runtime.core.backends.base", True) in _probe("from .base import Backend\n")
     assert ("llm4seg.export", True) in _probe("from llm4seg import export\n")
     assert ("llm4seg.training.loop", False) in _probe(
         "import importlib\n\ndef f():\n    importlib.import_module('llm4seg.training.loop')\n")
     assert ("onnx", True) in _probe("import onnx\n") and "onnx" in HEAVY and "tensorrt" in HEAVY
-    assert module_name(ROOT / "runtime" / "backends" / "__init__.py") == "llm4seg.runtime.backends"
+    assert module_name(ROOT / "runtime" / "core" / "backends" / "__init__.py") == "llm4seg.runtime.core.backends"

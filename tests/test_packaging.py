@@ -36,7 +36,7 @@ def wheel_venv(tmp_path_factory):
 def test_wheel_runtime_and_cli_work_without_torch(wheel_venv, exported, tmp_path):
     py, cli = str(wheel_venv / "bin" / "python"), str(wheel_venv / "bin" / "llm4seg")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    probe = _run([py, "-c", "import importlib.util, llm4seg.runtime, llm4seg.runtime.backends.onnxruntime_backend; "
+    probe = _run([py, "-c", "import importlib.util, llm4seg.runtime, llm4seg.runtime.core.backends.onnxruntime_backend; "
                   "print(importlib.util.find_spec('torch') is None, llm4seg.runtime.__file__)"], cwd=tmp_path, env=env)
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert probe.stdout.startswith("True") and str(wheel_venv) in probe.stdout  # the wheel, not the checkout

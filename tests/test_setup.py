@@ -21,6 +21,9 @@ def test_make_setup_waits_for_the_dpkg_lock_then_says_to_rerun():
     unwaited = [line for line in commands if re.search(r"apt-get (?:install|update)", line) and "echo" not in line]
     assert not unwaited, unwaited  # none without the wait (the hint printed to non-root users is text)
     assert "rerun make setup" in makefile
+    # Issue 45, item 8: the first apt call was silent for up to 5 minutes while it waited for the lock.
+    before = makefile.split("apt-get $(APT_WAIT) install", 1)[0].rsplit("\n", 6)[-6:]
+    assert any("echo" in line and "waits for it, up to 5 minutes" in line for line in before), before
     # apt-get itself accepts the option (as it runs in CI: Debian's apt)
     if subprocess.run(["which", "apt-get"], capture_output=True).returncode == 0:
         probe = subprocess.run(["apt-get", *wait.split(), "--help"], capture_output=True, text=True)

@@ -22,7 +22,7 @@ import torch
 import llm4seg
 from llm4seg.training.losses import bce_dice_loss
 
-from llm4seg.runtime.stats import median_ms
+from llm4seg.runtime.core.stats import median_ms
 
 
 def graphed(fn, x):

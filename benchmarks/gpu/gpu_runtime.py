@@ -31,8 +31,8 @@ import llm4seg
 from llm4seg.fileio import write_json_atomic
 from llm4seg.runtime import load_backend
 
-from llm4seg.runtime.comparator import mask_agreement
-from llm4seg.runtime.stats import median_ms
+from llm4seg.runtime.core.comparator import mask_agreement
+from llm4seg.runtime.core.stats import median_ms
 
 
 def one_liner(model, device: str):

@@ -23,8 +23,8 @@ def adopt_engine(
       trtexec --onnx=model.fp16.onnx --saveEngine=model.fp16.plan --stronglyTyped ...
       llm4seg adopt-engine model.fp16.plan
     """
-    from llm4seg.runtime.adopt import adopt_engine as adopt
-    from llm4seg.runtime.engine_key import version_field
+    from llm4seg.runtime.tools.adopt import adopt_engine as adopt
+    from llm4seg.runtime.core.backends.engine_key import version_field
 
     entry = adopt(plan)
     if json_out:

@@ -52,7 +52,7 @@ def bench(
       llm4seg bench --engine art/model.pt2 --compile aoti --batch 1 --batch 64
       llm4seg bench --engine grpc://127.0.0.1:8001/segment --engine art/model.onnx --streams 1 --streams 4
     """
-    from llm4seg.runtime.bench import bench_engines, machine_info
+    from llm4seg.runtime.tools.bench import bench_engines, machine_info
 
     _check_counts(list(batch), iterations, warmup, limit)
     check_compile(compile_with, list(engine))

@@ -13,8 +13,8 @@ def run_streams(engines: list[Path], images: list[np.ndarray], streams: list[int
                 out: Path | None, json_out: bool) -> None:
     """Each stream count, each engine in turn (so a drifting machine hits them alike)."""
     from llm4seg.errors import ConfigError
-    from llm4seg.runtime.bench import machine_info
-    from llm4seg.runtime.bench_streams import bench_streams
+    from llm4seg.runtime.tools.bench import machine_info
+    from llm4seg.runtime.tools.bench_streams import bench_streams
 
     bad = [n for n in [*streams, frames_per_stream] if n < 1]
     if bad:

@@ -55,21 +55,18 @@ def check(
 def _profile(artifact: Path) -> tuple[tuple[int, ...], ...]:
     """(min, opt, max) input shapes: the manifest's batch range where the graph has one, else batch 1;
     a frames graph's NHWC profile (any frame size up to 1080p) from its manifest entry."""
-    import json
+    from llm4seg.runtime.core.manifest import MANIFEST_NAME, load_manifest
 
-    from llm4seg.runtime.manifest import MANIFEST_NAME
-
-    try:
-        entry = json.loads((Path(artifact).parent / MANIFEST_NAME).read_text())["artifacts"][Path(artifact).name]
-        batch = entry["batch"]
-        sizes = (int(batch["min"]), int(batch["opt"]), int(batch["max"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        entry, sizes = {}, (1, 1, 1)
-    if isinstance(entry.get("frames"), dict):
+    if not (Path(artifact).parent / MANIFEST_NAME).is_file():  # any ONNX graph may be checked: batch 1
+        entry, sizes = None, (1, 1, 1)
+    else:  # an export's graph: its entry, checked and sealed (a damaged manifest is an error, not batch 1)
+        entry = load_manifest(artifact)
+        sizes = entry.batch
+    if entry is not None and entry.frames is not None:
         from llm4seg.export.frames_graph import frames_profile
 
         _input_dims(artifact, fixed=False)  # still refuses a file that is not an ONNX graph
-        return frames_profile(sizes, int(entry["image_size"]), entry["frames"]["form"])
+        return frames_profile(sizes, entry.image_size, entry.frames.form)
     dims = _input_dims(artifact)
     return tuple((b, *dims) for b in sizes)
 

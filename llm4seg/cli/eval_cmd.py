@@ -61,9 +61,8 @@ def evaluate(
     unit = {"hd95": 1, "hd95_mm": 1}
     rows = [[name if name != "hd95_mm" else f"hd95_mm (n={v['n']})", f"{v['mean'] * unit.get(name, 100):.2f}",
              f"{v['sd'] * unit.get(name, 100):.2f}"] for name, v in m.items()]
-    print_table(f"{checkpoint} on {dataset.name} (n={summary['n']}; HD95 in pixels at the model's size, hd95_mm in "
-                "mm, the rest in %)",
-                ["metric", "mean", "sd"], rows)
+    units = "HD95 in pixels at the model's size" + (", hd95_mm in mm" if "hd95_mm" in m else "") + ", the rest in %"
+    print_table(f"{checkpoint} on {dataset.name} (n={summary['n']}; {units})", ["metric", "mean", "sd"], rows)
     stdout.print(f"masks: {(dataset.mask_encoding or {}).get('rule', 'synthetic')}", soft_wrap=True)
     stdout.print(f"per-image CSV, overlays and summary in {report_dir}", soft_wrap=True)
     if dataset.skipped:

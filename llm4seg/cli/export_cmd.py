@@ -45,7 +45,7 @@ def export(
     from llm4seg.errors import ExportError
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint, parse_batch
     from llm4seg.export.rtx_build import parse_targets
-    from llm4seg.runtime.triton.repository import check_repository_folder, write_repository
+    from llm4seg.runtime.doors.triton.repository import check_repository_folder, write_repository
 
     opts = ExportOptions(out=out, fp16=fp16, int8=int8, calib=calib, calib_split=calib_split, data=data, split=split,
                          engine=engine, pt2=pt2, int8_target=int8_target, opset=opset, batch=parse_batch(batch),
@@ -54,7 +54,7 @@ def export(
     if triton is not None:
         check_repository_folder(triton)  # before a long export, not after
     try:
-        summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(f"[dim]{s}[/dim]"))
+        summary = export_checkpoint(checkpoint, opts, log=lambda s: stderr.print(s, style="dim"))
     except ExportError as exc:  # INT8 refused: FP32/FP16 were written, and their engines still need building
         if getattr(exc, "summary", None) and not json_out:
             _print_recipes(exc.summary)

@@ -29,8 +29,8 @@ CompileOpt = Annotated[Optional[str], typer.Option(
 def check_compile(compile_with: str | None, engines: list[Path]) -> None:
     """--compile names a compiler and some engine is a .pt2 program, or a ConfigError says so."""
     from llm4seg.errors import ConfigError
-    from llm4seg.runtime.backends import backend_for
-    from llm4seg.runtime.backends.torch_compile import COMPILERS
+    from llm4seg.runtime.core.backends import backend_for
+    from llm4seg.runtime.core.backends.torch_compile import COMPILERS
 
     if compile_with is None:
         return

@@ -11,14 +11,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from llm4seg.cli.render import stderr
 
 
+def resume_line(trainer: Any, out: Any) -> str:
+    """What a resumed run says first: where it goes on from."""
+    epoch, step = trainer.resume_point()
+    return (f"resuming {out} at epoch {epoch + 1}/{trainer.cfg.epochs}, step {step}/{trainer.steps_per_epoch} of that "
+            f"epoch ({trainer.state['step']} optimizer steps done)")
+
+
 class TrainProgress:
     """Rich progress bars for `llm4seg train` on a wide terminal: epochs and the current epoch's steps."""
 
     def __init__(self, progress: Progress, trainer: Any) -> None:
         self.progress = progress
-        start = trainer.state["epoch"]
+        start, steps_done = trainer.resume_point()  # a resumed run's bars start where it stopped, not at 0
         self.epochs = progress.add_task("epochs", total=trainer.cfg.epochs, completed=start, info="")
-        self.steps = progress.add_task(f"epoch {start + 1}", total=trainer.steps_per_epoch, info="")
+        self.steps = progress.add_task(f"epoch {start + 1}", total=trainer.steps_per_epoch, completed=steps_done, info="")
         self.epoch, self.total_epochs = start, trainer.cfg.epochs
 
     def on_step(self) -> None:
@@ -43,7 +50,8 @@ class LineProgress:
 
     def __init__(self, trainer: Any, every_s: float = 30.0, clock: Any = time.monotonic) -> None:
         self.total, self.steps_per_epoch = trainer.cfg.epochs, trainer.steps_per_epoch
-        self.epoch, self.step, self.every_s, self.clock = trainer.state["epoch"] + 1, 0, every_s, clock
+        epoch, self.step = trainer.resume_point()  # a resumed run counts on from where it stopped
+        self.epoch, self.every_s, self.clock, self.first_step = epoch + 1, every_s, clock, self.step
         self.started = self.last = clock()
 
     def on_step(self) -> None:
@@ -52,13 +60,13 @@ class LineProgress:
         now = self.clock()
         if now - self.last >= self.every_s and self.step < self.steps_per_epoch:
             self.last = now
-            rate = self.step / max(now - self.started, 1e-9)
+            rate = (self.step - self.first_step) / max(now - self.started, 1e-9)
             stderr.print(f"epoch {self.epoch}/{self.total}  step {self.step}/{self.steps_per_epoch}  {rate:.2f} it/s",
                          soft_wrap=True, markup=False, highlight=False)
 
     def on_epoch(self, row: dict[str, Any]) -> None:
         """Print the finished epoch's line (loss, speed, validation Dice/IoU)."""
-        self.epoch, self.step = row["epoch"] + 1, 0
+        self.epoch, self.step, self.first_step = row["epoch"] + 1, 0, 0
         self.started = self.last = self.clock()
         line = f"epoch {row['epoch']}/{self.total}  loss {row['train_loss']:.3f}  {row['it_per_s']:.2f} it/s"
         if "val_dice" in row:

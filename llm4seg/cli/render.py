@@ -10,8 +10,11 @@ from rich.console import Console
 
 # soft_wrap: a long line (a path, a command) is never broken at the console width, so piped and
 # logged output can be copied and grepped whole; tables still fit the width (print_table).
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# markup=False: messages are printed as written. Rich's markup ate every bracketed word of our
+# messages (`pip install 'llm4seg[video]'` printed as `pip install 'llm4seg'`); style is given by
+# `style=`, never by tags inside a message.
+stdout = Console(soft_wrap=True, markup=False)
+stderr = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def print_json(data: Any) -> None:

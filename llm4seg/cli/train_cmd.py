@@ -96,11 +96,11 @@ def _refuse_changed_settings(cfg: Any, given: dict[str, Any], overrides: dict[st
 
 
 def _run(cfg: Any, resume: bool, json_out: bool) -> None:
-    from llm4seg.cli.progress import train_progress
+    from llm4seg.cli.progress import resume_line, train_progress
     from llm4seg.training.run import train as run_training
 
     def announced(trainer: Any) -> Any:  # named once the run folder is really in use (a refused run writes none)
-        stderr.print(f"{'resuming' if resume else 'run folder'}: {cfg.out}")
+        stderr.print(resume_line(trainer, cfg.out) if resume else f"run folder: {cfg.out}", soft_wrap=True)
         return train_progress(trainer)
 
     try:
@@ -147,7 +147,25 @@ def _report(summary: dict[str, Any], cfg: Any) -> None:
     saved = saved_config(cfg)  # the run's own settings: a resumed run's command line names no --data
     data = (f"--data {saved.data} --split {summary.get('val_split') or 'VAL'}" if saved.data
             else f"--synthetic-count {saved.synthetic_count}")
-    stdout.print(f"next: llm4seg eval {run}/checkpoints/best {data}", soft_wrap=True)
+    stdout.print(f"next: {_command_name()} eval {run}/checkpoints/best {data}", soft_wrap=True)
+
+
+def _command_name() -> str:
+    """`llm4seg` where it is on PATH, else the path of the installed script (`make demo` installs it
+    into .venv/bin, which a fresh shell does not have on PATH): the printed next step runs as printed."""
+    import shutil
+    import sys
+
+    found = shutil.which("llm4seg")
+    beside = Path(sys.executable).parent / "llm4seg"
+    if found and Path(found).resolve() == beside.resolve():
+        return "llm4seg"
+    if not beside.is_file():
+        return "llm4seg"
+    try:
+        return str(beside.relative_to(Path.cwd()))  # .venv/bin/llm4seg after `make demo`
+    except ValueError:
+        return str(beside)
 
 
 train.__doc__ = f"{train.__doc__}\n\n{EXAMPLE}"

@@ -25,14 +25,14 @@ def repository_options(dynamic_batching: bool, segment_artifact: str | None, ins
     """RepositoryOptions from the CLI's values (shared by `triton` and `serve`); `auto` asks the
     tritonserver `serve` would start which backends it has."""
     from llm4seg.errors import ConfigError
-    from llm4seg.runtime.triton.repository import RepositoryOptions
+    from llm4seg.runtime.doors.triton.repository import RepositoryOptions
 
     if instances < 1:
         raise ConfigError(f"--instances {instances} must be at least 1", hint="e.g. --instances 2")
     if segment_backend not in ("auto", "python", "onnxruntime"):
         raise ConfigError(f"--segment-backend {segment_backend!r} is not known", hint="auto, python or onnxruntime")
     if segment_backend == "auto":
-        from llm4seg.runtime.triton.server import available_backends
+        from llm4seg.runtime.doors.triton.server import available_backends
 
         segment_backend = "onnxruntime" if "onnxruntime" in available_backends() else "python"
     return RepositoryOptions(segment_artifact=segment_artifact, dynamic_batching=dynamic_batching,
@@ -57,7 +57,7 @@ def triton(
       docker run --gpus all -v $PWD/repo:/models nvcr.io/nvidia/tritonserver:24.10-py3 \\\\
           tritonserver --model-repository=/models      # a GPU Triton (NOT RUN here)
     """
-    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.doors.triton.repository import write_repository
 
     repo = write_repository(art, out, repository_options(dynamic_batching, segment_artifact, instances, gpu,
                                                          segment_backend))

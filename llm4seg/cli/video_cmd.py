@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from llm4seg.cli.dicom_cmd import DicomOutOpt, DicomOutputs, OverlayScOpt, SegFramesOpt, SendOpt, StowOpt
+from llm4seg.cli.dicom_cmd import DicomOutOpt, OverlayScOpt, SegFramesOpt, SendOpt, StowOpt
 from llm4seg.cli.options import CompileOpt, JsonOpt, check_compile
-from llm4seg.cli.render import print_json, stdout
+from llm4seg.cli.render import print_json, stderr, stdout
 
 
 def video(
@@ -47,59 +47,61 @@ def video(
       llm4seg video clip.mp4 --engine art/model.onnx --smooth ema:0.5 --frame-log frames.jsonl
       llm4seg video cine.dcm --engine art/model.onnx --seg-frames 1,15 --overlay-sc --send ORTHANC@pacs:4242
     """
-    from llm4seg.runtime import Segmenter, VideoPipeline
-    from llm4seg.runtime.bench import backend_options
-    from llm4seg.runtime.video import open_sink
-
-    from llm4seg.fileio import write_jsonl_atomic
-    from llm4seg.runtime.temporal import smoother_from_text
-    from llm4seg.runtime.video_sinks import check_writable, refuse_output_over_input
+    from llm4seg.runtime.doors.dicom.job import DicomJob
+    from llm4seg.runtime.doors.video.job import VideoJob
+    from llm4seg.runtime.tools.bench import backend_options
 
     check_compile(compile_with, [engine])
-    refuse_output_over_input(source, out)
-    smoother = smoother_from_text(smooth)
-    dicom = DicomOutputs(seg_frames, dicom_out, overlay_sc, list(send), list(stow))
-    dicom.check(source, out)
-    if frame_log is not None:
-        refuse_output_over_input(source, frame_log)
-        check_writable(frame_log)
-    with Segmenter(engine, **backend_options(engine, compile_with)) as seg:
-        pipeline = VideoPipeline(seg, source, sink=lambda f: None, batch=batch, reader=reader, smooth=smoother)
-        pipeline.sink = open_sink(out, pipeline.fps, overlay_mode, writer)
-        results = dicom.sink(pipeline.cap, seg, overlay_mode) if dicom.wanted else None
-        if results is not None:
-            pipeline.sink = results.tee(pipeline.sink)
-        report = pipeline.run().summary()
-    if results is not None and not pipeline.interrupted:
-        report["dicom"] = dicom.finish(results)
-    report.update(out=out, reader=pipeline.cap.reader, codec=pipeline.sink.codec, container=pipeline.sink.container)
-    if frame_log is not None:
-        write_jsonl_atomic(frame_log, pipeline.report.frames)
-        report["frame_log"] = str(frame_log)
-    if report["codec"] == "mp4v" and writer == "auto":  # issue 34: say how to get H.264
-        report["events"].append("PyAV is not installed, so OpenCV wrote MPEG-4 Part 2 (mp4v), which browsers and most "
-                                "players do not show: pip install 'llm4seg[video]' writes H.264")
+    job = VideoJob(source, engine, out, reader, writer, overlay_mode, batch, smooth, frame_log,
+                   DicomJob(seg_frames, dicom_out, overlay_sc, list(send), list(stow)),
+                   backend_options(engine, compile_with))
+    report = job.run()
     if json_out:
         print_json(report)
-        if pipeline.interrupted:
-            raise typer.Exit(130)
-        return
+    else:
+        print_report(report)
+    if report["interrupted"]:
+        raise typer.Exit(130)
+    if report["frames_out"] == 0:
+        stderr.print(f"error: no frame of {source} was written ({report['frames_in']} read, "
+                     f"{report['skipped_corrupt']} unreadable)", soft_wrap=True, markup=False)
+        raise typer.Exit(1)
+
+
+def print_report(report: dict) -> None:
+    """The run as a clinician reads it on the terminal: frames and speed, latency per stage, the
+    pixel size and areas in mm^2, stability and flags, DICOM results, and every note."""
     stdout.print(f"{report['frames_out']} frames ({report['frames_in']} read, {report['dropped']} dropped, "
-                 f"{report['skipped_corrupt']} corrupt) in {report['wall_s']:.1f} s = {report['fps']:.1f} fps -> {out} "
-                 f"({_written(report)}; read with {report['reader']})", soft_wrap=True)
+                 f"{report['skipped_corrupt']} unreadable) in {report['wall_s']:.1f} s = {report['fps']:.1f} fps -> "
+                 f"{report['out']} ({_written(report)}; read with {report['reader']})", soft_wrap=True, markup=False)
     for stage, lat in report["latency_ms"].items():
         if lat.get("n"):
             label = "decode->written (incl. queueing)" if stage == "end_to_end" else stage
-            stdout.print(f"  {label:>10}: p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  p99 {lat['p99']:.1f} ms")
+            stdout.print(f"  {label:>10}: p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  p99 {lat['p99']:.1f} ms",
+                         markup=False)
+    _print_physical(report.get("physical"))
     _print_quality(report.get("quality"))
     if report.get("dicom"):
         d = report["dicom"]
-        sent = "".join(f"; {s['protocol']} to {s['to']}" for s in d["sent"])
-        stdout.print(f"  DICOM: {', '.join(d['files'])} in {d['dicom_out']}{sent}", soft_wrap=True)
+        sent = "".join(f"; {s['protocol']} {s['instances']} to {s['to']}" for s in d["sent"])
+        stdout.print(f"  DICOM: {', '.join(d['files'])} in {d['dicom_out']}{sent}", soft_wrap=True, markup=False)
+        for note in d.get("notes", []):
+            stdout.print(f"  note: {note}", soft_wrap=True, markup=False)
     for event in report["events"]:
-        stdout.print(f"  note: {event}")
-    if pipeline.interrupted:
-        raise typer.Exit(130)
+        stdout.print(f"  note: {event}", soft_wrap=True, markup=False)
+
+
+def _print_physical(physical: dict | None) -> None:
+    """A DICOM source's pixel size, its source, the area in mm^2 and every geometry note."""
+    if not physical:
+        return
+    mm = physical.get("mm_per_px")
+    size = f"{mm[0]:.4f} x {mm[1]:.4f} mm per pixel ({physical.get('source')})" if mm else "pixel size unknown"
+    area = physical.get("area_mm2")
+    areas = f"; mask area mean {area['mean']:.1f} mm^2, max {area['max']:.1f} mm^2" if area else ""
+    stdout.print(f"  geometry: {size}{areas}", soft_wrap=True, markup=False)
+    for note in physical.get("notes", []):
+        stdout.print(f"  note: {note}", soft_wrap=True, markup=False)
 
 
 def _print_quality(quality: dict | None) -> None:
@@ -112,10 +114,10 @@ def _print_quality(quality: dict | None) -> None:
     stdout.print(f"  stability: frame-to-frame Dice {f2f:.3f} (flicker {quality['flicker']:.3f}), mask appears/vanishes "
                  f"in {quality['toggle_fraction'] or 0:.1%} of frame pairs; smoothing: {quality['smoothing']}"
                  if f2f is not None else f"  stability: no frame pair with a mask; smoothing: {quality['smoothing']}",
-                 soft_wrap=True)
+                 soft_wrap=True, markup=False)
     if conf:
         stdout.print(f"  confidence: mean {conf['mean']:.3f}, p10 {conf['p10']:.3f}, min {conf['min']:.3f}; "
-                     f"flags: {flags}", soft_wrap=True)
+                     f"flags: {flags}", soft_wrap=True, markup=False)
 
 
 def _written(report: dict) -> str:

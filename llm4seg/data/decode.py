@@ -155,14 +155,6 @@ def read_dicom_rgb(path: Path) -> tuple[np.ndarray | None, str]:
     return (cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), "") if ok else (None, f"{Path(path).name} holds no frame")
 
 
-def dicom_mm_per_px(path: Path) -> tuple[float, float] | None:
-    """(row, column) mm per pixel of a DICOM image (ultrasound regions or Pixel Spacing), else None."""
-    from llm4seg.dicom import DicomSource
-
-    mm = DicomSource(path).mm_per_px  # (x, y)
-    return None if mm is None else (mm[1], mm[0])
-
-
 def palette_indices(data: bytes) -> np.ndarray | None:
     """The palette indices of a palette (colour type 3) PNG, or None for any other file. OpenCV
     would return the palette colours' grey values: a palette whose index 0 is white inverts the mask."""

@@ -6,9 +6,9 @@ level, pydicom inside). `source` reads one file, `series` a folder, `geometry` t
 and pixel size, `files` which files are DICOM."""
 
 from llm4seg.dicom.files import DICOM_SUFFIXES, dicom_files_in, is_dicom_file
-from llm4seg.dicom.geometry import area_mm2, physical_size, tissue_mask, ultrasound_regions
+from llm4seg.dicom.geometry import frame_geometry, physical_size, tissue_mask, ultrasound_regions
 from llm4seg.dicom.series import DicomSeriesSource, open_dicom
 from llm4seg.dicom.source import PHOTOMETRIC, DicomSource
 
-__all__ = ["DICOM_SUFFIXES", "DicomSeriesSource", "DicomSource", "PHOTOMETRIC", "area_mm2", "dicom_files_in",
+__all__ = ["DICOM_SUFFIXES", "DicomSeriesSource", "DicomSource", "PHOTOMETRIC", "dicom_files_in", "frame_geometry",
            "is_dicom_file", "open_dicom", "physical_size", "tissue_mask", "ultrasound_regions"]

@@ -28,7 +28,7 @@ def pydicom_module() -> Any:
     """pydicom, or an error naming the extra that installs it."""
     from llm4seg._optional import require
 
-    return require("pydicom", "reading DICOM (pip install 'llm4seg[dicom]')")
+    return require("pydicom", "reading DICOM")
 
 
 def refusal(path: Path, what: str, hint: str) -> ConfigError:

@@ -37,8 +37,7 @@ class DicomSeriesSource:
         first = self.sources[0]
         self.rows, self.cols, self.frame_count = first.rows, first.cols, len(self.sources)
         self.notes = list(first.notes) + _series_notes(self.sources)
-        self.conversion, self.regions, self.tissue_mask = first.conversion, first.regions, first.tissue_mask
-        self.mm_per_px, self.physical_source = first.mm_per_px, first.physical_source
+        self.conversion, self.regions, self.geometry = first.conversion, first.regions, first.geometry
         self.ds = first.ds
         self.times_s = _series_times([h for _, h in headers], self.notes)
         self.fps = 0.0 if self.times_s is None or self.frame_count < 2 else \
@@ -96,7 +95,7 @@ def _one_series(folder: Path, headers: list[tuple[Path, Any]]) -> None:
 
 
 def _series_notes(sources: list[DicomSource]) -> list[str]:
-    sizes = {s.mm_per_px for s in sources}
+    sizes = {s.geometry.mm_per_px for s in sources}
     numbers = [int(s.ds.get("InstanceNumber") or 0) for s in sources]
     notes = []
     if len(sizes) > 1:

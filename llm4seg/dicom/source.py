@@ -27,7 +27,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from llm4seg.dicom.files import pydicom_module, refusal
-from llm4seg.dicom.geometry import physical_size, tissue_mask, ultrasound_regions
+from llm4seg.dicom.geometry import frame_geometry
+from llm4seg.dicom.header import (SAMPLES, PixelHeader, check_encapsulated, check_native, check_palette, check_timing,
+                                  first_fragment)
+from llm4seg.errors import ConfigError
 
 # Encapsulated video (PS3.5 8.2.5-8.2.8): the fragments joined are one elementary stream for FFmpeg.
 VIDEO_FORMATS = {"1.2.840.10008.1.2.4.100": "mpegvideo", "1.2.840.10008.1.2.4.100.1": "mpegvideo",
@@ -35,8 +38,7 @@ VIDEO_FORMATS = {"1.2.840.10008.1.2.4.100": "mpegvideo", "1.2.840.10008.1.2.4.10
                  **{f"1.2.840.10008.1.2.4.{n}": "h264" for n in ("102", "102.1", "103", "103.1", "104", "104.1",
                                                                   "105", "105.1", "106", "106.1")},
                  "1.2.840.10008.1.2.4.107": "hevc", "1.2.840.10008.1.2.4.108": "hevc"}
-PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
-MAX_FRAME_BYTES = 2**30  # one decoded frame; 8K RGB is 0.1 GiB: more is a damaged header, never allocated
+PHOTOMETRIC = tuple(SAMPLES)  # the photometric interpretations converted to BGR
 
 
 class DicomSource:
@@ -64,16 +66,18 @@ class DicomSource:
             self._check_pixels(pydicom)
         elif "PixelData" not in ds:
             raise refusal(self.path, "holds no pixel data (tag (7FE0,0010) absent)", "pass an image or cine")
-        self.rows, self.cols = int(ds.Rows), int(ds.Columns)
-        self.frame_count = int(ds.get("NumberOfFrames", 1) or 1)
+        else:
+            self.header = PixelHeader.read(ds, self.path, video=True)
+            self._check_sizes(ds.file_meta.get("TransferSyntaxUID"), video=True)
+        check_timing(ds, self.path)
+        self.rows, self.cols, self.frame_count = self.header.rows, self.header.cols, self.header.frames
         self.notes: list[str] = []
         self.times_s = self._times()
         self.fps = 0.0 if self.times_s is None or self.frame_count < 2 else \
             (self.frame_count - 1) / max(self.times_s[-1] - self.times_s[0], 1e-9)
         self.conversion = self._conversion()
-        self.regions = ultrasound_regions(ds, (self.rows, self.cols), self.notes)
-        self.mm_per_px, self.physical_source = physical_size(ds, self.regions, self.notes)
-        self.tissue_mask = tissue_mask(self.regions, (self.rows, self.cols))
+        self.geometry, self.regions = frame_geometry(ds, (self.rows, self.cols), self.path)
+        self.notes += list(self.geometry.notes)
         self.last_pts_s: float | None = None
         self._index = 0
         self._frames: Iterator[np.ndarray] | None = None
@@ -96,25 +100,28 @@ class DicomSource:
             raise refusal(path, f"transfer syntax {getattr(syntax, 'name', syntax)} needs a codec that is not "
                                 f"installed ({missing})",
                           "pip install 'llm4seg[dicom]' (pydicom's pylibjpeg codecs)")
-        frame_bytes = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * \
-            ((int(ds.get("BitsAllocated", 8)) + 7) // 8)
-        if frame_bytes > MAX_FRAME_BYTES:
-            raise refusal(path, f"one frame of Rows x Columns {ds.Rows} x {ds.Columns} (0028,0010/0011) would take "
-                                f"{frame_bytes / 2**30:.1f} GiB (at most {MAX_FRAME_BYTES // 2**30} GiB decoded)",
-                          "the header is damaged, or this is not a video frame (whole-slide images are not supported)")
-        photometric = str(ds.get("PhotometricInterpretation", ""))
-        if photometric not in PHOTOMETRIC:
-            raise refusal(path, f"photometric interpretation {photometric!r} (0028,0004) is not one llm4seg converts",
-                          f"convert it to one of {', '.join(PHOTOMETRIC)}")
-        if not syntax.is_compressed and "PixelData" in ds:
-            samples = 2 if photometric == "YBR_FULL_422" else int(ds.get("SamplesPerPixel", 1))  # 4:2:2: Y Y Cb Cr
-            expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
-                        * samples * ((int(ds.BitsAllocated) + 7) // 8))
-            have = self.path.stat().st_size
-            if expected > have:
-                raise refusal(path, f"Rows x Columns x Frames ({ds.Rows} x {ds.Columns} x "
-                                    f"{ds.get('NumberOfFrames', 1)}) need {expected:,} bytes of pixel data, the file "
-                                    f"has {have:,}", "the file is truncated: copy it again from its source")
+        self.header = PixelHeader.read(ds, path)
+        self._check_sizes(syntax, video=False)
+        if self.header.photometric == "PALETTE COLOR":
+            check_palette(ds, path, getattr(syntax, "is_little_endian", True))
+
+    def _check_sizes(self, syntax: Any, video: bool) -> None:
+        """The declared sizes against the pixel data's bytes (llm4seg/dicom/header.py), before any decode."""
+        element = self.ds.get_item("PixelData", keep_deferred=True)
+        if element is None:
+            return
+        length, offset = getattr(element, "length", None), getattr(element, "value_tell", None)
+        if length is None or offset is None:  # a converted element (not read from this file): its bytes
+            length, offset = len(self.ds.PixelData), None
+        if length != 0xFFFFFFFF and not getattr(syntax, "is_compressed", False):
+            check_native(self.header, length, self.path)
+            have = self.path.stat().st_size - (offset or 0)
+            if offset is not None and length > have:
+                raise refusal(self.path, f"its pixel data (7FE0,0010) says {length:,} bytes, the file holds {have:,} "
+                                         "after its start (truncated)", "copy the file again from its source")
+        elif offset is not None:
+            stream_bytes, fragment = first_fragment(self.path, offset)
+            check_encapsulated(self.header, stream_bytes, fragment, str(syntax), video, self.path)
 
     def _times(self) -> list[float] | None:
         ds, n = self.ds, int(self.ds.get("NumberOfFrames", 1) or 1)
@@ -162,7 +169,7 @@ class DicomSource:
         from llm4seg._optional import require
         from pydicom.encaps import generate_fragments
 
-        av = require("av", "decoding video inside DICOM (pip install 'llm4seg[video]')")
+        av = require("av", "decoding video inside DICOM")
         with tempfile.TemporaryDirectory(prefix="llm4seg-dicom-") as tmp:
             stream_path = Path(tmp) / f"stream.{self.video_format}"
             with open(stream_path, "wb") as f:
@@ -198,8 +205,12 @@ class DicomSource:
         """(True, BGR frame) for the next frame, (False, None) after the last."""
         if self._frames is None:
             self._frames = self._iterate()
-        frame = next(self._frames, None)
+        frame = next(self._frames, None) if self._index < self.frame_count else None
         if frame is None:
+            if self._index == self.frame_count and next(self._frames, None) is not None:
+                self.notes.append(f"the pixel data holds more frames than NumberOfFrames ({self.frame_count}): "
+                                  "only those were read")
+            self._frames = iter(())
             return False, None
         self.last_pts_s = None if self.times_s is None else float(self.times_s[self._index])
         self._index += 1
@@ -220,7 +231,7 @@ class DicomSource:
 
     def physical(self) -> dict[str, Any]:
         """What the reports say about this file's geometry and conversion."""
-        return {"mm_per_px": self.mm_per_px, "source": self.physical_source, "conversion": self.conversion,
+        return {"mm_per_px": self.geometry.mm_per_px, "source": self.geometry.source, "conversion": self.conversion,
                 "tissue_regions": [r["bounds_xyxy"] for r in self.regions if r["tissue"]],
                 "notes": self.notes}
 

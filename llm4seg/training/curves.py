@@ -23,14 +23,15 @@ def curves_figure(rows: list[dict[str, Any]]):
     for key in ("val_dice", "val_iou"):
         ax_val.plot([r["epoch"] for r in val], [r[key] for r in val], marker=".", label=key)
     ax_val.set_ylim(0, 1)
-    ax_val.legend(loc="lower right")
+    # Outside the axes, to the right: inside, the legend hid the last points (issue 45, item 6).
+    ax_val.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax_val.set_title("validation (mean per image)")
     last = max(epochs, default=1)
     for ax in (ax_loss, ax_val):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs
         ax.set_xlim(0.5, last + 0.5)  # one epoch: a point at 1, not an axis from 0.945 to 1.05
-    fig.tight_layout()
+    fig.tight_layout()  # makes room for the legend outside the axes
     return fig
 
 

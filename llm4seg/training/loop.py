@@ -143,6 +143,11 @@ class Trainer:
         for s in range(start, self.steps_per_epoch):
             yield mine[s * self.per_rank_batch:(s + 1) * self.per_rank_batch].to(self.device), g
 
+    def resume_point(self) -> tuple[int, int]:
+        """(epochs done, optimizer steps done in the next epoch): where this run goes on from (0, 0 new)."""
+        epoch = self.state["epoch"]
+        return epoch, (self.within.steps if self.within and self.within.epoch == epoch else 0)
+
     def train_epoch(self, epoch: int, on_step=None) -> dict[str, float]:
         """One epoch of SGD; `on_step` is called after each step.
 

@@ -329,3 +329,60 @@ def test_check_refuses_custom_ops_and_data_outside_the_folder_without_a_tracebac
         result = invoke("check", tmp_path / name)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert words in result.output and "hint:" in result.output, result.output
+
+
+def test_a_folder_of_pngs_is_told_how_to_pass_them(exported, tmp_path):
+    """Issue 44, item 12: any folder of PNG frames was taken for a DICOM series ("holds no DICOM file")."""
+    (tmp_path / "frames").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "frames" / f"{i:04d}.png"), np.zeros((20, 30, 3), np.uint8))
+    result = invoke("video", tmp_path / "frames", "--engine", exported[0] / "model.onnx", "--out", tmp_path / "o.mp4")
+    assert_error(result, "is a folder of 3 images", "%04d.png")
+
+
+def test_check_on_a_custom_domain_op_is_an_error_not_a_traceback(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Custom", ["image"], ["prob"], domain="com.example")], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1, 64, 64])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]),
+              tmp_path / "custom.onnx")
+    assert_error(invoke("check", tmp_path / "custom.onnx"), "custom.onnx", "hint:")
+
+
+def test_a_killed_seg_writes_leftover_is_cleared_by_the_next_write(tmp_path):
+    """Issue 44, item 12: a SEG write killed mid-way left a hidden `.NAME.tmpPID` file for ever."""
+    pydicom = pytest.importorskip("pydicom")
+    from llm4seg.runtime.doors.dicom.results import write_datasets
+    from tests.runtime.conftest import write_dicom
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".seg_frame0001.dcm.tmp4242").write_bytes(b"half a SEG")
+    ds = pydicom.dcmread(write_dicom(pydicom, np.zeros((8, 8, 3), np.uint8), tmp_path / "x.dcm"))
+    write_datasets({"seg_frame0001.dcm": ds}, out)
+    assert sorted(p.name for p in out.iterdir()) == ["seg_frame0001.dcm"]
+
+
+def test_dicom_out_over_the_source_series_or_a_file_is_refused_before_any_frame(exported, tmp_path):
+    """Issue 44, item 8: --dicom-out as the input series folder (the SEG joined the series) or as an
+    existing file (refused only after the whole run)."""
+    pydicom = pytest.importorskip("pydicom")
+    from tests.runtime.conftest import write_dicom
+
+    series = tmp_path / "series"
+    series.mkdir()
+    for i in range(2):
+        write_dicom(pydicom, np.zeros((16, 16, 3), np.uint8), series / f"i{i}.dcm", InstanceNumber=i + 1,
+                    StudyInstanceUID="1.2.3", SeriesInstanceUID="1.2.3.4")
+    engine = exported[0] / "model.onnx"
+    result = invoke("video", series, "--engine", engine, "--out", tmp_path / "o.mp4", "--seg-frames", "1",
+                    "--dicom-out", series / "seg")
+    assert_error(result, "is inside the source series folder")
+    (tmp_path / "taken").write_text("a file")
+    result = invoke("video", series, "--engine", engine, "--out", tmp_path / "o2.mp4", "--seg-frames", "1",
+                    "--dicom-out", tmp_path / "taken")
+    assert_error(result, "is an existing file")
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o2.mp4").exists()  # refused before any frame

@@ -14,10 +14,10 @@ import pytest
 from llm4seg.contract import FrameContract
 from llm4seg.errors import ExportError
 from llm4seg.metrics import image_metrics
-from llm4seg.runtime.backends import load_backend
-from llm4seg.runtime.manifest import artifact_sha256
-from llm4seg.runtime.comparator import Comparator, probs_from_frames, tolerance_for
-from llm4seg.runtime.segmenter import Segmenter
+from llm4seg.runtime.core.backends import load_backend
+from llm4seg.runtime.core.manifest import artifact_sha256
+from llm4seg.runtime.core.comparator import Comparator, probs_from_frames, tolerance_for
+from llm4seg.runtime.core.segmenter import Segmenter
 
 PRECISIONS = {"model.onnx": "fp32", "model.fp16.onnx": "fp16", "model.int8.onnx": "int8"}
 
@@ -52,7 +52,7 @@ def test_frames_graphs_match_the_segmenter_path(exported, source):
     host = Segmenter(out / source, layout="bgr").segment(frames, binary=False)
     name = source.replace(".onnx", ".frames.onnx")
     graph = Segmenter(out / name, layout="bgr")
-    assert graph.frames["form"] == "any-size"
+    assert graph.entry.frames.form == "any-size" and graph.runner.kind == "graph"
     probs = graph.segment(frames, binary=False)
     masks = graph.segment(frames)
     for f, h, p, m in zip(frames, host, probs, masks):
@@ -66,14 +66,14 @@ def test_frames_graphs_match_the_segmenter_path(exported, source):
         session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
         prob, mask = session.run(["prob", "mask"], {"frames": frames[2][None]})
         assert np.array_equal(mask, (prob > graph.threshold).astype(np.uint8)) and mask.dtype == np.uint8
-        assert backend.manifest["inputs"][0]["dtype"] == "uint8"
+        assert backend.entry.input.dtype == "uint8"
 
 
 def test_model_size_form_takes_frames_at_the_models_size(exported):
     out, _ = exported
     frames = _colour_frames()
     seg = Segmenter(out / "model.frames64.onnx", layout="bgr")
-    assert seg.frames["form"] == "model-size"
+    assert seg.entry.frames.form == "model-size"
     host = Segmenter(out / "model.onnx", layout="bgr").segment(frames, binary=False)
     for h, p in zip(host, seg.segment(frames, binary=False)):
         assert np.abs(h - p).max() < 1e-4  # the same host resize; only the in-graph normalisation differs

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from llm4seg.export.tensorrt import profile_shapes
-from llm4seg.runtime.engine_key import EngineKey, mismatches
+from llm4seg.runtime.core.backends.engine_key import EngineKey, mismatches
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None

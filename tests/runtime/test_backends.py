@@ -10,7 +10,7 @@ import pytest
 
 from llm4seg.errors import BackendUnavailableError, ConfigError, InputSpecError
 from llm4seg.runtime import BACKENDS, load_backend
-from llm4seg.runtime.backends import backend_for
+from llm4seg.runtime.core.backends import backend_for
 from tests.conftest import write_sealed
 
 AVAILABLE = {"onnxruntime": True, "torch": importlib.util.find_spec("torch") is not None,
@@ -131,7 +131,7 @@ def fake_trt_export(monkeypatch, trained_checkpoint, tmp_path):
     """model.fp16.plan built and served through the strict TensorRT / cuda-python stand-ins."""
 
     import llm4seg.export.tensorrt as trt_export
-    import llm4seg.runtime.engine_key as engine_key
+    import llm4seg.runtime.core.backends.engine_key as engine_key
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint
     from tests.export import fake_tensorrt
 
@@ -255,7 +255,7 @@ def test_jetson_path_recipe_build_on_target_adopt_then_bench(trained_checkpoint,
 
     from typer.testing import CliRunner
 
-    import llm4seg.runtime.engine_key as engine_key
+    import llm4seg.runtime.core.backends.engine_key as engine_key
     from llm4seg.cli.main import app
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint
     from llm4seg.export.tensorrt import EngineKey, engine_from_onnx, profile_shapes
@@ -347,7 +347,7 @@ def test_torch_backend_aoti_package_cached_and_rebuilt_when_damaged(exported, tm
         assert np.abs(warm.infer(x) - expected).max() < tol
     package = Path(info["package"])
     package.write_bytes(package.read_bytes()[: package.stat().st_size // 2])
-    from llm4seg.runtime.backends import torch_compile
+    from llm4seg.runtime.core.backends import torch_compile
 
     loaded = []  # issue 20, item 2: a package is loaded only when its bytes match the recorded digest
     real_load = torch_compile.load_package
@@ -388,7 +388,7 @@ def test_an_option_the_backend_lacks_is_named(exported):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from llm4seg.runtime.backends.torch_compile import _compile_lock
+from llm4seg.runtime.core.backends.torch_compile import _compile_lock
 with _compile_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -402,7 +402,7 @@ def test_compile_lock_serialises_workers_and_dies_with_its_holder(tmp_path):
     import sys
     import time
 
-    from llm4seg.runtime.backends.torch_compile import _compile_lock
+    from llm4seg.runtime.core.backends.torch_compile import _compile_lock
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path), "1.5"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -436,7 +436,7 @@ def test_aoti_package_loader_falls_back_to_the_public_entry_point(tmp_path):
     another torch's loader API falls back to torch._inductor.aoti_load_package."""
     from types import SimpleNamespace
 
-    from llm4seg.runtime.backends.torch_compile import load_package
+    from llm4seg.runtime.core.backends.torch_compile import load_package
 
     class Loader:
         def __init__(self, path, name, single_threaded, runners, device_index):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llm4seg.cli.main import app
-from llm4seg.runtime.comparator import mask_agreement, score
+from llm4seg.runtime.core.comparator import mask_agreement, score
 
 
 class FixedSegmenter:

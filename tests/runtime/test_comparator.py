@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from llm4seg.errors import ExportError
-from llm4seg.runtime.backends import load_backend
-from llm4seg.runtime.comparator import (Comparator, agreement, gate_record, inputs_from_frames, mask_agreement,
+from llm4seg.runtime.core.backends import load_backend
+from llm4seg.runtime.core.comparator import (Comparator, agreement, gate_record, inputs_from_frames, mask_agreement,
                                         probs_from_frames, tolerance_for, verdict)
-from llm4seg.runtime.segmenter import Segmenter
+from llm4seg.runtime.core.segmenter import Segmenter
 
 
 def test_agreement_on_a_hand_made_case():
@@ -50,7 +50,7 @@ def test_frames_go_through_the_segmenters_preprocessing(exported):
     backend = load_backend(out / "model.onnx")
     frames = [np.random.default_rng(i).integers(0, 256, (40, 70, 3), dtype=np.uint8) for i in range(3)]
     seg = Segmenter(backend, layout="rgb")
-    assert np.array_equal(inputs_from_frames(backend, frames), np.stack([seg.preprocess(f) for f in frames]))
+    assert np.array_equal(inputs_from_frames(backend, frames), np.stack([seg.runner.tensor(seg.runner.rgb(f)) for f in frames]))
     with backend:
         got = probs_from_frames(backend, frames)
         assert all(np.array_equal(g, s) for g, s in zip(got, seg.segment(frames, binary=False)))

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from llm4seg.errors import ConfigError
-from llm4seg.runtime.deepstream import CONFIG_NAME, NVINFER_KEYS, nvinfer_properties
-from llm4seg.runtime.segmenter import Segmenter
+from llm4seg.runtime.core.manifest import load_manifest
+from llm4seg.runtime.doors.deepstream import CONFIG_NAME, NVINFER_KEYS, nvinfer_properties
+from llm4seg.runtime.core.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,6 @@ def test_nvinfer_graph_matches_the_segmenter_path(deepstream_export):
 
 
 def test_only_an_nvinfer_graph_gets_a_config(deepstream_export):
-    entry = json.loads((deepstream_export / "manifest.json").read_text())["artifacts"]["model.frames.onnx"]
+    entry = load_manifest(deepstream_export / "model.frames.onnx")
     with pytest.raises(ConfigError, match="not an nvinfer frames graph"):
         nvinfer_properties(entry)

@@ -18,6 +18,7 @@ import pytest
 
 from llm4seg.errors import ConfigError
 from tests.conftest import installed_or_skip
+from tests.runtime.conftest import assert_valid_dicom
 
 ORTHANC_DEBS = "apt-get install orthanc orthanc-dicomweb (make setup does, as root)"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -38,7 +39,7 @@ def orthanc(tmp_path_factory):
                       f"{ORTHANC_DEBS}; pip install 'llm4seg[dicom]'")
     import requests
 
-    from llm4seg.runtime.triton.server import free_port
+    from llm4seg.runtime.doors.triton.server import free_port
 
     folder = tmp_path_factory.mktemp("orthanc")
     http_port, dicom_port = free_port(), free_port()
@@ -122,8 +123,8 @@ def test_video_sends_its_segs_over_c_store_and_stow_rs_and_orthanc_keeps_them(or
 def test_a_node_that_is_not_there_or_refuses_is_named(orthanc, tmp_path):
     from pydicom.data import get_testdata_file
 
-    from llm4seg.runtime.dicom_net import DicomNode, c_store, stow_rs
-    from llm4seg.runtime.triton.server import free_port
+    from llm4seg.runtime.doors.dicom.net import DicomNode, c_store, stow_rs
+    from llm4seg.runtime.doors.triton.server import free_port
 
     path = Path(get_testdata_file("CT_small.dcm"))
     closed = DicomNode("NOBODY", "127.0.0.1", free_port())
@@ -143,8 +144,8 @@ def test_dicom_listen_segments_what_it_receives_and_forwards_the_seg(orthanc, ex
     import highdicom
     import pydicom
 
-    from llm4seg.runtime.dicom_net import DicomNode, c_store
-    from llm4seg.runtime.triton.server import free_port
+    from llm4seg.runtime.doors.dicom.net import DicomNode, c_store
+    from llm4seg.runtime.doors.triton.server import free_port
     from tests.runtime.conftest import write_dicom
 
     rgb = np.zeros((96, 128, 3), np.uint8)
@@ -178,8 +179,13 @@ def test_dicom_listen_segments_what_it_receives_and_forwards_the_seg(orthanc, ex
     bad, entry = report["results"]
     assert bad["instance"] == stored[0] and "holds no pixel data" in bad["error"], bad
     assert not (out / stored[0]).exists()  # nothing written for it
-    assert entry.get("files") == ["seg_frame0001.dcm"], entry
+    assert entry.get("files") == ["seg_frame0001.dcm", "frames.jsonl"], entry
+    log = [json.loads(line) for line in (out / stored[1] / "frames.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and {"confidence", "flags", "area_mm2"} <= set(log[0])
+    assert not any((out / "incoming").iterdir())  # received files go once their results are written
     seg_path = out / stored[1] / "seg_frame0001.dcm"
+    assert_valid_dicom(seg_path)
+    assert_valid_dicom(sent)  # the BUSI-like input too
     seg = highdicom.seg.segread(seg_path)
     assert seg.get_source_image_uids()[0][2] == stored[1]
     assert "ReferencedFrameNumber" not in seg.SourceImageSequence[0]  # a single-frame source: no frame number
@@ -206,7 +212,7 @@ def test_dicom_listen_says_what_listening_beyond_this_machine_means(exported, tm
     from typer.testing import CliRunner
 
     from llm4seg.cli.main import app
-    from llm4seg.runtime.triton.server import free_port
+    from llm4seg.runtime.doors.triton.server import free_port
 
     installed_or_skip(lambda: __import__("pynetdicom"), "pynetdicom", "pip install 'llm4seg[dicom]'")
     result = CliRunner().invoke(app, ["dicom-listen", "--engine", str(exported[0] / "model.onnx"), "--host", "0.0.0.0",
@@ -214,3 +220,39 @@ def test_dicom_listen_says_what_listening_beyond_this_machine_means(exported, tm
     assert result.exit_code == 0, result.output
     assert "accepts C-STORE from any machine" in result.output and "without TLS" in result.output
     assert (tmp_path / "r" / "incoming").is_dir() and not any((tmp_path / "r" / "incoming").iterdir())
+
+
+def test_stow_rs_counts_what_the_server_says_it_stored(tmp_path):
+    """Issue 44, item 7: an HTTP 200 whose answer lists nothing stored was reported as stored. A
+    server answering so (200, an empty ReferencedSOPSequence) is refused naming the instance."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import pydicom
+
+    from llm4seg.runtime.doors.dicom.net import stow_rs
+    from tests.runtime.conftest import write_dicom
+
+    installed_or_skip(lambda: __import__("dicomweb_client"), "dicomweb-client", "pip install 'llm4seg[dicom]'")
+
+    class Answers200(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            return
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"00081199": {"vr": "SQ", "Value": []}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers200)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = write_dicom(pydicom, np.zeros((8, 8, 3), np.uint8), tmp_path / "x.dcm")
+    try:
+        with pytest.raises(ConfigError, match="lists 1 of 1 instance"):
+            stow_rs([path], f"http://127.0.0.1:{server.server_address[1]}/dicom-web")
+    finally:
+        server.shutdown()

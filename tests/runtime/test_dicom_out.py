@@ -10,7 +10,7 @@ import pytest
 from llm4seg.errors import ConfigError
 from llm4seg.runtime import Segmenter, VideoPipeline
 from tests.conftest import installed_or_skip
-from tests.runtime.conftest import AllForeground
+from tests.runtime.conftest import AllForeground, assert_valid_dicom
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,8 @@ def cine():
 
 def _run(model, path, frames, overlay_sc=False):
     """Run the pipeline on `path` with DicomResults collecting `frames`; returns (results, frames seen)."""
-    from llm4seg.runtime.dicom_out import Algorithm, DicomResults
+    from llm4seg.runtime.doors.dicom.results import DicomResults
+    from llm4seg.runtime.doors.dicom.seg import Algorithm
 
     seen = []
     pipeline = VideoPipeline(model, path, sink=seen.append)
@@ -43,7 +44,7 @@ def _run(model, path, frames, overlay_sc=False):
 def test_a_seg_per_chosen_frame_references_the_cine_and_names_the_algorithm(highdicom, cine, tmp_path):
     import pydicom
 
-    from llm4seg.runtime.dicom_out import write_datasets
+    from llm4seg.runtime.doors.dicom.results import write_datasets
 
     # All foreground: each mask is exactly the tissue region (a test model may leave masks empty).
     results, seen = _run(AllForeground(), cine, [1, 7, 30])
@@ -53,6 +54,7 @@ def test_a_seg_per_chosen_frame_references_the_cine_and_names_the_algorithm(high
     region = seen[0].mask
     assert 0 < region.sum() < region.size  # the crop is in the SEG, not the whole frame
     for path, number in zip(paths, (1, 7, 30)):
+        assert_valid_dicom(path)  # issue 45, item 9: as a PACS judges it
         seg = highdicom.seg.segread(path)
         assert seg.get_source_image_uids() == [(source.StudyInstanceUID, source.SeriesInstanceUID,
                                                  source.SOPInstanceUID)]
@@ -98,28 +100,30 @@ def test_the_segs_hold_the_models_masks(exported, tmp_path):
     import pydicom
 
     from llm4seg.metrics import image_metrics
-    from llm4seg.runtime.dicom_out import Algorithm, write_datasets
+    from llm4seg.runtime.doors.dicom.results import write_datasets
+    from llm4seg.runtime.doors.dicom.seg import Algorithm
 
     path, truth = _synthetic_cine(tmp_path / "synthetic.dcm")
     with Segmenter(exported[0] / "model.onnx") as seg:
         results, seen = _run(seg, path, [2, 3])
-        manifest = seg.backend.manifest
+        entry = seg.entry
     for written, number in zip(write_datasets(results.datasets(), tmp_path / "out"), (2, 3)):
         mask = seen[number - 1].mask.astype(bool)
         assert image_metrics(mask, truth[number - 1])["dice"] > 0.5  # the model segments: masks, not emptiness
         assert np.array_equal(pydicom.dcmread(written).pixel_array.astype(bool), mask)
-    assert Algorithm.from_manifest(manifest).manifest_sha256 == manifest["entry_sha256"]
+    assert Algorithm.from_entry(entry).manifest_sha256 == entry.raw["entry_sha256"]
 
 
 def test_the_loop_overlay_is_a_lossless_multiframe_secondary_capture(cine, tmp_path):
     import pydicom
 
     from llm4seg.dicom import DicomSource
-    from llm4seg.runtime.dicom_out import write_datasets
-    from llm4seg.runtime.segmenter import overlay
+    from llm4seg.runtime.doors.dicom.results import write_datasets
+    from llm4seg.runtime.core.overlay import overlay
 
     results, seen = _run(AllForeground(), cine, [1], overlay_sc=True)
     path = write_datasets(results.datasets(), tmp_path)[-1]
+    assert_valid_dicom(path)
     sc = pydicom.dcmread(path)
     source = pydicom.dcmread(cine, stop_before_pixels=True)
     assert sc.SOPClassUID.name == "Multi-frame True Color Secondary Capture Image Storage"
@@ -137,7 +141,7 @@ def test_the_loop_overlay_is_a_lossless_multiframe_secondary_capture(cine, tmp_p
 
 
 def test_frame_lists_are_checked_against_the_source():
-    from llm4seg.runtime.dicom_out import frame_numbers_from_text
+    from llm4seg.runtime.doors.dicom.seg import frame_numbers_from_text
 
     assert frame_numbers_from_text("7, 1,3-4", 30) == [1, 3, 4, 7]
     assert frame_numbers_from_text("all", 3) == [1, 2, 3]
@@ -148,7 +152,7 @@ def test_frame_lists_are_checked_against_the_source():
 
 
 def test_nothing_is_half_written(cine, tmp_path):
-    from llm4seg.runtime.dicom_out import write_datasets
+    from llm4seg.runtime.doors.dicom.results import write_datasets
 
     results, _ = _run(AllForeground(), cine, [1, 2])
     datasets = results.datasets()
@@ -169,7 +173,8 @@ def test_nothing_is_half_written(cine, tmp_path):
 def test_a_source_without_its_uids_gets_no_result(cine):
     import pydicom
 
-    from llm4seg.runtime.dicom_out import Algorithm, OverlayCapture, seg_for_frame
+    from llm4seg.runtime.doors.dicom.capture import OverlayCapture
+    from llm4seg.runtime.doors.dicom.seg import Algorithm, seg_for_frame
 
     source = pydicom.dcmread(cine, stop_before_pixels=True)
     del source.StudyInstanceUID
@@ -183,7 +188,8 @@ def test_a_source_without_its_uids_gets_no_result(cine):
 
 
 def test_a_chosen_frame_the_run_never_reached_writes_no_seg(cine):
-    from llm4seg.runtime.dicom_out import Algorithm, DicomResults
+    from llm4seg.runtime.doors.dicom.results import DicomResults
+    from llm4seg.runtime.doors.dicom.seg import Algorithm
     from llm4seg.dicom import DicomSource
 
     results = DicomResults(DicomSource(cine), [1, 5], Algorithm("a", "1", "x"))
@@ -272,7 +278,8 @@ def test_a_series_folder_plays_in_instance_order_and_each_seg_references_its_ima
     from pydicom.uid import generate_uid
 
     from llm4seg.dicom import open_dicom
-    from llm4seg.runtime.dicom_out import Algorithm, DicomResults, write_datasets
+    from llm4seg.runtime.doors.dicom.results import DicomResults, write_datasets
+    from llm4seg.runtime.doors.dicom.seg import Algorithm
     from tests.runtime.conftest import write_dicom
 
     folder = tmp_path / "export" / "PAT1" / "STU1"
@@ -336,3 +343,27 @@ def test_a_folder_that_is_not_one_series_is_refused_by_name(tmp_path):
     ds.save_as(cine / "loop2.dcm")
     with pytest.raises(ConfigError, match=r"holds multi-frame files \(loop.dcm, loop2.dcm\)"):
         open_dicom(cine)
+
+
+def test_the_printed_report_gives_the_geometry_and_every_note_and_no_library_warning(cine, exported, tmp_path):
+    """Issue 45, items 10-11: a clinician reads the terminal: the pixel size, the area in mm^2 and the
+    region notes were only in --json; highdicom's own warning ("Encoding an empty image with
+    omit_empty_frames...") reached the terminal."""
+    import pydicom
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    ds = pydicom.dcmread(cine)
+    region = ds.SequenceOfUltrasoundRegions[0]
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = 600, 400  # written for a larger image: a note
+    ds.save_as(tmp_path / "cine.dcm")
+    result = CliRunner().invoke(app, ["video", str(tmp_path / "cine.dcm"), "--engine", str(exported[0] / "model.onnx"),
+                                      "--out", str(tmp_path / "o.mp4"), "--seg-frames", "1-3"])
+    assert result.exit_code == 0, result.output
+    assert "geometry: 0.5105 x 0.5105 mm per pixel (SequenceOfUltrasoundRegions" in result.output, result.output
+    assert "note: region 0 looks written for a larger image" in result.output
+    assert "omit_empty_frames" not in result.output and "Encoding an empty image" not in result.output
+    masks = [pydicom.dcmread(p).pixel_array.any() for p in sorted((tmp_path / "o-dicom").glob("seg_*.dcm"))]
+    assert ("had an empty mask" in result.output) == (not all(masks))  # said in our words, exactly when true
+    assert "mask area mean" in result.output

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from llm4seg.cli.main import app
 from llm4seg.errors import ConfigError
 from llm4seg.runtime import Segmenter, VideoPipeline
 from tests.conftest import installed_or_skip
-from tests.runtime.conftest import box_masks, decoded, needs_pyav
+from tests.runtime.conftest import decoded, needs_pyav, stand_in
 
 TEST_SOURCE = "gst:videotestsrc num-buffers=15 pattern=ball ! video/x-raw,width=121,height=90,framerate=10/1"
 
@@ -23,7 +22,7 @@ TEST_SOURCE = "gst:videotestsrc num-buffers=15 pattern=ball ! video/x-raw,width=
 @pytest.fixture(autouse=True)
 def gstreamer():
     def probe():
-        from llm4seg.runtime.gstreamer import _gst
+        from llm4seg.runtime.doors.video.gstreamer import _gst
 
         Gst = _gst()
         for element in ("videotestsrc", "videoconvert", "appsink", "appsrc", "x264enc", "mp4mux", "filesink"):
@@ -63,7 +62,7 @@ def test_masks_from_gst_frames_are_the_segmenters(exported):
 
 
 def test_a_live_source_is_detected_and_drops_the_oldest_frames():
-    slow = SimpleNamespace(segment=lambda frames: (time.sleep(0.05), box_masks(frames))[1])
+    slow = stand_in(lambda batch: (time.sleep(0.05), np.full((len(batch), 1, *batch.shape[2:]), 0.9, np.float32))[1])
     seen = []
     source = "gst:videotestsrc is-live=true num-buffers=60 ! video/x-raw,width=64,height=48,framerate=120/1"
     pipeline = VideoPipeline(slow, source, sink=seen.append, queue_size=2)
@@ -79,16 +78,16 @@ def test_a_live_source_is_detected_and_drops_the_oldest_frames():
 def test_bad_source_pipelines_are_named_within_a_second(source, fragment):
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match=fragment) as info:
-        VideoPipeline(SimpleNamespace(segment=box_masks), source, sink=print)
+        VideoPipeline(stand_in(), source, sink=print)
     # The issue's bound: bus errors surface "within a second" (they take ~0.1 s: one poll).
     assert time.perf_counter() - t0 < 1.0 and "gst" in info.value.hint
 
 
 def test_a_sink_that_fails_on_the_bus_stops_the_run_within_a_second(tmp_path):
-    from llm4seg.runtime.video import open_sink
+    from llm4seg.runtime.doors.video.pipeline import open_sink
 
     sink = open_sink(f"gst:appsrc ! videoconvert ! x264enc ! mp4mux ! filesink location={tmp_path}/no/dir/x.mp4", 10.0)
-    pipeline = VideoPipeline(SimpleNamespace(segment=box_masks), TEST_SOURCE, sink=sink)
+    pipeline = VideoPipeline(stand_in(), TEST_SOURCE, sink=sink)
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match=r"filesink\d*' failed"):
         pipeline.run()
@@ -96,7 +95,7 @@ def test_a_sink_that_fails_on_the_bus_stops_the_run_within_a_second(tmp_path):
 
 
 def test_pipeline_text_is_completed_with_a_bgr_appsink_and_a_named_appsrc():
-    from llm4seg.runtime.gstreamer import sink_pipeline_text, source_pipeline_text
+    from llm4seg.runtime.doors.video.gstreamer import sink_pipeline_text, source_pipeline_text
 
     assert source_pipeline_text("videotestsrc ! appsink name=mine drop=true").endswith(
         "video/x-raw,format=BGR ! appsink name=llm4seg_sink sync=false max-buffers=4 drop=true")
@@ -117,7 +116,7 @@ def test_a_sink_refusing_the_caps_names_them_at_once(exported, tmp_path):
 
 STALLS = {  # a source stalled before its first frame, and one stalled after three (a pipe left open)
     "before the first frame": """
-from llm4seg.runtime.gstreamer import GstSource
+from llm4seg.runtime.doors.video.gstreamer import GstSource
 try:
     GstSource("videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 ! identity sleep-time=2000000",
               frame_timeout_s=0.5)
@@ -128,7 +127,7 @@ except Exception as exc:
 import os, sys
 import numpy as np
 from llm4seg.runtime import Segmenter, VideoPipeline
-from llm4seg.runtime.gstreamer import GstSource
+from llm4seg.runtime.doors.video.gstreamer import GstSource
 r, w = os.pipe()
 os.write(w, bytes(64 * 48 * 3 * 3))
 src = GstSource(f"fdsrc fd={r} ! rawvideoparse width=64 height=48 format=bgr framerate=10/1", frame_timeout_s=0.5)

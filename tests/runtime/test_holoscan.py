@@ -29,7 +29,7 @@ def test_segment_op_in_a_users_graph_gives_the_segmenters_masks(exported):
     from holoscan.conditions import CountCondition
     from holoscan.core import Application, Operator
 
-    from llm4seg.runtime.holoscan import SegmentOp
+    from llm4seg.runtime.doors.holoscan import SegmentOp
 
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 255, (70 + 3 * i, 90, 3), dtype=np.uint8) for i in range(6)]
@@ -68,7 +68,7 @@ def test_segment_op_in_a_users_graph_gives_the_segmenters_masks(exported):
 
 
 def _app_config(tmp_path, clip, artifact):
-    from llm4seg.runtime.holoscan import EXAMPLE_CONFIG
+    from llm4seg.runtime.doors.holoscan import EXAMPLE_CONFIG
 
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     config["source"]["source"], config["segment"]["artifact"] = str(clip), str(artifact)
@@ -79,10 +79,10 @@ def _app_config(tmp_path, clip, artifact):
 
 
 def test_the_example_app_from_yaml_writes_h264_and_reports_latency(exported, h264_clip, tmp_path):
-    from llm4seg.runtime.holoscan import run_app
+    from llm4seg.runtime.doors.holoscan import run_app
 
     clip, pts_s, _ = h264_clip
-    report = run_app(_app_config(tmp_path, clip, exported[0] / "model.onnx"), {"sink": {"keep_masks": True}})
+    report = run_app(_app_config(tmp_path, clip, exported[0] / "model.onnx"), {"sink": {"keep_results": True}})
     assert report["frames_out"] == 12 and (report["codec"], report["container"]) == ("h264", "mp4")
     assert set(report["operator_compute_ms"]) == {"source", "segment", "sink"}
     assert report["operator_compute_ms"]["segment"]["n"] == 12
@@ -95,19 +95,19 @@ def test_the_example_app_from_yaml_writes_h264_and_reports_latency(exported, h26
     assert quality["pairs"] == 11 and quality["smoothing"] == "none" and 0 < quality["confidence"]["mean"] <= 1
     codec, _, _, times, frames = decoded(tmp_path / "holoscan.mp4")
     assert codec == "h264" and len(frames) == 12 and times == pytest.approx(pts_s, abs=1 / 90000)
-    from llm4seg.runtime.video import open_source
+    from llm4seg.runtime.doors.video.pipeline import open_source
 
     source, _ = open_source(str(clip))
     with Segmenter(exported[0] / "model.onnx") as seg:
-        for mask in report["masks"]:
-            np.testing.assert_array_equal(mask, seg.segment_one(source.read()[1]))
+        for result in report["results"]:
+            np.testing.assert_array_equal(result.mask, seg.segment_one(source.read()[1]))
     source.release()
 
 
 def test_the_module_runs_as_a_command(exported, h264_clip, tmp_path):
     clip, _, _ = h264_clip
     config = _app_config(tmp_path, clip, exported[0] / "model.onnx")
-    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.holoscan", str(config), "--json"],
+    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.doors.holoscan", str(config), "--json"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["frames_out"] == 12
@@ -120,7 +120,7 @@ def test_inference_op_config_runs_the_frames_graph_and_holoscan_parses_it(export
     loader reads it back as operator keyword arguments."""
     from holoscan.core import Application
 
-    from llm4seg.runtime.holoscan import inference_op_config
+    from llm4seg.runtime.doors.holoscan import inference_op_config
 
     manifest = exported[0] / "manifest.json"
     entry = json.loads(manifest.read_text())["artifacts"]["model.fp16.frames.onnx"]
@@ -143,8 +143,8 @@ def test_inference_op_config_runs_the_frames_graph_and_holoscan_parses_it(export
         inference_op_config(manifest, "model.plan")
 
 def test_the_module_has_an_error_boundary(tmp_path):
-    """Issue 34, item 9: `python -m llm4seg.runtime.holoscan` printed tracebacks."""
-    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.holoscan", str(tmp_path / "missing.yaml")],
+    """Issue 34, item 9: `python -m llm4seg.runtime.doors.holoscan` printed tracebacks."""
+    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.doors.holoscan", str(tmp_path / "missing.yaml")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: Holoscan app config" in result.stderr and "hint:" in result.stderr
@@ -158,14 +158,14 @@ BAD_APPS = {  # issue 33, item 15: each was ignored silently, a traceback, or "v
     "source: {reader: pyav}\nsegment: {artifact: a.onnx}\n": "section 'source' lacks 'source'",
     "source: {source: clip.mp4}\n": "section 'segment' is missing",
     "source: {source: clip.mp4}\nsegment: {artifact: a.onnx}\nscheduler: {kind: fast}\n": "scheduler.kind is 'fast'",
-    "source: {source: clip.mp4}\nsegment: {artifact: a.onnx}\nsink: {keep_masks: 'yes'}\n": "sink.keep_masks is 'yes'",
+    "source: {source: clip.mp4}\nsegment: {artifact: a.onnx}\nsink: {keep_results: 'yes'}\n": "sink.keep_results is 'yes'",
     "source: [unclosed\n": "cannot be read as YAML",
 }
 
 
 @pytest.mark.parametrize("text", sorted(BAD_APPS))
 def test_the_app_yaml_is_checked_against_its_schema(tmp_path, text):
-    from llm4seg.runtime.holoscan import run_app
+    from llm4seg.runtime.doors.holoscan import run_app
 
     path = tmp_path / "app.yaml"
     path.write_text(text)
@@ -181,7 +181,7 @@ def test_an_unwritable_out_fails_the_app_with_its_error(exported, h264_clip, tmp
     path.write_text(yaml.safe_dump({"source": {"source": str(h264_clip[0])},
                                     "segment": {"artifact": str(exported[0] / "model.onnx")},
                                     "sink": {"out": "/proc/llm4seg-cannot-write.mp4"}}))
-    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.holoscan", str(path)],
+    result = subprocess.run([sys.executable, "-m", "llm4seg.runtime.doors.holoscan", str(path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "error: cannot write video /proc/llm4seg-cannot-write.mp4" in result.stderr
@@ -190,7 +190,7 @@ def test_an_unwritable_out_fails_the_app_with_its_error(exported, h264_clip, tmp
 
 def test_the_segment_op_smooths_and_scores_frames(exported, h264_clip, tmp_path):
     """Issue 36: `smooth` and the per-frame quality from the app's YAML."""
-    from llm4seg.runtime.holoscan import run_app
+    from llm4seg.runtime.doors.holoscan import run_app
 
     path = _app_config(tmp_path, h264_clip[0], exported[0] / "model.onnx")
     report = run_app(path, {"segment": {"smooth": "median:3"}})

@@ -13,8 +13,10 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError('blocked for this test: ' + name)
 sys.meta_path.insert(0, Block())
 import llm4seg.runtime
+import llm4seg.runtime.doors.holoscan  # its operators (which import Holoscan) load on first use only
 import llm4seg
 assert 'torch' not in sys.modules, 'torch leaked in'
+assert 'holoscan' not in sys.modules, 'holoscan leaked in'
 try:
     import torch
 except ImportError:

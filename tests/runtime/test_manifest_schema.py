@@ -1,5 +1,5 @@
 """One owner of manifest.json (issue 23): every artifact kind is built, written, read back and
-checked through runtime/manifest.py; adopt-engine adds entries through it too."""
+checked through runtime/core/manifest.py; adopt-engine adds entries through it too."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from llm4seg.errors import ConfigError
 from llm4seg.fileio import file_sha256
-from llm4seg.runtime.manifest import (MANIFEST_VERSION, add_entry, build_manifest, load_manifest, read_manifest,
-                                      sealed, write_manifest)
+from llm4seg.runtime.core.entry import sealed
+from llm4seg.runtime.core.manifest import MANIFEST_VERSION, add_entry, load_manifest, read_manifest, write_manifest
+from llm4seg.runtime.core.manifest_build import build_manifest
 
 MODEL = {"image_size": 64, "in_channels": 3, "num_classes": 1, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
          "name": "llm4seg", "block": {"layer": 2}, "threshold": 0.5}
@@ -32,12 +33,12 @@ def test_every_artifact_kind_round_trips(tmp_path):
     whole = read_manifest(tmp_path)
     assert whole["manifest_version"] == MANIFEST_VERSION and set(whole["artifacts"]) == set(KINDS)
     for name in KINDS:
-        assert load_manifest(tmp_path / name) == json.loads(json.dumps(sealed(entries[name])))  # built == read
+        assert dict(load_manifest(tmp_path / name).raw) == json.loads(json.dumps(sealed(entries[name])))  # built == read
     adopted = dict(entries["model.fp16.plan"], artifact="model.int8.plan", precision="int8")
     (tmp_path / "model.int8.plan").write_bytes(b"plan")
     adopted["sha256"] = file_sha256(tmp_path / "model.int8.plan")
     add_entry(tmp_path, "model.int8.plan", adopted)
-    assert load_manifest(tmp_path / "model.int8.plan")["precision"] == "int8"
+    assert load_manifest(tmp_path / "model.int8.plan").precision == "int8"
     assert set(read_manifest(tmp_path)["artifacts"]) == set(KINDS) | {"model.int8.plan"}
 
 
@@ -59,7 +60,7 @@ def test_a_bad_entry_is_refused_on_write_and_on_read(tmp_path):
 def test_the_exports_own_manifest_reads_back_whole(exported):
     manifest = read_manifest(exported[0])
     for name in manifest["artifacts"]:
-        assert load_manifest(exported[0] / name)["artifact"] == name
+        assert load_manifest(exported[0] / name).artifact == name
 
 
 EDITS = {  # issue 33, item 7: each loaded silently while the same edit to a checkpoint config was refused
@@ -101,3 +102,77 @@ def test_a_bad_quality_calibration_is_refused(tmp_path, quality):
     (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": sealed(entry)}}))
     with pytest.raises(ConfigError, match="quality"):
         load_manifest(tmp_path / "model.onnx")
+
+
+def _frames_export(tmp_path):
+    """A written manifest with a float graph and its any-size frames graph (files stand in for graphs)."""
+    entries = {}
+    for name, frames in (("model.onnx", None), ("model.frames.onnx", {"form": "any-size", "input_color": "BGR",
+                                                                        "source": "model.onnx"})):
+        (tmp_path / name).write_bytes(name.encode())
+        entries[name] = build_manifest(artifact=name, precision="fp32", model_config=MODEL, checkpoint_sha256="c" * 64,
+                                       opset=17, batch_range=(1, 1, 4), folds={}, frames=frames,
+                                       extra={"sha256": file_sha256(tmp_path / name)})
+    write_manifest(tmp_path, entries)
+    return json.loads((tmp_path / "manifest.json").read_text())
+
+
+def _edit_frames_entry(tmp_path, whole):
+    whole["artifacts"]["model.frames.onnx"]["frames"]["input_color"] = "RGB"  # a hand edit, seal left as it was
+    (tmp_path / "manifest.json").write_text(json.dumps(whole))
+
+
+def test_holoscans_gpu_config_reads_through_the_owner(tmp_path):
+    """Issue 43, finding 4: inference_op_config parsed manifest.json itself, so the seal never ran."""
+    from llm4seg.runtime.doors.holoscan import inference_op_config
+
+    whole = _frames_export(tmp_path)
+    config = inference_op_config(tmp_path / "manifest.json", "model.onnx")
+    assert config["format_converter"]["out_channel_order"] == [2, 1, 0]  # BGR frames
+    _edit_frames_entry(tmp_path, whole)
+    with pytest.raises(ConfigError, match="was changed after it was written"):
+        inference_op_config(tmp_path / "manifest.json", "model.onnx")
+
+
+def test_checks_profile_reads_through_the_owner(tmp_path):
+    """Issue 43, finding 4: `llm4seg check` parsed manifest.json itself and fell back to batch 1 on
+    any problem: an edited entry gave a profile the export never gated."""
+    from llm4seg.cli.check_cmd import _profile
+
+    whole = _frames_export(tmp_path)
+    whole["artifacts"]["model.frames.onnx"]["batch"]["max"] = 64
+    (tmp_path / "manifest.json").write_text(json.dumps(whole))
+    with pytest.raises(ConfigError, match="was changed after it was written"):
+        _profile(tmp_path / "model.frames.onnx")
+
+
+def test_deepstreams_config_reads_through_the_owner(tmp_path):
+    from llm4seg.runtime.doors.deepstream import write_nvinfer_config
+
+    whole = _frames_export(tmp_path)
+    _edit_frames_entry(tmp_path, whole)
+    with pytest.raises(ConfigError, match="was changed after it was written"):
+        write_nvinfer_config(tmp_path)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"artifacts": {}, "artifacts": {"x": 1}}', "appears twice"),
+    ('{"artifacts": {"model.onnx": {"threshold": NaN}}}', "NaN"),
+    ('{"artifacts": {}} {}', "not valid JSON"),
+])
+def test_manifest_json_is_read_strictly(tmp_path, text, problem):
+    """Issue 44: one strict reader: a repeated key (two parsers could read it differently), NaN or
+    trailing data is refused, never resolved."""
+    (tmp_path / "manifest.json").write_text(text)
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    for read in (lambda: read_manifest(tmp_path), lambda: load_manifest(tmp_path / "model.onnx")):
+        with pytest.raises(ConfigError, match=problem):
+            read()
+
+
+def test_the_typed_entry_carries_the_contract(tmp_path):
+    _frames_export(tmp_path)
+    entry = load_manifest(tmp_path / "model.frames.onnx")
+    assert entry.contract.image_size == 64 and entry.contract.mean == (0.5, 0.5, 0.5)
+    assert entry.frames.form == "any-size" and entry.input_color == "BGR" and entry.batch == (1, 1, 4)
+    assert load_manifest(tmp_path / "model.onnx").input_color == "RGB"  # a float graph takes the model's colour

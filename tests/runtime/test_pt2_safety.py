@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from llm4seg.errors import ConfigError
-from llm4seg.runtime.backends.pt2_safety import check_pt2_archive
+from llm4seg.runtime.core.backends.pt2_safety import check_pt2_archive
 from tests.conftest import write_sealed
 
 
@@ -43,8 +43,8 @@ def test_the_exported_program_passes_and_loads(exported):
 
 @pytest.mark.parametrize("attack", ["sample inputs", "use_pickle weight", "custom object", "foreign member"])
 def test_crafted_archives_are_refused_and_run_nothing(exported, tmp_path, attack):
-    from llm4seg.runtime.backends.torch_backend import TorchBackend
-    from llm4seg.runtime.manifest import artifact_sha256, load_manifest
+    from llm4seg.runtime.core.backends.torch_backend import TorchBackend
+    from llm4seg.runtime.core.manifest import artifact_sha256, load_manifest
 
     marker = tmp_path / "code-ran"
     payload = pickle.dumps(RunsCode(marker))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import llm4seg
-from llm4seg.errors import InputSpecError
+from llm4seg.errors import InputSpecError, Llm4SegError
 from llm4seg.data.synthetic import synthetic_dataset
 from llm4seg.runtime import Segmenter, overlay
 from tests.conftest import graph_with_external_data, write_sealed
@@ -52,11 +52,19 @@ def test_odd_sizes_and_layouts_return_frame_sized_masks(exported, frames, shape_
     assert m_grey.shape == (h, w)
 
 
-def test_batches_larger_than_the_artifact_range_are_chunked(exported, frames):
-    with Segmenter(exported[0] / "model.onnx", layout="rgb") as seg:
-        seg.max_batch = 2
+def test_batches_larger_than_the_artifact_range_are_chunked(exported, frames, tmp_path):
+    import json
+
+    manifest = json.loads((exported[0] / "manifest.json").read_text())
+    entry = dict(manifest["artifacts"]["model.onnx"], batch={"min": 1, "opt": 1, "max": 2})
+    (tmp_path / "model.onnx").write_bytes((exported[0] / "model.onnx").read_bytes())
+    write_sealed(tmp_path, {"artifacts": {"model.onnx": entry}})
+    calls = []
+    with Segmenter(tmp_path / "model.onnx", layout="rgb") as seg:
+        infer = seg.backend.infer
+        seg.backend.infer = lambda x: calls.append(len(x)) or infer(x)
         masks = seg.segment([frames[i % 3] for i in range(5)])
-    assert len(masks) == 5 and np.array_equal(masks[0], masks[3])
+    assert len(masks) == 5 and np.array_equal(masks[0], masks[3]) and calls == [2, 2, 1]
 
 
 def test_bad_frames_are_explained(exported):
@@ -91,7 +99,8 @@ def test_uint16_frames_need_their_bit_depth(exported):
             seg.segment_one(frame12)
         assert "bit_depth=12" in info.value.hint
     with Segmenter(out / "model.onnx", bit_depth=12) as seg12, Segmenter(out / "model.onnx") as seg8:
-        assert np.abs(seg12.preprocess(frame12) - seg8.preprocess(frame8)).max() < 0.05  # not near-black
+        seen12, seen8 = (s.runner.tensor(s.runner.rgb(f)) for s, f in ((seg12, frame12), (seg8, frame8)))
+        assert np.abs(seen12 - seen8).max() < 0.05  # not near-black
         with pytest.raises(InputSpecError, match="above 4095"):
             seg12.segment_one(frame12 * 16)
 
@@ -112,7 +121,6 @@ def test_bad_frames_get_clear_errors(exported, frame, message):
 def test_preprocessing_follows_the_manifest(exported, tmp_path):
     import json
 
-    from llm4seg.errors import InputSpecError
 
     out, _ = exported
     frame = np.random.default_rng(4).integers(0, 256, (70, 90, 3), dtype=np.uint8)
@@ -128,16 +136,17 @@ def test_preprocessing_follows_the_manifest(exported, tmp_path):
                 node = node[int(p)] if p.isdigit() else node[p]
             node[leaf] = value
         write_sealed(tmp_path, {"artifacts": {"model.onnx": entry}})
-        return Segmenter(tmp_path / "model.onnx")
+        runner = Segmenter(tmp_path / "model.onnx").runner
+        return lambda f: runner.tensor(runner.rgb(f))  # what the model is fed for frame f
 
-    base = with_entry().preprocess(frame)
-    assert np.allclose(with_entry(**{"inputs.0.color": "BGR"}).preprocess(frame), with_entry().preprocess(frame[:, :, ::-1]))
-    assert not np.allclose(with_entry(**{"preprocess.resize.down": "nearest"}).preprocess(frame), base)
-    half = with_entry(**{"preprocess.scale": 1 / 510.0}).preprocess(frame)
+    base = with_entry()(frame)
+    assert np.allclose(with_entry(**{"inputs.0.color": "BGR"})(frame), with_entry()(frame[:, :, ::-1]))
+    assert not np.allclose(with_entry(**{"preprocess.resize.down": "nearest"})(frame), base)
+    half = with_entry(**{"preprocess.scale": 1 / 510.0})(frame)
     pre = manifest["artifacts"]["model.onnx"]["preprocess"]
     mean, std = (np.array(pre[k], np.float32)[:, None, None] for k in ("mean", "std"))
     assert np.allclose(base * std + mean, 2 * (half * std + mean), atol=1e-5)  # pixels * scale, then normalised
-    with pytest.raises(InputSpecError, match="color='YUV'"):
+    with pytest.raises(Llm4SegError, match="YUV"):
         with_entry(**{"inputs.0.color": "YUV"})
 
 
@@ -147,7 +156,7 @@ def test_an_artifact_changed_in_place_with_size_and_mtime_kept_is_hashed_again(e
     import shutil
 
     from llm4seg.errors import ConfigError
-    from llm4seg.runtime.manifest import artifact_sha256, load_manifest, verify_artifact
+    from llm4seg.runtime.core.manifest import artifact_sha256, load_manifest, verify_artifact
 
     art = tmp_path / "art"
     shutil.copytree(exported[0], art)
@@ -161,7 +170,7 @@ def test_an_artifact_changed_in_place_with_size_and_mtime_kept_is_hashed_again(e
         f.write(data)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime put back
     assert os.stat(path).st_size == stat.st_size and os.stat(path).st_mtime_ns == stat.st_mtime_ns
-    assert artifact_sha256(path) != entry["sha256"]
+    assert artifact_sha256(path) != entry.sha256
     with pytest.raises(ConfigError, match="does not match the sha256"):
         verify_artifact(path, entry)
 
@@ -185,8 +194,8 @@ def test_manifest_values_that_would_give_nonsense_are_refused(exported, tmp_path
         entry["batch"]["max"] = value
     else:
         entry[field] = value
-    (art / "manifest.json").write_text(json.dumps(manifest))  # NaN is written as NaN: Python's json reads it back
-    name = "batch" if field == "batch_max" else field
+    (art / "manifest.json").write_text(json.dumps(manifest))  # NaN is written as NaN: the strict reader refuses it
+    name = "NaN" if value != value else "batch" if field == "batch_max" else field
     with pytest.raises(ConfigError, match=name) as info:
         Segmenter(art / "model.onnx").segment_one(np.zeros((64, 64, 3), np.uint8))
     assert "re-run `llm4seg export`" in info.value.hint
@@ -223,7 +232,7 @@ def test_an_onnx_artifact_reaching_outside_its_folder_is_refused(exported, tmp_p
     import onnx
 
     from llm4seg.errors import Llm4SegError
-    from llm4seg.runtime.manifest import artifact_sha256
+    from llm4seg.runtime.core.manifest import artifact_sha256
 
     art = tmp_path / "art"
     shutil.copytree(exported[0], art)

@@ -18,8 +18,8 @@ from tests.conftest import write_sealed
 
 @pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd", "sub/model.onnx", "..", "a\\b.onnx"])
 def test_an_artifact_name_that_is_a_path_is_refused_where_the_manifest_is_read(exported, tmp_path, name):
-    from llm4seg.runtime.manifest import read_manifest
-    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.core.manifest import read_manifest
+    from llm4seg.runtime.doors.triton.repository import write_repository
 
     art = tmp_path / "art"
     shutil.copytree(exported[0], art)
@@ -35,7 +35,7 @@ def test_an_artifact_name_that_is_a_path_is_refused_where_the_manifest_is_read(e
 
 
 def test_a_manifest_key_that_differs_from_its_entry_is_refused(exported, tmp_path):
-    from llm4seg.runtime.manifest import read_manifest
+    from llm4seg.runtime.core.manifest import read_manifest
 
     art = tmp_path / "art"
     shutil.copytree(exported[0], art)
@@ -47,8 +47,8 @@ def test_a_manifest_key_that_differs_from_its_entry_is_refused(exported, tmp_pat
 
 
 def test_two_artifacts_with_one_triton_model_name_are_refused_before_writing(exported, tmp_path):
-    from llm4seg.runtime.manifest import artifact_sha256
-    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.core.manifest import artifact_sha256
+    from llm4seg.runtime.doors.triton.repository import write_repository
 
     art = tmp_path / "art"
     shutil.copytree(exported[0], art)
@@ -64,7 +64,7 @@ def test_two_artifacts_with_one_triton_model_name_are_refused_before_writing(exp
 
 
 def test_a_video_is_never_written_over_its_own_source(tmp_path):
-    from llm4seg.runtime.video_sinks import refuse_output_over_input
+    from llm4seg.runtime.doors.video.sinks import refuse_output_over_input
 
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"a recording")
@@ -89,7 +89,7 @@ def test_batch_zero_is_refused_and_one_row_frames_are_frames(exported):
 
 def test_serve_warns_when_it_leaves_the_loopback_address():
     """Issue 33, item 4: --host 0.0.0.0 exposed an unauthenticated server without a word."""
-    from llm4seg.cli.serve_cmd import exposure_warning
+    from llm4seg.runtime.doors.triton.serving import exposure_warning
 
     assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
     text = exposure_warning("0.0.0.0")
@@ -104,8 +104,8 @@ def test_a_server_on_busy_or_bad_ports_is_refused_before_it_starts(exported, tmp
     from tests.runtime.conftest import needs_triton
 
     needs_triton()
-    from llm4seg.runtime.triton.repository import write_repository
-    from llm4seg.runtime.triton.server import TritonServer, free_port
+    from llm4seg.runtime.doors.triton.repository import write_repository
+    from llm4seg.runtime.doors.triton.server import TritonServer, free_port
 
     repo = write_repository(exported[0], tmp_path / "repo")
     with socket.socket() as holder:
@@ -130,7 +130,7 @@ def test_a_server_on_busy_or_bad_ports_is_refused_before_it_starts(exported, tmp
 
 def test_a_repository_shares_no_file_with_its_export(exported, tmp_path):
     """Issue 33, item 10: editing REPO/segment/1/manifest.json changed ART/manifest.json (hard links)."""
-    from llm4seg.runtime.triton.repository import write_repository
+    from llm4seg.runtime.doors.triton.repository import write_repository
 
     art = tmp_path / "art"
     shutil.copytree(exported[0], art)
@@ -153,7 +153,7 @@ def test_a_nan_checkpoint_is_an_error_in_export_and_eval_and_manifests_are_stric
     from llm4seg.evaluate import evaluate_model
     from llm4seg.export.pipeline import ExportOptions, export_checkpoint
     from llm4seg.fileio import write_json_atomic
-    from llm4seg.runtime.manifest import write_manifest
+    from llm4seg.runtime.core.manifest import write_manifest
 
     model = llm4seg.load_checkpoint(trained_checkpoint)
     with torch.no_grad():
@@ -194,8 +194,8 @@ def test_an_infinite_timeout_and_a_models_typo_are_refused(exported, tmp_path):
         with pytest.raises(ConfigError, match="finite timeout_s > 0"):
             load_backend("grpc://127.0.0.1:1/segment", timeout_s=bad)
     needs_triton()
-    from llm4seg.runtime.triton.repository import write_repository
-    from llm4seg.runtime.triton.server import TritonServer, free_port
+    from llm4seg.runtime.doors.triton.repository import write_repository
+    from llm4seg.runtime.doors.triton.server import TritonServer, free_port
 
     repo = write_repository(exported[0], tmp_path / "repo")
     server = TritonServer(repo.folder, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
@@ -210,7 +210,7 @@ def test_an_image_sequence_is_a_video_source(exported, tmp_path):
     import cv2
 
     from llm4seg.runtime import VideoPipeline
-    from llm4seg.runtime.video_sources import is_image_sequence
+    from llm4seg.runtime.doors.video.sources import is_image_sequence
 
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -17,10 +17,12 @@ from llm4seg.cli.main import app
 from llm4seg.data.synthetic import synthetic_dataset
 from llm4seg.errors import ConfigError
 from llm4seg.runtime import Segmenter, VideoPipeline
-from llm4seg.runtime.segmenter import LOW_CONFIDENCE_COLOR, overlay
-from llm4seg.runtime.temporal import (FlickerMeter, Smoother, StreamQuality, frame_quality, mask_dice,
-                                      smoother_from_text)
-from tests.runtime.conftest import needs_pyav, write_h264_clip
+from llm4seg.mask_stage import MaskStage
+from llm4seg.metrics import mask_dice
+from llm4seg.quality import FlickerMeter
+from llm4seg.runtime.core.overlay import LOW_CONFIDENCE_COLOR, overlay
+from llm4seg.smoothing import Smoother, smoother_from_text
+from tests.runtime.conftest import needs_pyav, stand_in, write_h264_clip
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +39,9 @@ def sequences():
 
 
 def run_stream(probs, frames, threshold, smoother):
-    stream = StreamQuality(threshold, smoother)
-    results = [stream.step(i, p, f) for i, (p, f) in enumerate(zip(probs, frames))]
-    return [m for m, _ in results], stream.summary()
+    stream = MaskStage(threshold, smoother=smoother)
+    results = [stream.step(p, f[..., ::-1]) for p, f in zip(probs, frames)]
+    return [r.mask for r in results], stream.summary()
 
 
 def test_smoothing_lowers_flicker_and_holds_dice_on_moving_sequences_with_known_masks(exported, sequences):
@@ -61,7 +63,7 @@ def test_smoothing_lowers_flicker_and_holds_dice_on_moving_sequences_with_known_
 
 def test_the_smoother_resets_at_a_cut_and_a_size_change_and_is_causal():
     a, b = np.zeros((32, 32), np.float32), np.ones((32, 32), np.float32)
-    bright, dark = np.full((32, 32, 3), 220, np.uint8), np.full((32, 32, 3), 20, np.uint8)
+    bright, dark = np.full((32, 32), 220, np.uint8), np.full((32, 32), 20, np.uint8)  # grey frames
     ema = Smoother("ema", alpha=0.5)
     assert np.allclose(ema.update(a, bright), 0) and np.allclose(ema.update(b, bright), 0.5)  # same scene: blended
     assert np.allclose(ema.update(b, dark), 1.0) and ema.resets == 1  # a cut: the new scene alone
@@ -69,7 +71,7 @@ def test_the_smoother_resets_at_a_cut_and_a_size_change_and_is_causal():
     median = Smoother("median", window=3)
     out = [float(median.update(np.full((4, 4), v, np.float32), bright)[0, 0]) for v in (0.0, 1.0, 1.0, 0.0)]
     assert out == [0.0, 0.5, 1.0, 1.0] and median.delay_frames == ema.delay_frames == 0
-    for text in ("ema:0", "ema:1.5", "median:2", "median:x", "kalman"):
+    for text in ("ema:0", "ema:1.5", "ema:nan", "median:2", "median:x", "median:99999", "kalman"):
         with pytest.raises(ConfigError):
             smoother_from_text(text)
     assert smoother_from_text("none") is None and smoother_from_text("ema:0.3").alpha == 0.3
@@ -91,9 +93,9 @@ def test_the_low_confidence_flag_fires_on_uncertain_and_corrupted_frames(exporte
     sure = np.zeros((40, 40), np.float32)
     sure[10:30, 10:30] = 0.99
     unsure = np.clip(sure * 0.6 + 0.2, 0, 1)
-    assert "low_confidence" not in frame_quality(sure, 0.5)["flags"]
-    assert "low_confidence" in frame_quality(unsure, 0.5)["flags"]
-    assert frame_quality(np.zeros((8, 8), np.float32), 0.5)["flags"] == ["empty"]
+    assert "low_confidence" not in MaskStage(0.5).step(sure).flags
+    assert "low_confidence" in MaskStage(0.5).step(unsure).flags
+    assert MaskStage(0.5).step(np.zeros((8, 8), np.float32)).flags == ("empty",)
     # Corrupted frames through the model: the threshold set below every clean frame's confidence
     # (its 5th percentile less a margin) flags pure noise and heavily noised frames.
     images, _, _ = synthetic_dataset(12, 64, seed=11)
@@ -102,11 +104,10 @@ def test_the_low_confidence_flag_fires_on_uncertain_and_corrupted_frames(exporte
     corrupted = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     corrupted += [np.clip(f.astype(np.float32) + rng.normal(0, 90, f.shape), 0, 255).astype(np.uint8) for f in clean[:4]]
     with Segmenter(exported[0] / "model.onnx") as seg:
-        clean_conf = [r["quality"]["confidence"] for r in seg.segment_scored(clean)]
+        clean_conf = [r.confidence for r in seg.segment_scored(clean)]
         threshold = float(np.percentile(clean_conf, 5)) - 0.02
-        stream = StreamQuality(seg.threshold, low_confidence=threshold)
-        flagged = ["low_confidence" in stream.step(i, p)[1]["flags"]
-                   for i, p in enumerate(seg.segment(corrupted, binary=False))]
+        stream = MaskStage(seg.threshold, low_confidence=threshold)
+        flagged = ["low_confidence" in stream.step(p).flags for p in seg.segment(corrupted, binary=False)]
     assert sum(flagged) >= 6, (clean_conf, flagged)
 
 
@@ -139,7 +140,7 @@ def test_video_reports_flicker_confidence_and_flags_and_writes_a_frame_log(expor
     assert bad.exit_code == 1 and "--smooth 'kalman' is not a smoothing" in bad.output
 
 
-def test_a_pipeline_without_quality_and_a_fake_segmenter_still_run(exported):
+def test_a_pipeline_over_a_stand_in_model_reports_quality():
     class Capture:
         fps, frame_count, last_pts_s, reader = 10.0, 3, None, "test"
 
@@ -153,15 +154,10 @@ def test_a_pipeline_without_quality_and_a_fake_segmenter_still_run(exported):
         def release(self):
             pass
 
-    class Fake:  # segment() only: no threshold, so no quality
-        def segment(self, frames):
-            return [np.zeros(f.shape[:2], np.uint8) for f in frames]
-
     seen = []
-    report = VideoPipeline(Fake(), Capture(), sink=seen.append).run().summary()
-    assert report["frames_out"] == 3 and "quality" not in report
-    with pytest.raises(ConfigError, match="smoothing needs a Segmenter"):
-        VideoPipeline(Fake(), Capture(), sink=seen.append, smooth=Smoother())
+    report = VideoPipeline(stand_in(0.1), Capture(), sink=seen.append, smooth=Smoother()).run().summary()
+    assert report["frames_out"] == 3 and report["quality"]["flag_counts"]["empty"] == 3
+    assert [f.mask.shape for f in seen] == [(20, 30)] * 3
 
 
 def test_the_export_calibrates_each_artifacts_low_confidence_threshold(exported):
@@ -175,4 +171,4 @@ def test_the_export_calibrates_each_artifacts_low_confidence_threshold(exported)
     with Segmenter(exported[0] / "model.onnx") as seg:
         assert seg.low_confidence == entry["low_confidence"] and "held-out images" in seg.low_confidence_source
         scored = seg.segment_scored([np.zeros((40, 50, 3), np.uint8)] * 2)
-        assert scored[0]["mask"].shape == (40, 50) and "confidence" in scored[1]["quality"]
+        assert scored[0].mask.shape == (40, 50) and 0 <= scored[1].confidence <= 1

@@ -85,7 +85,7 @@ def test_opening_a_writer_prints_no_ffmpeg_probe_lines(tmp_path):
     import subprocess
     import sys
 
-    code = ("from pathlib import Path; from llm4seg.runtime.video_sinks import _quiet_writer; "
+    code = ("from pathlib import Path; from llm4seg.runtime.doors.video.sinks import _quiet_writer; "
             f"w = _quiet_writer(Path({str(tmp_path / 'o.mp4')!r}), 'avc1', 10, (64, 64)); print('done')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "done" in result.stdout, result.stderr
@@ -97,7 +97,7 @@ def test_a_valid_mp4_with_zero_frames_is_named_as_such(tmp_path):
     import cv2
 
     from llm4seg.errors import ConfigError
-    from llm4seg.runtime.video import open_source
+    from llm4seg.runtime.doors.video.pipeline import open_source
 
     path = tmp_path / "zero.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
@@ -116,7 +116,8 @@ def test_a_runtime_only_video_says_how_to_get_h264(exported, tmp_path, monkeypat
     from typer.testing import CliRunner
 
     from llm4seg.cli.main import app
-    from llm4seg.runtime import video_sinks, video_sources
+    from llm4seg.runtime.doors.video import sinks as video_sinks
+    from llm4seg.runtime.doors.video import sources as video_sources
 
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 64))
@@ -131,3 +132,32 @@ def test_a_runtime_only_video_says_how_to_get_h264(exported, tmp_path, monkeypat
     report = _json.loads(result.stdout)
     noted = any("pip install 'llm4seg[video]'" in e for e in report["events"])
     assert noted == (report["codec"] == "mp4v"), report  # said exactly when OpenCV fell back to mp4v
+
+
+def test_printed_notes_keep_their_brackets(exported, tmp_path, monkeypatch):
+    """Issue 45, item 2: rich's markup ate `[video]` from the printed note (`pip install 'llm4seg'
+    writes H.264`); the report dict was right, the terminal was not. The printed text is tested."""
+    import cv2
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+    from llm4seg.cli.render import stdout
+    from llm4seg.runtime.doors.video import sinks as video_sinks
+    from llm4seg.runtime.doors.video import sources as video_sources
+
+    with stdout.capture() as captured:
+        stdout.print("note: pip install 'llm4seg[video]' and [bold]x[/bold]")
+    assert captured.get().strip() == "note: pip install 'llm4seg[video]' and [bold]x[/bold]"
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 64))
+    for i in range(4):
+        writer.write(np.full((64, 80, 3), 40 * i, np.uint8))
+    writer.release()
+    monkeypatch.setattr(video_sinks, "pyav_available", lambda: False)
+    monkeypatch.setattr(video_sources, "pyav_available", lambda: False)
+    result = CliRunner().invoke(app, ["video", str(clip), "--engine", str(exported[0] / "model.onnx"),
+                                      "--out", str(tmp_path / "o.mp4")])
+    assert result.exit_code == 0, result.output
+    if "mp4v" in result.stdout:  # OpenCV had no H.264 encoder: the note is printed, brackets and all
+        assert "note: PyAV is not installed" in result.stdout and "pip install 'llm4seg[video]' writes H.264" in result.stdout

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from llm4seg.cli.main import app
 from llm4seg.runtime import Segmenter, VideoPipeline
-from llm4seg.runtime.video import PyAVSink, open_sink, open_source
-from tests.runtime.conftest import box_masks, decoded, needs_pyav, write_h264_clip
+from llm4seg.runtime.doors.video.pipeline import PyAVSink, open_sink, open_source
+from tests.runtime.conftest import box_masks, decoded, needs_pyav
 
 
 def test_video_cli_writes_h264_with_the_sources_timestamps(exported, h264_clip, tmp_path):

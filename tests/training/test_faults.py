@@ -127,8 +127,15 @@ def test_a_kill_inside_an_epoch_after_a_timed_save_resumes_bit_identical(tmp_pat
     monkeypatch.setattr(loop.Trainer, "train_epoch", real_epoch)
     pointer = json.loads((run / "state" / "CURRENT").read_text())
     assert (pointer["epoch"], pointer["step"], pointer["epoch_step"]) == (0, 3, 3)  # kept: 3 steps into epoch 1
-    summary = train(TrainConfig(out=str(run)), resume=True)
-    assert summary["resumed_from"] == pointer["state"]
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--resume", str(run)])  # issue 45, item 5: it said only "resuming: RUN"
+    assert result.exit_code == 0, result.output
+    assert f"resuming {run} at epoch 1/2, step 3/4 of that epoch (3 optimizer steps done)" in result.output
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    assert summary.get("resumed_from", pointer["state"]) == pointer["state"]
     assert_same(weights(full, "last"), weights(run, "last"), "resumed inside epoch 1")
     assert_same(weights(full, "best"), weights(run, "best"), "resumed inside epoch 1")
     rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]

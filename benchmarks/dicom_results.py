@@ -8,7 +8,7 @@ For the first `--frames` frames of the cine, each round times, one after the oth
 tissue region as the mask, writing those SEGs (`write_datasets`), RLE-encoding each overlaid frame
 for the Secondary Capture (`OverlayCapture.add`), and, when given, sending the SEGs to each DICOM
 node (C-STORE, one association; with `--with-nagle` also without TCP_NODELAY, to see what it saves)
-and a DICOMweb server (STOW-RS, one request). Everything is reported in ms per frame and as a ratio
+and a DICOMweb server (STOW-RS: one multipart request for all, then one request per SEG). Everything is reported in ms per frame and as a ratio
 to the same round's decode: whether `--seg-frames all` keeps up with a live source.
 """
 
@@ -41,9 +41,11 @@ def one_round(cine: Path, n: int, folder: Path, send: list[str], stow: str | Non
     from pydicom.uid import generate_uid
 
     from llm4seg.dicom import DicomSource
+    from llm4seg.runtime.core.overlay import overlay
+    from llm4seg.runtime.doors.dicom.capture import OverlayCapture
     from llm4seg.runtime.doors.dicom.net import DicomNode, c_store, stow_rs
-    from llm4seg.runtime.doors.dicom.results import Algorithm, OverlayCapture, seg_for_frame, write_datasets
-    from llm4seg.runtime.core.segmenter import overlay
+    from llm4seg.runtime.doors.dicom.results import write_datasets
+    from llm4seg.runtime.doors.dicom.seg import Algorithm, seg_for_frame
 
     t = [time.perf_counter()]
     frames = _frames(cine, n)
@@ -67,9 +69,13 @@ def one_round(cine: Path, n: int, folder: Path, send: list[str], stow: str | Non
             t.append(time.perf_counter())
             steps.append(f"c_store {node}" + ("" if no_delay else " (Nagle on)"))
     if stow:
-        stow_rs(paths, stow)
+        stow_rs(paths, stow)  # every SEG of the run in one multipart request (what `video --stow` sends)
         t.append(time.perf_counter())
         steps.append("stow_rs")
+        for path in paths:  # the same SEGs one request each, for comparison (a result per request)
+            stow_rs([path], stow)
+        t.append(time.perf_counter())
+        steps.append("stow_rs one request per instance")
     per_frame = {step: 1000 * (b - a) / len(frames) for step, a, b in zip(steps, t, t[1:])}
     return {"frames": len(frames), "ms_per_frame": per_frame}
 

@@ -31,7 +31,7 @@ PACKAGE_OF = {"llm4seg": "llm4seg", "export": "llm4seg.export", "runtime": "llm4
 
 
 def module_name(path: Path) -> str:
-    """The dotted name `path` is installed as (runtime/backends/base.py -> llm4seg.runtime.core.backends.base)."""
+    """The dotted name `path` is installed as (runtime/core/backends/base.py -> llm4seg.runtime.core.backends.base)."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     dotted = [*PACKAGE_OF[parts[0]].split("."), *parts[1:]]
     return ".".join(dotted[:-1] if dotted[-1] == "__init__" else dotted)

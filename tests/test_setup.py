@@ -28,3 +28,23 @@ def test_make_setup_waits_for_the_dpkg_lock_then_says_to_rerun():
     if subprocess.run(["which", "apt-get"], capture_output=True).returncode == 0:
         probe = subprocess.run(["apt-get", *wait.split(), "--help"], capture_output=True, text=True)
         assert probe.returncode == 0, probe.stderr
+
+
+def test_the_next_step_a_training_prints_runs_as_printed(tmp_path):
+    """Issue 45, item 7: `make demo` ended with `next: llm4seg eval ...`, which fails as printed in a
+    shell without .venv/bin on PATH; the line now names the installed script where it is not on PATH."""
+    import os
+    import shlex
+    import sys
+
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # a fresh shell: the venv is not activated
+    train = subprocess.run([sys.executable, "-m", "llm4seg.cli.main", "train", "--model", "cmunext_s", "--image-size",
+                            "32", "--epochs", "1", "--synthetic-count", "12", "--batch-size", "4", "--device", "cpu",
+                            "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path, env=env,
+                           timeout=600)
+    assert train.returncode == 0, train.stderr[-2000:]
+    line = next(line for line in train.stdout.splitlines() if line.startswith("next: "))
+    command = shlex.split(line[len("next: "):])
+    assert command[0] != "llm4seg" and command[1] == "eval", line
+    evaluated = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 Runs where the engine runs (TensorRT and cuda-python, no torch): computes the plan's sha256 and
 its key from the files and this device, runs the engine and its source ONNX graph (onnxruntime,
-CPU) on the same seeded frames through the one comparator (runtime/comparator.py), refuses it
+CPU) on the same seeded frames through the one comparator (runtime/core/comparator.py), refuses it
 unless their masks agree, then records the engine in the manifest with what was measured. Only
 then do `bench`, `video` and `Segmenter` accept it.
 """

@@ -288,3 +288,23 @@ def test_sigterm_stops_serve_like_ctrl_c_and_leaves_no_repository(exported):
     assert subprocess.run(["pgrep", "-f", f"grpc-port={ports[1]}"], capture_output=True).returncode == 1
     log = Path(re.search(r"\(log: (\S+)", text).group(1))
     assert not log.parent.exists()  # a clean stop leaves no llm4seg-triton-* folder (issue 44, item 10)
+
+
+def test_one_dead_stub_of_two_instances_is_noticed_and_reloaded(exported):
+    """Issue 44, item 10: with --instances 2 stubs were tracked by model name, so one dead stub of two
+    went unnoticed while half the requests failed and the model reported ready."""
+    needs_triton()
+    proc, (_, grpc_port, _), _ = start_serve(exported[0], "--models", "segment", "--instances", "2")
+    try:
+        stubs = [p for p in server_pids(grpc_port)[1:]
+                 if b"triton_python_backend_stub" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(stubs) == 2, stubs
+        os.kill(stubs[0], signal.SIGKILL)
+        said = more_output(proc, r"model segment (reloaded|did not reload)")
+        assert "model segment's python process died; reloading it (1 of 3)" in said and "model segment reloaded" in said, said
+        seg = Segmenter(f"grpc://127.0.0.1:{grpc_port}/segment", timeout_s=10)
+        frames = [np.full((30, 40, 3), 120, np.uint8)]
+        assert all(seg.segment(frames)[0].shape == (30, 40) for _ in range(6))  # every instance answers again
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)

@@ -138,7 +138,7 @@ class Backend:
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:
         """One call in flight: loads lazily, refuses after close(), and is waited for by close().
-        Every entry point that runs the artifact (infer, a server's segment_frames) goes through it."""
+        Every entry point that runs the artifact goes through it."""
         with self._state:
             if self.closed:
                 raise BackendUnavailableError(f"the {self.name} backend of {self.artifact.name} was closed",

@@ -8,7 +8,7 @@ pipeline counts it and goes on.
 
 Files and stream URLs are read with PyAV where it is installed (container timestamps, RTSP over
 TCP, every FFmpeg container); camera indices, and files PyAV cannot open, with OpenCV;
-`gst:<pipeline>` with GStreamer (runtime/gstreamer.py).
+`gst:<pipeline>` with GStreamer (gstreamer.py beside this module).
 """
 
 from __future__ import annotations

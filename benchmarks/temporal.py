@@ -1,19 +1,28 @@
 """Temporal stability and the per-frame quality signal, on moving sequences with known masks.
 
-Each sequence is built from one held-out image and its mask: a smooth random walk of shifts, a
-slow zoom, per-frame speckle (multiplicative gamma noise) and additive noise, a brief occlusion
-(a dark band over part of the frame for 3 frames), and a cut to another image half-way. The
-mask moves with the image, so every frame's Dice is known. The artifact segments every frame
-once; each smoothing is then applied to the same probability maps (paired comparison).
+Synthetic sequences (`--data`): each is built from held-out images and their masks: a smooth
+random walk of shifts, a slow zoom, per-frame speckle (multiplicative gamma noise) and additive
+noise, a brief occlusion (a dark band over part of the frame for 3 frames), and a cut to another
+image half-way. The mask moves with the image, so every frame's Dice is known. `--steps 1,2,4`
+keeps every k-th frame as well (a lower frame rate: real frame steps are larger than this walk).
+Real sequences (`--video DIR`): DIR/<sequence>/images/* and DIR/<sequence>/masks/* in name order
+(a per-frame annotated endoscopy or ultrasound set kept outside the repository, read as
+../shared/datasets is read). The artifact segments every frame once; each smoothing is then applied
+to the same probability maps (paired comparison).
 
-Reports, per smoothing: mean per-frame Dice against the known masks, flicker (1 - mean
-frame-to-frame Dice), the fraction of frame pairs where a mask appears or vanishes, and the
-filter's added time per frame. Then, for the unfiltered masks: the rank correlation of
-confidence with per-frame Dice, and how many of the worst 10 % of frames (by Dice) the
-low-confidence flag catches, with the threshold calibrated on the first half of the images and
-reported on the second half. `--cine FILE` measures flicker on a real DICOM cine loop instead.
+Reports, per frame step and smoothing: mean per-frame Dice against the known masks, flicker
+(1 - mean frame-to-frame Dice), the fraction of frame pairs where a mask appears or vanishes, the
+filter's added time per frame and its delay (0 frames: every filter is causal). Then, for the
+unfiltered masks: the rank correlation of confidence with per-frame Dice, and of a temporal signal
+(confidence minus the flow filter's disagreement between the warped previous map and the current
+one), and how many of the worst 10 % of frames (by Dice) the low-confidence flag catches, with the
+threshold calibrated on the first half and reported on the second half. `--cost` times each
+filter per frame at 320x240, 560x450 (BUSI) and 1920x1080. `--cine FILE` measures flicker on a
+DICOM cine loop instead.
 
-    python -m benchmarks.temporal --engine ART/model.onnx --data ../shared/datasets/busi --split val1
+    python -m benchmarks.temporal --engine ART/model.onnx --data ../shared/datasets/busi --split val1 --steps 1,2,4
+    python -m benchmarks.temporal --engine ART/model.onnx --video ../shared/video/CVC-ColonDB --steps 1,2
+    python -m benchmarks.temporal --cost
     python -m benchmarks.temporal --engine ART/model.onnx --cine examples_ybr_color.dcm
 """
 
@@ -34,7 +43,7 @@ from llm4seg.metrics import mask_dice
 from llm4seg.smoothing import smoother_from_text
 
 SMOOTHINGS = {"none": "none", "ema 0.5": "ema:0.5", "ema 0.3": "ema:0.3", "median 3": "median:3",
-              "median 5": "median:5"}  # name -> the --smooth text
+              "flow 0.5": "flow:0.5", "flow 0.3": "flow:0.3"}  # name -> the --smooth text
 
 
 def _read_pair(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
@@ -81,18 +90,14 @@ def stage_for(seg: Segmenter, spec: str) -> MaskStage:
     return MaskStage.for_entry(seg.threshold, seg.entry.quality, smoother_from_text(spec))
 
 
-def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: int) -> dict:
-    """The whole measurement (see the module's docstring); returns the JSON report."""
-    stems = [line.strip() for line in (data / "splits" / f"{split}.txt").read_text().splitlines() if line.strip()]
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(stems), size=(sequences, 2), replace=False if len(stems) >= 2 * sequences else True)
-    seg = Segmenter(engine)
-    threshold = seg.threshold
+def smoothing_table(seg: Segmenter, sequences: list[tuple[list, list]]) -> tuple[dict, list]:
+    """Each smoothing over the same probability maps of every sequence; (table, per-frame rows of
+    (sequence, confidence, temporal signal, Dice) for the unfiltered masks)."""
     rows = {name: {"dice": [], "flicker": [], "toggle": [], "ms": []} for name in SMOOTHINGS}
-    per_frame = []  # (sequence, unfiltered confidence, unfiltered Dice)
-    for s, (a, b) in enumerate(picks):
-        seq, truth = moving_sequence([_read_pair(data, stems[a]), _read_pair(data, stems[b])], frames, rng)
+    per_frame = []
+    for s, (seq, truth) in enumerate(sequences):
         probs = seg.segment(seq, binary=False)
+        disagreement = _flow_disagreement(seg, probs, seq)
         for name, spec in SMOOTHINGS.items():
             stream = stage_for(seg, spec)
             t0 = time.perf_counter()
@@ -104,18 +109,94 @@ def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: 
             rows[name]["flicker"].append(summary["flicker"] if summary["flicker"] is not None else 0.0)
             rows[name]["toggle"].append(summary["toggle_fraction"] or 0.0)
             if name == "none":
-                per_frame += [(s, r.confidence, d) for r, d in zip(results, dices)]
-    base_ms = float(np.mean(rows["none"]["ms"]))
+                per_frame += [(s, r.confidence, r.confidence - (d or 0.0), dc)
+                              for r, d, dc in zip(results, disagreement, dices)]
+    base_ms, base_dice = float(np.mean(rows["none"]["ms"])), float(np.mean(rows["none"]["dice"]))
+    base_flicker = max(float(np.mean(rows["none"]["flicker"])), 1e-9)
     table = {name: {"dice": float(np.mean(r["dice"])), "flicker": float(np.mean(r["flicker"])),
-                    "toggle_fraction": float(np.mean(r["toggle"])),
+                    "toggle_fraction": float(np.mean(r["toggle"])), "delay_frames": 0,
                     "added_ms_per_frame": float(np.mean(r["ms"])) - base_ms,
-                    "dice_minus_none_points": 100 * (float(np.mean(r["dice"])) - float(np.mean(rows["none"]["dice"]))),
-                    "flicker_ratio_to_none": float(np.mean(r["flicker"])) / max(float(np.mean(rows["none"]["flicker"])), 1e-9)}
+                    "dice_minus_none_points": 100 * (float(np.mean(r["dice"])) - base_dice),
+                    "flicker_ratio_to_none": float(np.mean(r["flicker"])) / base_flicker}
              for name, r in rows.items()}
-    return {"engine": engine, "data": str(data), "split": split, "sequences": sequences, "frames": frames,
-            "seed": seed, "threshold": threshold, "smoothing": table,
-            "quality": quality_ranking(per_frame, sequences, seg.low_confidence),
-            "manifest_low_confidence": [seg.low_confidence, seg.low_confidence_source]}
+    return table, per_frame
+
+
+def _flow_disagreement(seg: Segmenter, probs: list, frames: list) -> list[float | None]:
+    """Per frame: mean |p_t - warp(p_{t-1})| where the motion is trusted (the flow filter's evidence)."""
+    from llm4seg.smoothing import Smoother
+
+    flow, out = Smoother("flow", alpha=1.0), []  # alpha 1: no smoothing, only the warp and its disagreement
+    for p, f in zip(probs, frames):
+        flow.update(p, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
+        out.append(flow.disagreement)
+    return out
+
+
+def run(engine: str, data: Path, split: str, sequences: int, frames: int, seed: int, steps: list[int]) -> dict:
+    """The synthetic measurement (see the module's docstring) at each frame step; the JSON report."""
+    stems = [line.strip() for line in (data / "splits" / f"{split}.txt").read_text().splitlines() if line.strip()]
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(stems), size=(sequences, 2), replace=False if len(stems) >= 2 * sequences else True)
+    seg = Segmenter(engine)
+    built = [moving_sequence([_read_pair(data, stems[a]), _read_pair(data, stems[b])], frames * max(steps), rng)
+             for a, b in picks]
+    report = {"engine": engine, "data": str(data), "split": split, "sequences": sequences, "frames": frames, "seed": seed,
+              "threshold": seg.threshold, "by_step": {},
+              "manifest_low_confidence": [seg.low_confidence, seg.low_confidence_source]}
+    for k in steps:  # every k-th frame, `frames` frames each: the same scenes at 1/k of the frame rate
+        table, per_frame = smoothing_table(seg, [(f[::k][:frames], t[::k][:frames]) for f, t in built])
+        report["by_step"][str(k)] = {"smoothing": table, "quality": quality_ranking(per_frame, sequences,
+                                                                                     seg.low_confidence)}
+    return report
+
+
+def read_video_sets(folder: Path) -> list[tuple[list, list]]:
+    """(BGR frames, 0/1 masks) of each sequence folder (images/ and masks/ in name order)."""
+    out = []
+    for sequence in sorted(p for p in folder.iterdir() if (p / "images").is_dir() and (p / "masks").is_dir()):
+        images, masks = sorted((sequence / "images").iterdir()), sorted((sequence / "masks").iterdir())
+        frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in images]
+        truth = [(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8) for p in masks]
+        out.append((frames, truth))
+    return out
+
+
+def run_video(engine: str, folder: Path, steps: list[int]) -> dict:
+    """The same table on real sequences with a mask per frame (no synthetic motion)."""
+    seg, sets = Segmenter(engine), read_video_sets(folder)
+    report = {"engine": engine, "video": str(folder), "sequences": len(sets),
+              "frames": sum(len(f) for f, _ in sets), "by_step": {}}
+    for k in steps:
+        table, per_frame = smoothing_table(seg, [(f[::k], t[::k]) for f, t in sets])
+        report["by_step"][str(k)] = {"smoothing": table, "quality": quality_ranking(per_frame, len(sets),
+                                                                                     seg.low_confidence)}
+    return report
+
+
+def cost(rounds: int = 5) -> dict:
+    """Each filter's ms per frame at three frame sizes, in turns (textured frames moving 4 px a frame)."""
+    from llm4seg.mask_stage import MaskStage
+
+    sizes = {"320x240": (240, 320), "560x450 (BUSI)": (450, 560), "1920x1080": (1080, 1920)}
+    rng = np.random.default_rng(0)
+    out = {}
+    for label, (h, w) in sizes.items():
+        base = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (0, 0), 3).astype(np.uint8)
+        frames = [np.repeat(np.roll(base, 4 * t, axis=1)[..., None], 3, axis=2) for t in range(12)]
+        probs = [rng.uniform(0, 1, (h, w)).astype(np.float32) for _ in frames]
+        times = {name: [] for name in SMOOTHINGS}
+        for _ in range(rounds):
+            for name, spec in SMOOTHINGS.items():
+                stage = MaskStage(0.5, smoother=smoother_from_text(spec))
+                t0 = time.perf_counter()
+                for p, f in zip(probs, frames):
+                    stage.step(p, f)
+                times[name].append((time.perf_counter() - t0) * 1000 / len(frames))
+        none = float(np.median(times["none"]))
+        out[label] = {name: float(np.median(t)) - none for name, t in times.items() if name != "none"}
+        out[label]["mask stage without smoothing (ms)"] = none
+    return out
 
 
 def _rank(values: np.ndarray) -> np.ndarray:
@@ -125,20 +206,23 @@ def _rank(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def quality_ranking(per_frame: list[tuple[int, float, float]], sequences: int, shipped: float) -> dict:
-    """Spearman correlation of confidence with Dice, and the worst-10 % catch rate of the flag, on
-    the second half of the sequences: with the artifact's own threshold (`shipped`, calibrated by
-    the export on clean held-out images) and with the 15th percentile of the first half's."""
+def quality_ranking(per_frame: list[tuple[int, float, float, float]], sequences: int, shipped: float) -> dict:
+    """Spearman correlation of confidence (and of the temporal signal) with Dice, and the worst-10 %
+    catch rate of the flag, on the second half of the sequences: with the artifact's own threshold
+    (`shipped`, calibrated by the export on clean held-out images) and with the 15th percentile of
+    the first half's."""
     seq = np.array([r[0] for r in per_frame])
     conf = np.array([r[1] for r in per_frame])
-    d = np.array([r[2] for r in per_frame])
+    temporal = np.array([r[2] for r in per_frame])
+    d = np.array([r[3] for r in per_frame])
     first, second = seq < sequences // 2, seq >= sequences // 2
     calibrated = float(np.percentile(conf[first], 15))
     held_conf, held_dice = conf[second], d[second]
     worst = held_dice <= np.percentile(held_dice, 10)
     rho = float(np.corrcoef(_rank(held_conf), _rank(held_dice))[0, 1])
+    rho_temporal = float(np.corrcoef(_rank(temporal[second]), _rank(held_dice))[0, 1])
     out = {"frames_reported": int(second.sum()), "spearman_confidence_vs_dice": rho,
-           "calibrated_threshold_first_half": calibrated}
+           "spearman_temporal_signal_vs_dice": rho_temporal, "calibrated_threshold_first_half": calibrated}
     for name, thr in (("calibrated", calibrated), ("shipped", shipped)):
         flagged = held_conf < thr
         out[f"{name}_flagged_fraction"] = float(flagged.mean())
@@ -179,18 +263,26 @@ def run_cine(engine: str, path: Path) -> dict:
 def main() -> None:
     """Command line (see the module's docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", required=True, help="an exported artifact (ART/model.onnx)")
+    parser.add_argument("--engine", help="an exported artifact (ART/model.onnx)")
     parser.add_argument("--data", type=Path, help="a dataset folder (images/, masks/, splits/)")
     parser.add_argument("--split", default="val1")
     parser.add_argument("--sequences", type=int, default=24)
     parser.add_argument("--frames", type=int, default=60, help="frames per sequence (two scenes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", default="1", help="frame steps, e.g. 1,2,4 (every k-th frame)")
+    parser.add_argument("--video", type=Path, help="instead: real sequences with a mask per frame")
+    parser.add_argument("--cost", action="store_true", help="instead: each filter's ms per frame at three sizes")
     parser.add_argument("--cine", type=Path, help="instead: a multi-frame DICOM cine (flicker only, no ground truth)")
     args = parser.parse_args()
-    if args.cine:
-        print(json.dumps(run_cine(args.engine, args.cine), indent=1))
-        return
-    report = run(args.engine, args.data, args.split, args.sequences, args.frames, args.seed)
+    steps = [int(k) for k in args.steps.split(",")]
+    if args.cost:
+        report = cost()
+    elif args.cine:
+        report = run_cine(args.engine, args.cine)
+    elif args.video:
+        report = run_video(args.engine, args.video, steps)
+    else:
+        report = run(args.engine, args.data, args.split, args.sequences, args.frames, args.seed, steps)
     print(json.dumps(report, indent=1))
 
 

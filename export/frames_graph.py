@@ -12,9 +12,14 @@ own resize), `nvinfer` (`model[.fp16|.int8].nvinfer<S>.onnx`): float32 (N, 3, S,
 0-255 in, mean/std inside, so nvinfer runs with net-scale-factor=1 and offsets 0.
 
 The conversion, resizes and normalisation stay in FP32 whatever the precision of the wrapped graph
-(its own inputs and outputs are FP32). The resize is the contract's per-axis rule written with
-CumSum (area: differences of the running sum at the covered interval's ends) and Gather (linear:
-two neighbours and a weight), so its cost grows with the frame, not with frame x output.
+(its own inputs and outputs are FP32). The resize down to the model is the contract's per-axis
+rule as its definition says (llm4seg.contract.axis_weights): a (S, H) and a (S, W) weight matrix,
+built in the graph from H and W with elementwise arithmetic (area: the overlap of each output
+pixel's interval with each input pixel; linear: the two neighbours' weights), applied as two
+MatMuls (height first, whole rows at a time; then width, which also lands the layout in NCHW):
+onnxruntime runs them as GEMM and TensorRT as one kernel each, where a running sum (CumSum) and
+gathers were a scan. The resize back to the frame is linear interpolation with Gather (two
+neighbours and a weight), so its cost grows with the frame, not with frame x model.
 """
 
 from __future__ import annotations
@@ -115,6 +120,30 @@ class _Builder:
         hi = self.op("Min", self.op("Mul", self.op("Add", i, self.const(1.0)), s), srcf)
         return self.op("Div", self.op("Sub", integral(hi), integral(lo)), s)
 
+    def axis_matrix(self, src: str, dst: str, contract: FrameContract) -> str:
+        """The contract's rule on one axis as a float (dst, src) matrix (contract.axis_weights): `area`
+        where the axis shrinks, `linear` where it grows, picked by Where on the small matrix."""
+        rules = {"area", "linear"}
+        for rule in (contract.resize_down, contract.resize_up):
+            if rule not in rules:
+                raise ExportError(f"the frames graph has no resize rule {rule!r}",
+                                  hint=f"frames graphs implement {sorted(rules)} (the contract's defaults)")
+        srcf, dstf = (self.op("Cast", v, to=1) for v in (src, dst))
+        s = self.op("Div", srcf, dstf)
+        i = self.op("Unsqueeze", self.positions(dst, 0.0), self.const([1], np.int64))  # (dst, 1)
+        j = self.op("Unsqueeze", self.positions(src, 0.0), self.const([0], np.int64))  # (1, src)
+        zero, one = self.const(0.0), self.const(1.0)
+        # area: overlap of [i*s, (i+1)*s) with [j, j+1), over s
+        hi = self.op("Min", self.op("Add", j, one), self.op("Mul", self.op("Add", i, one), s))
+        lo = self.op("Max", j, self.op("Mul", i, s))
+        area = self.op("Div", self.op("Max", zero, self.op("Sub", hi, lo)), s)
+        # linear: sample at (i + 0.5) * s - 0.5, clamped to [0, src - 1], between its two neighbours
+        p = self.op("Sub", self.op("Mul", self.op("Add", i, self.const(0.5)), s), self.const(0.5))
+        p = self.op("Min", self.op("Max", p, zero), self.op("Sub", srcf, one))
+        linear = self.op("Max", zero, self.op("Sub", one, self.op("Abs", self.op("Sub", p, j))))
+        chosen = {"area": area, "linear": linear}
+        return self.op("Where", self.op("Greater", src, dst), chosen[contract.resize_down], chosen[contract.resize_up])
+
     def resize_axis(self, x: str, axis: int, src: str, dst: str, contract: FrameContract, trailing: int) -> str:
         """The contract's rule on one axis: `resize_down` where it shrinks, `resize_up` where it
         grows. Both are computed and Where picks one: an If with the two rules as branches ran in
@@ -139,20 +168,29 @@ def _pre(b: _Builder, frames: str, contract: FrameContract, input_color: str, re
         x = b.op("Identity", frames, out="frames/float")
     else:
         x = b.op("Cast", frames, to=1, out="frames/float")
-        if resize:
-            size = b.const(contract.image_size, np.int64)
-            # Height first: along it whole rows (W x C) are contiguous, so the running sum and the
-            # gathers move blocks; the width pass then runs on a frame already S rows high.
-            x = b.resize_axis(x, 1, b.dim("frames/float", 1), size, contract, trailing=2)  # height
-            x = b.resize_axis(x, 2, b.dim("frames/float", 2), size, contract, trailing=1)  # width
-            # Rounded to 8 bits, as training stores its resized images (Round: ties to even, as np.rint).
-            x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
-        x = b.op("Transpose", x, perm=[0, 3, 1, 2])
+        x = _resized_nchw(b, x, contract) if resize else b.op("Transpose", x, perm=[0, 3, 1, 2])
     if input_color != contract.color:
         x = b.op("Gather", x, b.const([2, 1, 0], np.int64), axis=1)
     scale, shift = contract.affine()
     return b.op("Add", b.op("Mul", x, b.const(scale.reshape(1, -1, 1, 1))), b.const(shift.reshape(1, -1, 1, 1)),
                 out=MODEL_IN)
+
+
+def _resized_nchw(b: _Builder, x: str, contract: FrameContract) -> str:
+    """float (N, H, W, 3) frames -> float (N, 3, S, S), resized by the contract's rule as two MatMuls:
+    height first on (N, H, W*3) (whole rows, no full-frame transpose), then a transpose of the frame
+    already S rows high to (N, 3, S, W) and the width pass, which leaves NCHW; rounded to 8 bits, as
+    training stores its resized images (Round: ties to even, as np.rint)."""
+    size = b.const(contract.image_size, np.int64)
+    n, h, w = (b.dim("frames/float", a) for a in (0, 1, 2))
+    wy = b.axis_matrix(h, size, contract)  # (S, H)
+    wx = b.op("Transpose", b.axis_matrix(w, size, contract), perm=[1, 0])  # (W, S)
+    unsq = lambda v: b.op("Unsqueeze", v, b.const([0], np.int64))  # noqa: E731  (a scalar as a (1,) shape piece)
+    rows = b.op("Reshape", x, b.op("Concat", unsq(n), unsq(h), b.const([-1], np.int64), axis=0))  # (N, H, W*3)
+    tall = b.op("MatMul", wy, rows)  # (N, S, W*3)
+    tall = b.op("Reshape", tall, b.op("Concat", unsq(n), unsq(size), unsq(w), b.const([3], np.int64), axis=0))
+    nchw = b.op("MatMul", b.op("Transpose", tall, perm=[0, 3, 1, 2]), wx)  # (N, 3, S, W) @ (W, S)
+    return b.op("Clip", b.op("Round", nchw), b.const(0.0), b.const(255.0))
 
 
 def _post(b: _Builder, frames: str, model_prob: str, contract: FrameContract, resize: bool) -> tuple[str, str]:

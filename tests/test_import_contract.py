@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # model) and the mask stage with its parts (after it), geometry, DICOM decoding, the strict JSON reader.
 LIGHT_CORE = ("llm4seg.errors", "llm4seg.fileio", "llm4seg._optional", "llm4seg.metrics", "llm4seg.contract",
               "llm4seg.dicom", "llm4seg.geometry", "llm4seg.mask_stage", "llm4seg.quality", "llm4seg.smoothing",
-              "llm4seg.strict_json")
+              "llm4seg.strict_json", "llm4seg.motion")
 RUNTIME_MAY_USE = (*LIGHT_CORE, "llm4seg.runtime")
 # A door module that imports its SDK at module level: imported only when that door is used (its
 # package's __getattr__ loads it), never by `import llm4seg.runtime` (test_runtime_import_stays_light).

@@ -88,7 +88,8 @@ def test_piped_training_prints_step_lines_within_a_long_epoch(capsys):
     from llm4seg.cli.progress import LineProgress
 
     now = [0.0]
-    trainer = SimpleNamespace(cfg=SimpleNamespace(epochs=300), steps_per_epoch=57, state={"epoch": 0})
+    trainer = SimpleNamespace(cfg=SimpleNamespace(epochs=300), steps_per_epoch=57, state={"epoch": 0},
+                              resume_point=lambda: (0, 0))
     with render.stderr.capture() as captured:
         line = LineProgress(trainer, every_s=30.0, clock=lambda: now[0])
         for _ in range(20):
@@ -96,3 +97,13 @@ def test_piped_training_prints_step_lines_within_a_long_epoch(capsys):
             line.on_step()
     lines = captured.get().splitlines()
     assert lines == ["epoch 1/300  step 8/57  0.25 it/s", "epoch 1/300  step 16/57  0.25 it/s"]
+    # Issue 45, item 5: resumed at step 14 of epoch 11, the count goes on from there (not from 0).
+    resumed = SimpleNamespace(cfg=SimpleNamespace(epochs=20), steps_per_epoch=20, state={"epoch": 10},
+                              resume_point=lambda: (10, 14))
+    now[0] = 0.0
+    with render.stderr.capture() as captured:
+        line = LineProgress(resumed, every_s=30.0, clock=lambda: now[0])
+        for _ in range(5):
+            now[0] += 8.0
+            line.on_step()
+    assert captured.get().splitlines() == ["epoch 11/20  step 18/20  0.12 it/s"]

@@ -172,3 +172,46 @@ def test_the_export_calibrates_each_artifacts_low_confidence_threshold(exported)
         assert seg.low_confidence == entry["low_confidence"] and "held-out images" in seg.low_confidence_source
         scored = seg.segment_scored([np.zeros((40, 50, 3), np.uint8)] * 2)
         assert scored[0].mask.shape == (40, 50) and 0 <= scored[1].confidence <= 1
+
+
+def _moving_disk(frames=12, step_px=6, size=(120, 160)):
+    """A textured scene with a textured disk moving right `step_px` per frame: (RGB frames, masks)."""
+    rng = np.random.default_rng(7)
+    h, w = size
+    background = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (0, 0), 2)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (0, 0), 1.5)
+    out, masks = [], []
+    for t in range(frames):
+        mask = np.zeros((h, w), np.uint8)
+        cv2.circle(mask, (30 + step_px * t, h // 2), 22, 1, -1)
+        moved = np.roll(texture, step_px * t, axis=1)  # the disk's texture moves with it
+        grey = np.where(mask > 0, 0.5 * moved + 120, background).astype(np.uint8)
+        out.append(np.repeat(grey[..., None], 3, axis=2))
+        masks.append(mask)
+    return out, masks
+
+
+def test_the_motion_compensated_filter_follows_a_moving_object_the_plain_ema_smears():
+    """Issue 46: on a translated object a plain EMA averages maps whose object has moved (it lags
+    and smears); warping the previous map by optical flow first keeps it on the object."""
+    frames, truth = _moving_disk()
+    rng = np.random.default_rng(3)
+    probs = [np.clip(m * 0.85 + 0.1 + rng.normal(0, 0.08, m.shape), 0, 1).astype(np.float32) for m in truth]
+    dice = {}
+    for kind in ("ema", "flow"):
+        stage = MaskStage(0.5, smoother=Smoother(kind, alpha=0.3))
+        results = [stage.step(p, f) for p, f in zip(probs, frames)]
+        dice[kind] = float(np.mean([mask_dice(r.mask, t) for r, t in zip(results[4:], truth[4:])]))
+    assert dice["flow"] >= 0.9 and dice["flow"] >= dice["ema"] + 0.05, dice
+
+
+def test_the_flow_filter_resets_at_a_cut_and_needs_the_frames():
+    frames, truth = _moving_disk(frames=4)
+    other = [np.ascontiguousarray(f[::-1, ::-1]) // 2 for f in frames]  # another scene, darker
+    flow = Smoother("flow")
+    for f, m in zip(frames[:3] + other[:1], truth[:3] + truth[:1]):
+        flow.update(m.astype(np.float32), cv2.cvtColor(f, cv2.COLOR_RGB2GRAY))
+    assert flow.resets == 1 and flow.describe().startswith("motion-compensated EMA")
+    with pytest.raises(ConfigError, match="needs the frames"):
+        Smoother("flow").update(truth[0].astype(np.float32))
+    assert smoother_from_text("flow").alpha == 0.5 and smoother_from_text("flow:0.3").alpha == 0.3

@@ -176,20 +176,60 @@ def _pre(b: _Builder, frames: str, contract: FrameContract, input_color: str, re
                 out=MODEL_IN)
 
 
+BANDS = 8  # output rows (columns) per resize pass are split into this many bands
+
+
+def _band(b: _Builder, src: str, dst_size: int, band: int) -> tuple[int, int, str, str]:
+    """(first, end) output index of band `band` of BANDS, and the int64 (1,) [start, end) of the
+    input pixels it reads: each output pixel reads inputs within one pixel of [i*s, (i+1)*s), s =
+    src/dst, for either rule (area: the interval; linear: two neighbours of (i + 0.5) s - 0.5)."""
+    rows = -(-dst_size // BANDS)
+    first, end = band * rows, min(dst_size, (band + 1) * rows)
+    srcf = b.op("Cast", src, to=1)
+    s = b.op("Div", srcf, b.const(float(dst_size)))
+    lo = b.op("Max", b.op("Sub", b.op("Floor", b.op("Mul", b.const(float(first)), s)), b.const(1.0)), b.const(0.0))
+    hi = b.op("Min", b.op("Add", b.op("Ceil", b.op("Mul", b.const(float(end)), s)), b.const(1.0)), srcf)
+    as_index = lambda v: b.op("Cast", b.op("Unsqueeze", v, b.const([0], np.int64)), to=7)  # noqa: E731
+    return first, end, as_index(lo), as_index(hi)
+
+
+def _banded(b: _Builder, x: str, weights: str, src: str, size: int, rows_axis: bool) -> str:
+    """The resize pass as MatMuls of bands: each band of output pixels multiplies only the input
+    pixels it reads (the weight matrix is a band, BANDS times fewer multiply-adds than one MatMul).
+    `rows_axis`: weights (S, H) @ x (N, H, K) -> (N, S, K); else x (N, C, S, W) @ weights (W, S)."""
+    parts = []
+    for band in range(BANDS):
+        first, end, lo, hi = _band(b, src, size, band)
+        if first >= end:
+            continue
+        out_range = (b.const([first], np.int64), b.const([end], np.int64))
+        if rows_axis:
+            w = b.op("Slice", weights, b.op("Concat", out_range[0], lo, axis=0), b.op("Concat", out_range[1], hi, axis=0),
+                     b.const([0, 1], np.int64))
+            part = b.op("MatMul", w, b.op("Slice", x, lo, hi, b.const([1], np.int64)))
+        else:
+            w = b.op("Slice", weights, b.op("Concat", lo, out_range[0], axis=0), b.op("Concat", hi, out_range[1], axis=0),
+                     b.const([0, 1], np.int64))
+            part = b.op("MatMul", b.op("Slice", x, lo, hi, b.const([3], np.int64)), w)
+        parts.append(part)
+    return b.op("Concat", *parts, axis=1 if rows_axis else 3)
+
+
 def _resized_nchw(b: _Builder, x: str, contract: FrameContract) -> str:
-    """float (N, H, W, 3) frames -> float (N, 3, S, S), resized by the contract's rule as two MatMuls:
-    height first on (N, H, W*3) (whole rows, no full-frame transpose), then a transpose of the frame
-    already S rows high to (N, 3, S, W) and the width pass, which leaves NCHW; rounded to 8 bits, as
-    training stores its resized images (Round: ties to even, as np.rint)."""
-    size = b.const(contract.image_size, np.int64)
+    """float (N, H, W, 3) frames -> float (N, 3, S, S), resized by the contract's rule as banded
+    MatMuls: height first on (N, H, W*3) (whole rows, no full-frame transpose), then a transpose of
+    the frame already S rows high to (N, 3, S, W) and the width pass, which leaves NCHW; rounded to
+    8 bits, as training stores its resized images (Round: ties to even, as np.rint)."""
+    s = contract.image_size
+    size = b.const(s, np.int64)
     n, h, w = (b.dim("frames/float", a) for a in (0, 1, 2))
     wy = b.axis_matrix(h, size, contract)  # (S, H)
     wx = b.op("Transpose", b.axis_matrix(w, size, contract), perm=[1, 0])  # (W, S)
     unsq = lambda v: b.op("Unsqueeze", v, b.const([0], np.int64))  # noqa: E731  (a scalar as a (1,) shape piece)
     rows = b.op("Reshape", x, b.op("Concat", unsq(n), unsq(h), b.const([-1], np.int64), axis=0))  # (N, H, W*3)
-    tall = b.op("MatMul", wy, rows)  # (N, S, W*3)
+    tall = _banded(b, rows, wy, h, s, rows_axis=True)  # (N, S, W*3)
     tall = b.op("Reshape", tall, b.op("Concat", unsq(n), unsq(size), unsq(w), b.const([3], np.int64), axis=0))
-    nchw = b.op("MatMul", b.op("Transpose", tall, perm=[0, 3, 1, 2]), wx)  # (N, 3, S, W) @ (W, S)
+    nchw = _banded(b, b.op("Transpose", tall, perm=[0, 3, 1, 2]), wx, w, s, rows_axis=False)  # (N, 3, S, S)
     return b.op("Clip", b.op("Round", nchw), b.const(0.0), b.const(255.0))
 
 

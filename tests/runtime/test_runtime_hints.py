@@ -24,9 +24,16 @@ def test_a_served_model_without_tritonclient_names_the_extra(monkeypatch):
     assert "llm4seg[triton]" in info.value.hint
 
 
-def test_a_tensorrt_rtx_engine_without_an_rtx_gpu_says_what_it_needs(exported, tmp_path):
-    art = tmp_path / "art"
-    shutil.copytree(exported[0], art)
+def _rtx_plan(art):
+    """A TensorRT-RTX engine entry for SM89 added to the export folder `art` (the file a stand-in:
+    it is never run); skips on a machine with a CUDA GPU, where the no-GPU explanation does not apply."""
+    from llm4seg.runtime.core.backends.engine_key import gpu_identity
+
+    try:
+        gpu_identity()
+        pytest.skip("this machine has a CUDA GPU: the no-GPU explanation does not apply")
+    except BackendUnavailableError:
+        pass
     plan = art / "model.fp16.rtx-sm89.plan"
     plan.write_bytes(b"an engine TensorRT-RTX wrote")
     entry = json.loads((art / "manifest.json").read_text())["artifacts"]["model.fp16.onnx"]
@@ -34,13 +41,13 @@ def test_a_tensorrt_rtx_engine_without_an_rtx_gpu_says_what_it_needs(exported, t
                  source_onnx="model.fp16.onnx",
                  engine={"product": "TensorRT-RTX", "compute_capability": "8.9", "precision": "fp16"})
     add_entry(art, plan.name, entry)
-    try:
-        from llm4seg.runtime.core.backends.engine_key import gpu_identity
+    return plan
 
-        gpu_identity()
-        pytest.skip("this machine has a CUDA GPU: the no-GPU explanation does not apply")
-    except BackendUnavailableError:
-        pass
+
+def test_a_tensorrt_rtx_engine_without_an_rtx_gpu_says_what_it_needs(exported, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(exported[0], art)
+    plan = _rtx_plan(art)
     with pytest.raises(BackendUnavailableError, match=r"runs only on an NVIDIA RTX GPU of compute capability 8\.9") as info:
         Segmenter(plan).segment_one(__import__("numpy").zeros((64, 64, 3), "uint8"))
     assert "pip install" not in info.value.hint and "model.fp16.onnx" in info.value.hint
@@ -56,18 +63,7 @@ def test_the_rtx_hint_names_no_frames_graph_an_export_did_not_write(exported, tm
         del manifest["artifacts"][name]
         (art / name).unlink()
     (art / "manifest.json").write_text(json.dumps(manifest))
-    plan = art / "model.fp16.rtx-sm89.plan"
-    plan.write_bytes(b"an engine TensorRT-RTX wrote")
-    entry = dict(manifest["artifacts"]["model.fp16.onnx"], artifact=plan.name, sha256=artifact_sha256(plan),
-                 source_onnx="model.fp16.onnx", engine={"product": "TensorRT-RTX", "compute_capability": "8.9"})
-    add_entry(art, plan.name, entry)
-    try:
-        from llm4seg.runtime.core.backends.engine_key import gpu_identity
-
-        gpu_identity()
-        pytest.skip("this machine has a CUDA GPU: the no-GPU explanation does not apply")
-    except BackendUnavailableError:
-        pass
+    plan = _rtx_plan(art)
     with pytest.raises(BackendUnavailableError) as info:
         Segmenter(plan).segment_one(__import__("numpy").zeros((64, 64, 3), "uint8"))
     assert "model.fp16.onnx" in info.value.hint and "frames" not in info.value.hint

@@ -111,21 +111,11 @@ def test_a_runtime_only_video_says_how_to_get_h264(exported, tmp_path, monkeypat
     """Issue 34, item 4: without PyAV `llm4seg video` wrote mp4v without a word."""
     import json as _json
 
-    import cv2
-    import numpy as np
     from typer.testing import CliRunner
 
     from llm4seg.cli.main import app
-    from llm4seg.runtime.doors.video import sinks as video_sinks
-    from llm4seg.runtime.doors.video import sources as video_sources
 
-    clip = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 64))
-    for i in range(4):
-        writer.write(np.full((64, 80, 3), 40 * i, np.uint8))
-    writer.release()
-    monkeypatch.setattr(video_sinks, "pyav_available", lambda: False)
-    monkeypatch.setattr(video_sources, "pyav_available", lambda: False)
+    clip = _mjpg_clip_without_pyav(tmp_path, monkeypatch)
     result = CliRunner().invoke(app, ["video", str(clip), "--engine", str(exported[0] / "model.onnx"),
                                       "--out", str(tmp_path / "o.mp4"), "--json"])
     assert result.exit_code == 0, result.output
@@ -134,21 +124,14 @@ def test_a_runtime_only_video_says_how_to_get_h264(exported, tmp_path, monkeypat
     assert noted == (report["codec"] == "mp4v"), report  # said exactly when OpenCV fell back to mp4v
 
 
-def test_printed_notes_keep_their_brackets(exported, tmp_path, monkeypatch):
-    """Issue 45, item 2: rich's markup ate `[video]` from the printed note (`pip install 'llm4seg'
-    writes H.264`); the report dict was right, the terminal was not. The printed text is tested."""
+def _mjpg_clip_without_pyav(tmp_path, monkeypatch):
+    """A 4-frame MJPG clip, with PyAV hidden from the video sources and sinks (a runtime-only box)."""
     import cv2
     import numpy as np
-    from typer.testing import CliRunner
 
-    from llm4seg.cli.main import app
-    from llm4seg.cli.render import stdout
     from llm4seg.runtime.doors.video import sinks as video_sinks
     from llm4seg.runtime.doors.video import sources as video_sources
 
-    with stdout.capture() as captured:
-        stdout.print("note: pip install 'llm4seg[video]' and [bold]x[/bold]")
-    assert captured.get().strip() == "note: pip install 'llm4seg[video]' and [bold]x[/bold]"
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 64))
     for i in range(4):
@@ -156,6 +139,21 @@ def test_printed_notes_keep_their_brackets(exported, tmp_path, monkeypatch):
     writer.release()
     monkeypatch.setattr(video_sinks, "pyav_available", lambda: False)
     monkeypatch.setattr(video_sources, "pyav_available", lambda: False)
+    return clip
+
+
+def test_printed_notes_keep_their_brackets(exported, tmp_path, monkeypatch):
+    """Issue 45, item 2: rich's markup ate `[video]` from the printed note (`pip install 'llm4seg'
+    writes H.264`); the report dict was right, the terminal was not. The printed text is tested."""
+    from typer.testing import CliRunner
+
+    from llm4seg.cli.main import app
+    from llm4seg.cli.render import stdout
+
+    with stdout.capture() as captured:
+        stdout.print("note: pip install 'llm4seg[video]' and [bold]x[/bold]")
+    assert captured.get().strip() == "note: pip install 'llm4seg[video]' and [bold]x[/bold]"
+    clip = _mjpg_clip_without_pyav(tmp_path, monkeypatch)
     result = CliRunner().invoke(app, ["video", str(clip), "--engine", str(exported[0] / "model.onnx"),
                                       "--out", str(tmp_path / "o.mp4")])
     assert result.exit_code == 0, result.output

@@ -23,7 +23,7 @@ def video(
     writer: Annotated[str, typer.Option("--writer", help="auto (H.264 with PyAV, else OpenCV), pyav or opencv.")] = "auto",
     overlay_mode: Annotated[str, typer.Option("--overlay", help="contour or fill.")] = "contour",
     batch: Annotated[int, typer.Option("--batch", help="Frames per inference call.")] = 1,
-    smooth: Annotated[str, typer.Option("--smooth", help="Temporal smoothing of the probabilities: none, ema[:ALPHA] "
+    smooth: Annotated[str, typer.Option("--smooth", help="Temporal smoothing of the probabilities: none, ema[:ALPHA], flow[:ALPHA] "
                                         "or median[:WINDOW] (causal: no frame is delayed).")] = "none",
     frame_log: Annotated[Optional[Path], typer.Option("--frame-log", help="Write one JSON line per frame "
                                                       "(confidence, flags, area) to this file.")] = None,

@@ -96,7 +96,7 @@ class Segmenter:
         `stream.process(frames)` -> FrameResult per frame.
 
         Args:
-            smooth: a Smoother, or its text (none, ema[:ALPHA], median[:WINDOW]).
+            smooth: a Smoother, or its text (none, ema[:ALPHA], median[:WINDOW], flow[:ALPHA]).
             region: the frames' tissue region: a FrameGeometry or a 0/1 (H, W) mask.
             mm_per_px: (x, y) pixel size in mm, for areas in mm^2.
         """

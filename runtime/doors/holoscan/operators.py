@@ -96,7 +96,7 @@ class SegmentOp(Operator):
         artifact: an exported artifact (.onnx, .plan, .pt2) or a served model's URL; or
         segmenter: a Segmenter made by the caller (then it is not closed by this operator).
         overlay_mode: 'contour', 'fill', or None for no overlay.
-        smooth: temporal smoothing of the probabilities (none, ema[:ALPHA], median[:WINDOW]).
+        smooth: temporal smoothing of the probabilities (none, ema[:ALPHA], median[:WINDOW], flow[:ALPHA]).
         region: the frames' FrameGeometry (default: the messages' "geometry", else none).
     """
 

@@ -26,7 +26,7 @@ class VideoJob:
         reader, writer: 'auto', 'pyav' or 'opencv'.
         overlay_mode: 'contour' or 'fill'.
         batch: frames per inference call.
-        smooth: none, ema[:ALPHA] or median[:WINDOW].
+        smooth: none, ema[:ALPHA], median[:WINDOW] or flow[:ALPHA] (motion-compensated).
         frame_log: a file for one JSON line per frame (the mask stage's record), or None.
         dicom: a DicomJob (SEGs, overlay, sending) for DICOM sources, or None.
         backend_options: passed to the backend (compile=, threads=, ...).

@@ -30,7 +30,7 @@ def test_the_packaged_ultrasound_cine_plays_with_its_timing_and_tissue_region(ex
     path = get_testdata_file("examples_ybr_color.dcm")  # 30 frames, YBR_FULL_422 JPEG, regions
     source = DicomSource(path)
     assert (source.frame_count, source.rows, source.cols) == (30, 240, 320)
-    assert source.times_s[1] == pytest.approx(0.033333) and source.conversion.startswith("YBR_FULL_422 to RGB")
+    assert source.times_s[1] == pytest.approx(0.033333) and source.conversion.startswith("YBR_FULL_422 to BGR (OpenCV")
     assert source.geometry.mm_per_px == pytest.approx((0.5105, 0.5105), abs=1e-4)
     assert any("exceed the 320x240 image" in n for n in source.notes)  # its regions are the 640x480 original's
     seen = []
@@ -206,8 +206,8 @@ def test_conversions_against_pydicoms_own_files(pydicom, tmp_path):
     ybr = pydicom.dcmread(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
     source, frames = _frames("SC_ybr_full_422_uncompressed.dcm")
     expected = ybr.pixel_array  # pydicom's own 4:2:2 unpacking and YBR -> RGB
-    assert source.conversion.startswith("YBR_FULL_422 to RGB")
-    np.testing.assert_array_equal(frames[0], expected[..., ::-1])
+    assert source.conversion.startswith("YBR_FULL_422 to BGR (OpenCV")
+    assert np.abs(frames[0].astype(int) - expected[..., ::-1]).max() <= 1
     red = np.array([0, 0, 255])  # the SC_rgb test pattern starts with a red band (BGR)
     assert np.abs(frames[0][0, 0].astype(int) - red).max() <= 2
     raw = convert_color_space(ybr.pixel_array, "RGB", "YBR_FULL")  # had the conversion been skipped
@@ -231,6 +231,38 @@ def test_conversions_against_pydicoms_own_files(pydicom, tmp_path):
 
     ok, inverted = DicomSource(tmp_path / "mono1.dcm").read()
     assert ok and np.array_equal(inverted, 255 - grey[0])
+
+
+def test_ybr_by_opencv_stays_within_a_level_of_pydicom_and_is_checked_per_file(pydicom, monkeypatch):
+    """The JPEG cine's YBR frames converted by OpenCV: every frame within 1 level of pydicom's
+    conversion and some differing from the unconverted values; a decoder that returns RGB itself
+    (as some plugins do) fails the first-frame check and keeps pydicom's conversion, exactly."""
+    from pydicom.data import get_testdata_file
+    import pydicom.pixels as pixels
+
+    name = "color3d_jpeg_baseline.dcm"
+    if get_testdata_file(name) is None:
+        pytest.skip("pydicom-data is not installed: pip install pydicom-data (in the dev extra)")
+    source, frames = _frames(name)
+    reference = [rgb[..., ::-1].astype(int) for rgb in pixels.iter_pixels(get_testdata_file(name), as_rgb=True)]
+    assert "OpenCV" in source.conversion and len(frames) == len(reference) == 120
+    assert max(np.abs(f.astype(int) - r).max() for f, r in zip(frames, reference)) <= 1
+    raw = next(pixels.iter_pixels(get_testdata_file(name), as_rgb=False))
+    assert np.abs(frames[0].astype(int) - raw[..., ::-1]).max() > 20  # the conversion did something
+    full, full_frames = _frames("SC_ybr_full_uncompressed.dcm")  # YBR_FULL, uncompressed
+    full_rgb = pydicom.dcmread(get_testdata_file("SC_ybr_full_uncompressed.dcm")).pixel_array
+    assert full.conversion.startswith("YBR_FULL to BGR (OpenCV")
+    assert np.abs(full_frames[0].astype(int) - full_rgb[..., ::-1]).max() <= 1
+
+    real = pixels.iter_pixels
+
+    def converting_plugin(path, *args, as_rgb=True, **kwargs):  # returns RGB whatever was asked
+        return real(path, *args, as_rgb=True, **kwargs)
+
+    monkeypatch.setattr(pixels, "iter_pixels", converting_plugin)
+    source, frames = _frames(name)
+    assert "OpenCV" not in source.conversion and source.conversion.startswith("YBR_FULL_422 to RGB (pydicom)")
+    assert all(np.array_equal(f, r) for f, r in zip(frames, reference))
 
 
 def test_a_codec_that_is_not_installed_is_named(pydicom):

@@ -12,6 +12,12 @@ dependency (its ONNX extra pins onnx 1.21 and onnxruntime-gpu); install it besid
 Run:
   PYTHONPATH=/tmp/mosite python -m benchmarks.int8_methods RUN/checkpoints/best --data ../shared/datasets/busi \
       --split val1 --calib-split train1 [--heldout 32 --calib-images 16 --runs 10]
+
+With --ladder the ways are instead the export's own INT8 candidates (`export.int8.CANDIDATES`, quantized
+as the export does, after onnxruntime's pre-processing): per candidate its time (interleaved with FP32
+and the others), its probability error, its mask agreement with FP32 and its Dice against the truth
+beside FP32's, and its time over the fastest candidate's (the floor): what a choice on a trained model
+has to weigh (issue 47, item 3).
 """
 
 from __future__ import annotations
@@ -73,6 +79,39 @@ def graphs(fp32: Path, tmp: Path, calib: np.ndarray) -> dict[str, Path]:
     return out
 
 
+def ladder_graphs(fp32: Path, tmp: Path, calib: np.ndarray) -> dict[str, Path]:
+    """name -> graph: FP32, then each export INT8 candidate quantized as the export quantizes it."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from llm4seg.export.int8 import CANDIDATES, quantizable_nodes, quantize_nodes
+
+    pre = tmp / "pre.onnx"
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    nodes = quantizable_nodes(onnx.load(str(pre)))
+    out = {"FP32 (reference)": fp32}
+    for i, cand in enumerate(CANDIDATES):
+        chosen = [n for n, w in nodes.items() if cand.keep(w)]
+        if chosen:
+            quantize_nodes(pre, tmp / f"cand{i}.onnx", calib, chosen, tmp / f"c{i}")
+            out[f"{cand.name} ({len(chosen)}/{len(nodes)})"] = tmp / f"cand{i}.onnx"
+    return out
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    """The ways as a Markdown table, with Dice against the truth beside FP32's and time over the floor."""
+    ref = rows["FP32 (reference)"]
+    floor = min(r["cpu_b1_ms"] for n, r in rows.items() if n != "FP32 (reference)")
+    print("| way | max prob error | Dice vs FP32 (mean / min) | Dice vs truth (points vs FP32) | TensorRT-RTX 1.7 build "
+          "| TRT 10.3 predicted | CPU b1 ms | vs FP32 | x INT8 floor |")
+    print("|---|---:|---|---|---|---|---:|---:|---:|")
+    for name, r in rows.items():
+        points = 100 * (r["dice_vs_truth"] - ref["dice_vs_truth"])
+        print(f"| {name} | {r['max_abs_err']:.3f} | {r['dice_agreement']:.4f} / {r['min_dice_agreement']:.4f} | "
+              f"{r['dice_vs_truth']:.4f} ({points:+.2f}) | {r['tensorrt_rtx'][:80]} | {r['trt10.3_predicted']} | "
+              f"{r['cpu_b1_ms']:.1f} | {r['vs_fp32']:.2f} | {r['cpu_b1_ms'] / floor:.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("checkpoint")
@@ -84,6 +123,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path)
+    p.add_argument("--ladder", action="store_true", help="the export's INT8 candidates instead of the ways")
     args = p.parse_args()
 
     from llm4seg.checkpoint import load_checkpoint
@@ -107,7 +147,7 @@ def main() -> None:
         onnx_from_model(model, fp32, 17)
         backends = {"FP32 (reference)": graph_backend(fp32, cfg.to_dict(), threads=args.threads)}
         calib_x = inputs_from_frames(backends["FP32 (reference)"], calibration_sample(calib.images, args.calib_images))
-        ways = graphs(fp32, Path(tmp), calib_x)
+        ways = (ladder_graphs if args.ladder else graphs)(fp32, Path(tmp), calib_x)
         with backends["FP32 (reference)"] as reference:
             comparator = Comparator(frames, probs_from_frames(reference, frames), cfg.threshold, masks)
         profile = profile_shapes((1, 1, 8), cfg.in_channels, cfg.image_size)
@@ -115,14 +155,16 @@ def main() -> None:
             backends[name] = backends.get(name) or graph_backend(path, cfg.to_dict(), "int8", threads=args.threads)
             stats = comparator.run(backends[name])[1]
             real = rtx_build.build_record(path, ("SM89",), profile)
-            rows[name] = {"dice_agreement": stats["dice_agreement"], "min_dice_agreement": stats["min_dice_agreement"],
+            rows[name] = {"max_abs_err": stats["max_abs_err"], "dice_agreement": stats["dice_agreement"],
+                          "min_dice_agreement": stats["min_dice_agreement"],
                           "dice_vs_truth": stats["dice_vs_truth"], "tensorrt_rtx": "built" if real["ok"] else
                           f"refused: {rtx_build.first_error(real)}" if real["ran"] else "not run",
                           "trt10.3_predicted": "ok" if check_graph(path, "10.3")["ok"] else "refused",
                           "size_mb": path.stat().st_size / 1e6}
         x1 = calib_x[:1]
         loaded = {n: b.load() for n, b in backends.items()}
-        times = interleaved_ms({n: (lambda b=b: b.infer(x1)) for n, b in loaded.items()}, warmup=2, iterations=args.runs)
+        times = interleaved_ms({n: (lambda b=b: b.infer(x1)) for n, b in loaded.items()}, warmup=2, iterations=args.runs,
+                               gap_s=0.02)
         for b in loaded.values():
             b.close()
     base = statistics.median(times["FP32 (reference)"])
@@ -131,11 +173,7 @@ def main() -> None:
         rows[name]["vs_fp32"] = statistics.median(times[name]) / base
     print(f"{cpu_name()}, {args.threads} threads; {len(frames)} held-out images of {held.name}; "
           f"{len(calib_x)} calibration images of {args.calib_split}; model {cfg.name} at {cfg.image_size}px")
-    print("| way | Dice vs FP32 (mean / min) | Dice vs truth | TensorRT-RTX 1.7 build | TRT 10.3 predicted | CPU b1 ms | vs FP32 |")
-    print("|---|---|---|---|---|---:|---:|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['dice_agreement']:.4f} / {r['min_dice_agreement']:.4f} | {r['dice_vs_truth']:.4f} | "
-              f"{r['tensorrt_rtx'][:80]} | {r['trt10.3_predicted']} | {r['cpu_b1_ms']:.1f} | {r['vs_fp32']:.2f} |")
+    print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

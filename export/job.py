@@ -8,6 +8,8 @@ the entry (`record`). The export steps (pipeline.py, engine_gate.py) only say wh
 
 from __future__ import annotations
 
+import statistics
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,10 +23,11 @@ from llm4seg.export.heldout import SIZE_FACTORS, held_out_images
 from llm4seg.export.options import ExportOptions
 from llm4seg.profile import count_macs
 from llm4seg.runtime.core.backends import Backend, load_backend
-from llm4seg.runtime.core.comparator import Comparator, inputs_from_frames, require_finite, tolerance_for
+from llm4seg.runtime.core.comparator import (Comparator, Tolerance, inputs_from_frames, require_finite,
+                                             tolerance_for)
 from llm4seg.runtime.core.manifest import artifact_sha256  # the runtime's digest cache: load hashes nothing
 from llm4seg.runtime.core.manifest_build import build_manifest
-from llm4seg.runtime.core.stats import median_ms
+from llm4seg.runtime.core.stats import interleaved_ms, median_ms
 from llm4seg.quality import calibrate_low_confidence
 
 
@@ -120,7 +123,7 @@ class ExportJob:
     def gate(self, entry: dict[str, Any], comparator: Comparator | None = None,
              backend: Backend | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Run the entry's artifact on the gate frames and refuse it outside the bounds of its
-        precision (`tolerance_for`: probability error, then mask agreement at `min_agreement`)
+        precision (`tolerance`: probability error, then the masks)
         against the reference (the checkpoint's probabilities unless `comparator` says otherwise).
 
         Returns:
@@ -128,9 +131,18 @@ class ExportJob:
         """
         self.log(f"checking {entry['artifact']} on {len(self.data.frames)} frames ({len(self.data.images)} images "
                  f"of {self.data.data_name} at three sizes, some tinted)")
-        tolerance = tolerance_for(entry["precision"], self.opts.min_agreement)
-        return (comparator or self.checkpoint_comparator).check(backend or self.backend(entry), tolerance,
-                                                                 what=entry["artifact"])
+        return (comparator or self.checkpoint_comparator).check(backend or self.backend(entry),
+                                                                 self.tolerance(entry["precision"]), what=entry["artifact"])
+
+    def tolerance(self, precision: str) -> Tolerance:
+        """The gate's bounds for an artifact of `precision`: its probability bounds, and masks at
+        `min_agreement` with the reference; for INT8 (its ladder's candidates and the artifact kept
+        alike) Dice against the held-out truth at most `max_int8_drop` below the FP32 graph's, or
+        without masks, agreement with it at 1 - `max_int8_drop`."""
+        if precision == "int8":
+            drop = self.opts.max_int8_drop
+            return tolerance_for("int8", 1.0 - drop).with_truth_drop(drop)
+        return tolerance_for(precision, self.opts.min_agreement)
 
     def record(self, entry: dict[str, Any], stats: dict[str, Any], latency_ms: float | None = None) -> None:
         """Keep the entry with the agreement its gate measured, and its row in the export's table."""
@@ -151,6 +163,18 @@ class ExportJob:
         with load_backend(path, manifest=entry, threads=self.opts.latency_threads) as backend:
             x1 = inputs_from_frames(backend, self.data.images[:1])
             return median_ms(lambda: backend.infer(x1), warmup=1, iterations=runs)
+
+    def latencies_ms(self, graphs: list[tuple[Path, dict[str, Any]]], rounds: int = 7) -> list[float]:
+        """Median batch-1 latencies of ONNX graphs (path, manifest entry) in onnxruntime on this CPU,
+        timed in turns: one call each per round, after a pause that lets the previous session's
+        spinning threads go quiet, so the machine's drifting speed hits all alike."""
+        with ExitStack() as stack:
+            backends = [stack.enter_context(load_backend(path, manifest=entry, threads=self.opts.latency_threads))
+                        for path, entry in graphs]
+            x1 = inputs_from_frames(backends[0], self.data.images[:1])
+            calls = {str(i): (lambda b=b: b.infer(x1)) for i, b in enumerate(backends)}
+            times = interleaved_ms(calls, warmup=1, iterations=rounds, gap_s=0.02)
+        return [statistics.median(times[str(i)]) for i in range(len(graphs))]
 
     def real_build(self, name: str, precision: str, frames_form: str | None = None) -> dict[str, Any]:
         """Parse and build `name` with the real TensorRT-RTX builder (where installed); a refusal

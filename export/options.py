@@ -23,8 +23,9 @@ class ExportOptions:
             one (default: tensorrt with `engine`, else cpu).
         batch: (min, opt, max) of the dynamic batch dimension.
         min_agreement: every artifact's mask Dice agreement with the checkpoint must reach this.
-        max_int8_drop: INT8 may lose at most this much Dice agreement with the FP32 graph (0.005:
-            half a point).
+        max_int8_drop: INT8 may lose at most this much Dice against the held-out truth beside the
+            FP32 graph's (0.005: half a point); on held-out frames without masks, this much Dice
+            agreement with the FP32 graph.
         latency_threads: onnxruntime threads for the CPU latency column.
         rtx_targets: compute capabilities the real TensorRT-RTX build is made for.
         frames: beside each ONNX graph, write its two frames graphs (uint8 NHWC frames in, mask out).

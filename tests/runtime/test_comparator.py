@@ -39,6 +39,29 @@ def test_empty_reference_masks_certify_nothing_and_the_probability_bound_decides
     assert not verdict(agreement(reference, reference + 1e-4, 0.5), tolerance_for("fp32"))
 
 
+def test_a_truth_bound_judges_masks_by_dice_against_the_truth_beside_the_reference():
+    """Issue 47, item 3: with ground truth, masks that move at the boundary without getting worse pass
+    (agreement 0.8 would fail a 0.995 agreement bound); masks worse than the reference's by more than
+    the bound fail, naming both Dice values; without truth, agreement decides as before."""
+    truth = np.zeros((1, 48, 48), bool)
+    truth[0, 10:18, 10:18] = True  # 64 pixels
+    reference = np.where(truth, 0.9, 0.1).astype(np.float32)
+    reference[0, 10, 10:18] = 0.1  # the reference misses a row: Dice 2*56/120
+    moved = reference.copy()
+    moved[0, 10, 10:18], moved[0, 17, 10:18] = 0.9, 0.1  # finds that row, misses another: as good, not the same
+    bounds = tolerance_for("int8", 0.995).with_truth_drop(0.005)
+    stats = agreement(reference, moved, 0.5, masks=truth)
+    assert stats["dice_agreement"] < 0.995 and stats["dice_vs_truth"] == pytest.approx(stats["reference_dice_vs_truth"])
+    assert not verdict(stats, bounds) and "ground truth" in gate_record(stats, bounds)["masks"]
+    assert verdict(stats, tolerance_for("int8", 0.995))  # agreement alone would refuse it
+    worse = reference.copy()
+    worse[0, 13:18, 10:18] = 0.1  # keeps 2 of the reference's 7 rows: Dice 2*16/80
+    failed = verdict(agreement(reference, worse, 0.5, masks=truth), bounds)
+    assert len(failed) == 1 and "Dice against the truth 0.4000" in failed[0] and "0.9333" in failed[0]
+    no_truth = agreement(reference, moved, 0.5)  # no masks: the agreement bound decides
+    assert verdict(no_truth, bounds) and "agreement" in verdict(no_truth, bounds)[0]
+
+
 def test_non_finite_outputs_are_an_error_not_a_score():
     reference = np.full((1, 4, 4), 0.2, np.float32)
     with pytest.raises(ExportError, match="non-finite"):

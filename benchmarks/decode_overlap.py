@@ -27,7 +27,7 @@ import numpy as np
 
 from llm4seg.dicom import DicomSource
 from llm4seg.runtime import Segmenter, VideoPipeline
-from benchmarks.dicom_decode import _h264_copy
+from benchmarks.dicom_decode import h264_copy
 
 
 class MemorySource:
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     frames = decoded(args.cine)
     with tempfile.TemporaryDirectory() as tmp, Segmenter(args.artifact) as seg:
-        mp4 = _h264_copy(args.cine, Path(tmp))
+        mp4 = h264_copy(args.cine, Path(tmp))
         paths = {"inference alone": lambda: MemorySource(frames), "DICOM": lambda: DicomSource(args.cine),
                  "DICOM, pydicom YBR": lambda: PydicomYbrSource(args.cine), "H.264 (PyAV)": lambda: str(mp4)}
         seg.segment_one(frames[0])  # load and warm the session outside the timings

@@ -30,7 +30,8 @@ def _read_all(source) -> int:
     return n
 
 
-def _h264_copy(cine: Path, folder: Path) -> Path:
+def h264_copy(cine: Path, folder: Path) -> Path:
+    """The cine's frames written once as H.264 (libx264, yuv420p, 30 frames/s) in `folder`."""
     import av
 
     from llm4seg.dicom import DicomSource
@@ -57,7 +58,7 @@ def run(cine: Path, rounds: int) -> dict:
     from llm4seg.runtime.doors.video.sources import open_source
 
     with tempfile.TemporaryDirectory() as tmp:
-        mp4 = _h264_copy(cine, Path(tmp))
+        mp4 = h264_copy(cine, Path(tmp))
         rows = []
         for _ in range(rounds):
             t0 = time.perf_counter()

@@ -190,3 +190,35 @@ def write_dicom(pydicom, rgb, path, rle=False, spacing_mm=0.1, **tags):
         ds.compress(RLELossless)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_us_cine(path, rgb, patient_id, regions=(), complete=True, **tags):
+    """An uncompressed multi-frame RGB ultrasound of `rgb` (N, H, W, 3) uint8 at 25 frames/s at `path`,
+    with its `regions` (SequenceOfUltrasoundRegions items); `complete` adds the header attributes a
+    valid object needs (`complete_header`); `tags` set or replace attributes."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    n, rows, cols = rgb.shape[:3]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundMultiFrameImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "US"
+    ds.PatientID = patient_id
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.FrameTime = rows, cols, n, 40.0
+    ds.FrameIncrementPointer = 0x00181063
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    if regions:
+        ds.SequenceOfUltrasoundRegions = list(regions)
+    ds.PixelData = np.ascontiguousarray(rgb).tobytes()
+    if complete:
+        complete_header(ds)
+    ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).pixel_array.shape == (n, rows, cols, 3)
+    return path

@@ -10,7 +10,7 @@ import pytest
 from llm4seg.errors import ConfigError
 from llm4seg.runtime import Segmenter, VideoPipeline
 from tests.conftest import installed_or_skip
-from tests.runtime.conftest import AllForeground, assert_valid_dicom
+from tests.runtime.conftest import AllForeground, assert_valid_dicom, write_us_cine
 
 
 @pytest.fixture(autouse=True)
@@ -73,26 +73,10 @@ def test_a_seg_per_chosen_frame_references_the_cine_and_names_the_algorithm(high
 def _synthetic_cine(path, n=4, size=96):
     """An uncompressed multi-frame ultrasound of synthetic frames (the test model segments them),
     with its masks: the cine where a model's SEG is not two empty masks agreeing."""
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
-
     from llm4seg.data.synthetic import synthetic_dataset
 
     images, masks, _ = synthetic_dataset(n, size, seed=21)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundMultiFrameImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.PatientID = generate_uid(), generate_uid(), "US", "t"
-    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.FrameTime = size, size, n, 40.0
-    ds.FrameIncrementPointer = 0x00181063
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.ascontiguousarray(images).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    assert pydicom.dcmread(path).pixel_array.shape == (n, size, size, 3)
+    write_us_cine(path, images, "t", complete=False)
     return path, masks
 
 

@@ -30,7 +30,7 @@ from llm4seg.cli.main import app
 from llm4seg.metrics import mask_dice
 from llm4seg.runtime import Segmenter
 from tests.conftest import installed_or_skip
-from tests.runtime.conftest import assert_valid_dicom, complete_header, needs_triton
+from tests.runtime.conftest import assert_valid_dicom, needs_triton, write_us_cine
 
 FRAMES, SIZE_HW, MM = 10, (96, 128), 0.2  # frames, frame size, mm per pixel (PhysicalDeltaX/Y 0.02 cm)
 REGION = (0, 0, 95, 95)  # x0, y0, x1, y1: the tissue region, the left 3/4 of the frame
@@ -42,37 +42,20 @@ def write_cine(path):
     """An uncompressed colour ultrasound cine of synthetic frames (half of them colour endoscopy-like,
     so a BGR/RGB swap shows), with one tissue region and deltas in cm."""
     import cv2
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+    from pydicom.dataset import Dataset
 
     from llm4seg.data.synthetic import synthetic_dataset
 
     images, _, _ = synthetic_dataset(FRAMES, 96, seed=21)
     rgb = np.stack([cv2.resize(i, SIZE_HW[::-1], interpolation=cv2.INTER_LINEAR) for i in images])
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundMultiFrameImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.PatientID = generate_uid(), generate_uid(), "US", "one"
-    ds.PatientName, ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "One^Answer", "20261207", "101500", "1", ""
-    ds.ReferringPhysicianName, ds.PatientBirthDate, ds.PatientSex = "", "", ""
-    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.FrameTime = *SIZE_HW, FRAMES, 40.0
-    ds.FrameIncrementPointer = 0x00181063
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     region = Dataset()
     region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
     region.RegionLocationMinX0, region.RegionLocationMinY0, region.RegionLocationMaxX1, region.RegionLocationMaxY1 = REGION
     region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3
     region.PhysicalDeltaX = region.PhysicalDeltaY = MM / 10
-    ds.SequenceOfUltrasoundRegions = [region]
-    ds.PixelData = np.ascontiguousarray(rgb).tobytes()
-    complete_header(ds)
-    ds.save_as(path, enforce_file_format=True)
-    assert pydicom.dcmread(path).pixel_array.shape == (FRAMES, *SIZE_HW, 3)
-    return path
+    return write_us_cine(path, rgb, "one", [region], PatientName="One^Answer", StudyDate="20261207",
+                         StudyTime="101500", StudyID="1", AccessionNumber="", ReferringPhysicianName="",
+                         PatientBirthDate="", PatientSex="")
 
 
 @pytest.fixture(scope="module", params=["BGR", "RGB"])

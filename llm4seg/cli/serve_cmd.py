@@ -33,6 +33,9 @@ def _ready_lines(serving) -> str:
     urls, server = serving.server.urls, serving.server
     lines = [f"ready: {', '.join(server.loaded)}", f"  HTTP    {urls['http']}", f"  gRPC    {urls['grpc']}",
              f"  metrics {urls['metrics']}", f"  e.g. --engine {urls['grpc']}/segment   (Ctrl-C stops)"]
+    if serving.opts.host in ("127.0.0.1", "localhost", "::1"):
+        lines.append(f"  local clients of this user: LLM4SEG_TRITON_KEY_FILE={server.key_file} sends frames "
+                     "through shared memory")
     return "\n".join(lines + [f"  not loaded: {name}: {why}" for name, why in server.skipped.items()])
 
 

@@ -13,7 +13,7 @@ from llm4seg.cli.render import print_json, stdout
 DynamicOpt = Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching",
                                           help="Let Triton gather concurrent requests into batches.")]
 SegmentOpt = Annotated[Optional[str], typer.Option("--segment-artifact", help="Artifact the `segment` model runs "
-                                                   "(default model.frames.onnx, else model.onnx).")]
+                                                   "(python backend: default model.onnx, else model.frames.onnx; onnxruntime backend: model.frames.onnx).")]
 SegmentBackendOpt = Annotated[str, typer.Option("--segment-backend", help="auto: Triton's onnxruntime backend runs the "
                                                 "frames graph as `segment` where the server found here has it (NVIDIA's "
                                                 "container), else the python backend (PyTriton's server); or python / "

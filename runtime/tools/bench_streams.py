@@ -40,16 +40,20 @@ def _stream(seg: Segmenter, frames: list[np.ndarray], offset: int, count: int, s
 
 
 def bench_streams(engine: str | Path, frames: list[np.ndarray], streams: int, frames_per_stream: int,
-                  layout: str = "rgb", warmup: int = 2) -> dict[str, Any]:
+                  layout: str = "rgb", warmup: int = 2, **backend_options: Any) -> dict[str, Any]:
     """Run `streams` concurrent ordered streams of `frames_per_stream` frames each.
+
+    Args:
+        backend_options: passed to every Segmenter's backend (e.g. shm_key_file= for a local server).
 
     Returns:
         {'engine', 'streams', 'frames_ok', 'errors', 'wall_s', 'fps' (aggregate), 'latency_ms'
         (all frames), 'per_stream': [{'p50', 'p99', 'n', 'errors', 'first_error'}]}
     """
     remote = backend_for(engine) == "triton"
-    shared = None if remote else Segmenter(engine, layout=layout).__enter__()
-    segs = [Segmenter(str(engine), layout=layout).__enter__() if remote else shared for _ in range(streams)]
+    shared = None if remote else Segmenter(engine, layout=layout, **backend_options).__enter__()
+    segs = [Segmenter(str(engine), layout=layout, **backend_options).__enter__() if remote else shared
+            for _ in range(streams)]
     try:
         for seg in {id(s): s for s in segs}.values():
             for i in range(warmup):

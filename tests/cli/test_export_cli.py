@@ -22,9 +22,11 @@ def test_export_json(trained_checkpoint, tmp_path):
     models = payload["triton_repository"]["models"]
     assert {k: v for k, v in models.items() if k != "segment"} == {
         "model_onnx": "onnxruntime", "model_frames_onnx": "onnxruntime", "model_frames64_onnx": "onnxruntime"}
-    # `segment` runs the frames graph: onnxruntime's backend where the server found here has it, else python
+    # `segment`: the frames graph on onnxruntime's backend where the server found here has it, else the
+    # python backend running model.onnx through the host contract (issue 47)
     assert models["segment"] in ("python", "onnxruntime")
-    assert (tmp_path / "repo" / "segment" / "1" / "model.frames.onnx").is_file()
+    expected = "model.onnx" if models["segment"] == "python" else "model.frames.onnx"
+    assert (tmp_path / "repo" / "segment" / "1" / expected).is_file()
     again = CliRunner().invoke(app, ["export", str(trained_checkpoint), "--out", str(tmp_path / "b"),
                                      "--triton", str(tmp_path / "repo")])
     assert again.exit_code == 1 and "exists and is not empty" in again.output

@@ -125,7 +125,7 @@ def test_a_server_on_busy_or_bad_ports_is_refused_before_it_starts(exported, tmp
                               metrics_port=free_port())
         with pytest.raises(ConfigError, match=fragment):
             server.start()
-        assert server.process is None
+        assert server.process is None and not server.workdir.exists()
 
 
 def test_a_repository_shares_no_file_with_its_export(exported, tmp_path):
@@ -202,7 +202,7 @@ def test_an_infinite_timeout_and_a_models_typo_are_refused(exported, tmp_path):
                           models=["segmnet"])
     with pytest.raises(ConfigError, match="--models names segmnet"):
         server.start()
-    assert server.process is None
+    assert server.process is None and not server.workdir.exists()  # a refused start leaves nothing in /tmp
 
 
 def test_an_image_sequence_is_a_video_source(exported, tmp_path):

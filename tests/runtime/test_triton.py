@@ -64,7 +64,7 @@ def test_every_config_parses_with_tritons_schema_and_follows_the_manifest(export
         assert (tmp_path / "repo" / name / "1" / params["llm4seg_artifact"]).is_file()
         if name == "segment":
             assert params["llm4seg_kind"] == "frames" and config.input[0].name == "FRAME"
-            assert params["llm4seg_artifact"] == "model.frames.onnx"  # the preprocessing is in the graph
+            assert params["llm4seg_artifact"] == "model.onnx"  # the stub runs the host contract (issue 47)
             continue
         artifact = params["llm4seg_artifact"]
         assert entry == {k: v for k, v in manifest[artifact].items()} | {"artifact": entry["artifact"]}
@@ -117,8 +117,9 @@ def test_tensorrt_rtx_engines_are_left_out_with_the_reason():
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
 def test_served_masks_equal_the_local_segmenters(triton_server, exported, scheme):
     frames = frames_for_serving()
-    # The server's `segment` runs the frames graph: the same artifact locally gives the same masks.
-    with Segmenter(exported[0] / "model.frames.onnx") as local, Segmenter(f"{triton_server.urls[scheme]}/segment") as remote:
+    # The server's `segment` runs model.onnx through the host contract: the same artifact locally
+    # gives the same masks.
+    with Segmenter(exported[0] / "model.onnx") as local, Segmenter(f"{triton_server.urls[scheme]}/segment") as remote:
         assert remote.runner.kind == "served" and remote.backend.io["color"] == "BGR"
         expected, got = local.segment(frames), remote.segment(frames)
         for a, b in zip(expected, got):
@@ -145,7 +146,7 @@ def test_served_segment_gives_each_frames_confidence_and_flags(triton_server, ex
     result = client.infer("segment", [tensor], outputs=wanted)
     prob, conf, flags = (result.as_numpy(n) for n in ("PROB", "CONFIDENCE", "FLAGS"))
     assert conf.shape == (2, 1) and flags.shape == (2, len(FLAGS)) and flags.dtype == np.uint8
-    with Segmenter(exported[0] / "model.frames.onnx") as local:
+    with Segmenter(exported[0] / "model.onnx") as local:
         for i, expected in enumerate(local.segment_scored(frames)):
             assert conf[i, 0] == pytest.approx(expected.confidence, abs=1e-6)
             assert tuple(FLAGS[k] for k in np.flatnonzero(flags[i])) == expected.flags
@@ -280,8 +281,8 @@ def test_bench_streams_against_the_server_beside_the_in_process_segmenter(triton
 
 def test_bench_times_and_scores_a_served_model_beside_its_artifact(triton_server, exported, synthetic_folder):
     url = f"{triton_server.urls['grpc']}/segment"
-    # `segment` runs the frames graph: the same artifact in process scores the same.
-    result = CliRunner().invoke(app, ["bench", "--engine", str(exported[0] / "model.frames.onnx"), "--engine", url,
+    # `segment` runs model.onnx: the same artifact in process scores the same.
+    result = CliRunner().invoke(app, ["bench", "--engine", str(exported[0] / "model.onnx"), "--engine", url,
                                       "--data", str(synthetic_folder), "--limit", "6", "--iterations", "2", "--json"])
     assert result.exit_code == 0, result.output
     local, served = json.loads(result.stdout)["results"]

@@ -17,6 +17,7 @@ BackendUnavailableError names the URL and what failed. Errors the server returns
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -27,6 +28,8 @@ import numpy as np
 
 from llm4seg.errors import BackendUnavailableError, ConfigError, InputSpecError, Llm4SegError
 from llm4seg.runtime.core.backends.base import Backend
+from llm4seg.runtime.core.backends.triton_shm import (GRPC_ADMIN_HEADER, KEY_FILE_ENV, ShmLane, admin_key_from_file,
+                                                       is_loopback)
 from llm4seg.strict_json import loads_strict
 
 URL = re.compile(r"^(?P<scheme>grpc|https?):/+(?P<host>[^/]+)/(?P<model>[A-Za-z0-9_.-]+)(?:/(?P<version>\d+))?/?$")
@@ -52,6 +55,8 @@ def _retryable(exc: BaseException) -> bool:
     """A server that is down, restarting or unreachable (not a request it refused)."""
     status = str(getattr(exc, "status", lambda: "")() or "")
     text = str(exc).lower()
+    if "protocol is restricted" in text:  # tritonserver says UNAVAILABLE for a missing or wrong key: a refusal
+        return False
     return isinstance(exc, (ConnectionError, OSError, TimeoutError)) or "unavailable" in status.lower() or any(
         s in text for s in ("connection refused", "failed to connect", "unavailable", "broken pipe", "reset by peer"))
 
@@ -67,6 +72,9 @@ def refusal_hint(message: str, parts: dict[str, str]) -> str:
     if "stub process" in text or "not healthy" in text:
         return ("the model's python process on the server died: `llm4seg serve` reloads it (see its output); "
                 "another tritonserver needs the model loaded again or a restart (its log says why)")
+    if "protocol is restricted" in text:
+        return ("the key file is not this server's (a restarted server has a new one): pass the file `llm4seg serve` "
+                "printed for it, or leave shm_key_file / LLM4SEG_TRITON_KEY_FILE unset to send frames by gRPC")
     if "llm4seg serve refused" in text:
         return "send smaller frames or fewer per request, or start `llm4seg serve` with a larger --max-request-mb"
     if "unknown model" in text or "not found" in text:
@@ -81,6 +89,9 @@ class TritonBackend(Backend):
         artifact: grpc://HOST:PORT/MODEL[/VERSION] or http(s)://HOST:PORT/MODEL[/VERSION].
         timeout_s: the most one call (connect, config, inference) may take.
         retries: further tries of a call the server did not answer (down, restarting).
+        shm_key_file: the key file of a server on this machine (`llm4seg serve` prints it; default:
+            $LLM4SEG_TRITON_KEY_FILE): `segment`'s frames and probabilities then travel through
+            system shared memory, not gRPC (see `triton_shm`). Needs grpc:// to a loopback address.
 
     Constructing contacts the server (the manifest comes from the model's config): an address
     with no server behind it fails here, within the timeout. `infer` may be called from many
@@ -89,7 +100,8 @@ class TritonBackend(Backend):
 
     name = "triton"
 
-    def __init__(self, artifact: str | Path, timeout_s: float = 10.0, retries: int = 2) -> None:
+    def __init__(self, artifact: str | Path, timeout_s: float = 10.0, retries: int = 2,
+                 shm_key_file: str | Path | None = None) -> None:
         # inf (or NaN) reached the client as a deadline that had already passed (issue 33, item 16)
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0) \
                 or not isinstance(retries, int) or retries < 0:
@@ -111,6 +123,27 @@ class TritonBackend(Backend):
         self.kind = params.get("llm4seg_kind", "tensor")
         super().__init__(Path(self.parts["model"]), manifest=loads_strict(params["llm4seg_manifest"], "llm4seg_manifest"))
         self.io = self._served_io() if self.kind == "frames" else None
+        self._shm_headers = self._shm_headers_for(shm_key_file)
+        self._lanes: list[ShmLane] = []
+
+    def _shm_headers_for(self, key_file: str | Path | None) -> dict[str, str] | None:
+        """The admin header for shared memory, or None where frames go through gRPC."""
+        explicit = key_file is not None
+        key_file = key_file if explicit else os.environ.get(KEY_FILE_ENV) or None
+        if key_file is None:
+            return None
+        usable = self.parts["scheme"] == "grpc" and is_loopback(self.parts["host"]) and self.kind == "frames"
+        if not usable:
+            if explicit:  # from the environment it is a default: servers it cannot serve get gRPC
+                raise ConfigError(f"shm_key_file is for a `segment` model at grpc://127.0.0.1 (this machine); "
+                                  f"{self.url} is not one", hint="leave shm_key_file out for this server")
+            return None
+        return {GRPC_ADMIN_HEADER: admin_key_from_file(key_file)}
+
+    @property
+    def transport(self) -> str:
+        """How frames reach the server: 'shared memory' or the URL's scheme."""
+        return "shared memory" if self._shm_headers else self.parts["scheme"]
 
     def _served_io(self) -> dict[str, str]:
         """The `segment` model's tensor names and the colour order of the frames it takes."""
@@ -200,6 +233,37 @@ class TritonBackend(Backend):
             self.parts["model"], [tensor], model_version=self.parts["version"], outputs=wanted, **kwargs))
         return {o: result.as_numpy(o) for o in outputs}
 
+    def _lane(self) -> ShmLane:
+        """This thread's shared-memory lane (made on first use)."""
+        lane = getattr(self._local, "lane", None)
+        if lane is None:
+            lane = self._local.lane = ShmLane(self.client, self._shm_headers, self.timeout_s)
+            with self._clients_lock:
+                self._lanes.append(lane)
+        return lane
+
+    def _request_shm(self, name: str, array: np.ndarray, output: str) -> np.ndarray:
+        """One request whose input and float32 output (one value per frame pixel) are in this thread's lane."""
+        module, lane = self._module(), self._lane()
+
+        def infer() -> Any:
+            tensor = module.InferInput(name, list(array.shape), NUMPY_TO_TRITON[array.dtype.name])
+            tensor.set_shared_memory(lane.write_input(array), array.nbytes)
+            wanted = module.InferRequestedOutput(output)
+            out_bytes = int(np.prod(array.shape[:-1])) * 4
+            wanted.set_shared_memory(lane.region("out", out_bytes), out_bytes)
+            return self.client.infer(self.parts["model"], [tensor], model_version=self.parts["version"],
+                                     outputs=[wanted], client_timeout=self.timeout_s)
+
+        try:
+            result = self._call("run inference", infer)
+        except InputSpecError as exc:
+            if "shared memory" not in str(exc):
+                raise
+            lane.forget_registrations()  # a restarted server has none of them: register again, once
+            result = self._call("run inference", infer)
+        return lane.read_output(np.float32, list(result.get_output(output).shape))
+
     def input_spec(self) -> dict[str, Any]:
         """A tensor model's input (its entry's); for `segment`, uint8 frames (N, H, W, 3) of any size."""
         if self.io is None:
@@ -211,12 +275,18 @@ class TritonBackend(Backend):
         if self.io is None:
             name, out = self.entry.input.name, self.entry.outputs[0].name
             return self._request(name, image, [out])[out]
-        prob = self._request(self.io["input"], image, [self.io["prob"]])[self.io["prob"]]
+        if self._shm_headers:
+            prob = self._request_shm(self.io["input"], image, self.io["prob"])
+        else:
+            prob = self._request(self.io["input"], image, [self.io["prob"]])[self.io["prob"]]
         return prob if prob.ndim == 4 else prob[:, None]  # the python form's (N, H, W), a graph's (N, 1, H, W)
 
     def _close(self) -> None:
         with self._clients_lock:
             clients, self._clients = self._clients, []
+            lanes, self._lanes = self._lanes, []
+        for lane in lanes:  # before the clients close: they unregister the regions
+            lane.close()
         self._local, self._client_obj = threading.local(), None
         for client in clients:
             try:

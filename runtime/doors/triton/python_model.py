@@ -43,22 +43,28 @@ class TritonPythonModel:
         io = loads_strict(params.get("llm4seg_io") or "{}", "llm4seg_io")
         self.runner = runner_for(backend, layout=io.get("color", "BGR").lower()) if self.kind == "frames" else None
         self.input_name = config["input"][0]["name"]
+        self.output_names = [o["name"] for o in config["output"]]
 
-    def _frames_outputs(self, batch: np.ndarray, probs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """One request's outputs from its probabilities, through one mask stage."""
+    def _frames_outputs(self, probs: list[np.ndarray], wanted: set[str]) -> dict[str, np.ndarray]:
+        """One request's outputs from its probabilities: PROB as they are, the others through one
+        mask stage, run only when one of them is wanted (a Segmenter asks for PROB alone)."""
+        outputs = {"PROB": np.stack(probs)}
+        if wanted <= {"PROB"}:
+            return outputs
         entry = self.runner.entry
         stage = MaskStage.for_entry(entry.threshold, entry.quality)
         results = [stage.step(p) for p in probs]
-        return {"MASK": np.stack([r.mask for r in results]), "PROB": np.stack([r.prob for r in results]),
+        return {**outputs, "MASK": np.stack([r.mask for r in results]),
                 "CONFIDENCE": np.asarray([[r.confidence] for r in results], np.float32),
                 "FLAGS": np.asarray([r.flag_vector() for r in results], np.uint8)}
 
-    def _run(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """One call for all requests' inputs; outputs split back per request."""
+    def _run(self, batches: list[np.ndarray], wanted: list[set[str]]) -> list[dict[str, np.ndarray]]:
+        """One call for all requests' inputs; outputs split back per request (`wanted`: each one's
+        requested output names, all where it names none)."""
         if self.kind == "frames":
             probs = self.runner.probs([f for batch in batches for f in batch])
             bounds = np.cumsum([0] + [len(b) for b in batches])
-            return [self._frames_outputs(b, probs[i:j]) for b, i, j in zip(batches, bounds[:-1], bounds[1:])]
+            return [self._frames_outputs(probs[i:j], w) for w, i, j in zip(wanted, bounds[:-1], bounds[1:])]
         x = np.concatenate(batches)
         top = self.backend.entry.max_batch
         prob = np.concatenate([self.backend.infer(x[j:j + top]) for j in range(0, len(x), top)])
@@ -74,21 +80,21 @@ class TritonPythonModel:
         """Answer a batch of requests (one response each, in order); called by Triton per batch."""
         pb = self.pb
         batches = [_numpy_from(pb.get_input_tensor_by_name(r, self.input_name)) for r in requests]
+        wanted = [set(r.requested_output_names()) or set(self.output_names) for r in requests]
         try:
-            results = self._run(batches)
+            results = self._run(batches, wanted)
         except Exception:  # one bad request (a frame of the wrong type) must not fail its batch-mates
-            return [self._execute_one(pb, r, b) for r, b in zip(requests, batches)]
-        return [self._response(pb, r, out) for r, out in zip(requests, results)]
+            return [self._execute_one(pb, r, b, w) for r, b, w in zip(requests, batches, wanted)]
+        return [self._response(pb, out, w) for out, w in zip(results, wanted)]
 
-    def _execute_one(self, pb: Any, request: Any, batch: np.ndarray) -> Any:
+    def _execute_one(self, pb: Any, request: Any, batch: np.ndarray, wanted: set[str]) -> Any:
         try:
-            return self._response(pb, request, self._run([batch])[0])
+            return self._response(pb, self._run([batch], [wanted])[0], wanted)
         except Exception as exc:
             hint = getattr(exc, "hint", "")
             return pb.InferenceResponse(error=pb.TritonError(f"{exc}" + (f" (hint: {hint})" if hint else "")))
 
-    def _response(self, pb: Any, request: Any, outputs: dict[str, np.ndarray]) -> Any:
-        wanted = set(request.requested_output_names()) or set(outputs)
+    def _response(self, pb: Any, outputs: dict[str, np.ndarray], wanted: set[str]) -> Any:
         return pb.InferenceResponse([pb.Tensor.from_dlpack(name, np.ascontiguousarray(value))
                                      for name, value in outputs.items() if name in wanted])
 

@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from llm4seg.errors import BackendUnavailableError, ConfigError
+from llm4seg.runtime.core.backends.triton_shm import ADMIN_HEADER, new_admin_key, write_key_file
 from llm4seg.runtime.doors.triton.front import DEFAULT_MAX_REQUEST_BYTES, HttpFront
 from llm4seg.runtime.doors.triton.repository import repository_models
 
 SHM_GLOB = "llm4seg_*_*_*"  # the python backend regions of any llm4seg server (each has its own prefix)
 EXIT_TIMEOUT_S = 5
 RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"
-ADMIN_HEADER = "llm4seg-admin-key"
 
 
 def _kill_with_parent() -> None:
@@ -139,14 +139,16 @@ class TritonServer:
                               hint="write one with `llm4seg triton ART --out REPO`, or pass the export folder to `serve`")
         self.host, self.ports = host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         self.wanted = models
-        self.workdir = Path(tempfile.mkdtemp(prefix="llm4seg-triton-"))
+        # made when the server starts (a server refused before it starts leaves no folder behind)
+        self.workdir = Path(tempfile.gettempdir()) / f"llm4seg-triton-{secrets.token_hex(8)}"
         self.log_path = Path(log_path) if log_path else self.workdir / "tritonserver.log"
         self.process: subprocess.Popen | None = None
         self.skipped: dict[str, str] = {}
         self.loaded: list[str] = []
         self.max_request_bytes = max_request_bytes
         self.shm_prefix = f"llm4seg_{os.getpid()}_{secrets.token_hex(4)}_"
-        self.admin_key = secrets.token_hex(16)  # never printed: the restricted APIs stay closed to clients
+        self.admin_key = new_admin_key()  # never printed: the restricted APIs stay closed to clients ...
+        self.key_file = self.workdir / "admin.key"  # ... but for this user's local ones (shared memory)
         self.front: HttpFront | None = None
         self.private_http_port = 0  # tritonserver's own HTTP port on 127.0.0.1, behind the front
 
@@ -158,7 +160,8 @@ class TritonServer:
 
     def _command(self) -> tuple[list[str], dict[str, str]]:
         binary, package = find_tritonserver()
-        self.workdir.mkdir(parents=True, exist_ok=True)  # a server started again after remove_workdir()
+        if not self.workdir.is_dir():  # first start, or started again after remove_workdir()
+            self.workdir.mkdir(mode=0o700)  # never one that already exists: it would not be ours
         backend_dir = pytriton_backends(package, self.workdir / "backends") if package else Path("/opt/tritonserver/backends")
         have = {p.name for p in backend_dir.iterdir()} if backend_dir.is_dir() else set()
         models = repository_models(self.repository)
@@ -218,7 +221,12 @@ class TritonServer:
         checked first."""
         self.check_ports()
         self.private_http_port = free_port()
-        args, env = self._command()
+        try:
+            args, env = self._command()
+        except BaseException:
+            self.remove_workdir(keep_log=False)  # refused before it started: nothing left in /tmp
+            raise
+        write_key_file(self.key_file, self.admin_key)
         self.front = HttpFront(self.host, self.ports["http"], self.private_http_port, self.loaded,
                                self.max_request_bytes).start()
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -320,13 +328,14 @@ class TritonServer:
             self.front = None
         for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
             region.unlink(missing_ok=True)
+        self.key_file.unlink(missing_ok=True)  # the key opens nothing once the server is gone
 
     def __enter__(self) -> "TritonServer":
         return self.start().wait_ready()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-        self.remove_workdir()
+        self.remove_workdir(keep_log=exc[0] is not None)  # a clean run leaves nothing in /tmp
 
     def remove_workdir(self, keep_log: bool = True) -> None:
         """Remove this server's temporary folder (its backend links); with `keep_log`, a log written

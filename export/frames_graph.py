@@ -65,6 +65,13 @@ class _Builder:
         self.nodes.append(self.h.make_node(op_type, list(inputs), [out], name=self.name(op_type), **attrs))
         return out
 
+    def split(self, x: str, sizes: list[int], axis: int) -> list[str]:
+        """x cut along `axis` into pieces of `sizes` (one Split node, one output per piece)."""
+        outs = [self.name("split") for _ in sizes]
+        self.nodes.append(self.h.make_node("Split", [x, self.const(sizes, np.int64)], outs, name=self.name("Split"),
+                                           axis=axis))
+        return outs
+
     # -- small pieces ---------------------------------------------------------------------------
     def dim(self, x: str, axis: int) -> str:
         """int64 scalar: x.shape[axis] (Shape then Gather: no opset-15 Shape attributes, for TensorRT 10.3)."""
@@ -179,37 +186,37 @@ def _pre(b: _Builder, frames: str, contract: FrameContract, input_color: str, re
 BANDS = 8  # output rows (columns) per resize pass are split into this many bands
 
 
-def _band(b: _Builder, src: str, dst_size: int, band: int) -> tuple[int, int, str, str]:
-    """(first, end) output index of band `band` of BANDS, and the int64 (1,) [start, end) of the
-    input pixels it reads: each output pixel reads inputs within one pixel of [i*s, (i+1)*s), s =
-    src/dst, for either rule (area: the interval; linear: two neighbours of (i + 0.5) s - 0.5)."""
+def _band_bounds(b: _Builder, src: str, dst_size: int) -> tuple[list[tuple[int, int]], str, str]:
+    """The BANDS bands of output pixels [(first, end), ...] and, for all of them at once, the int64
+    (bands,) starts and ends of the input pixels each reads: each output pixel reads inputs within
+    one pixel of [i*s, (i+1)*s), s = src/dst, for either rule (area: the interval; linear: two
+    neighbours of (i + 0.5) s - 0.5). One vector per axis, not a dozen nodes per band: at BUSI
+    sizes the wrapper's small nodes, not its arithmetic, were most of its time (issue 47)."""
     rows = -(-dst_size // BANDS)
-    first, end = band * rows, min(dst_size, (band + 1) * rows)
+    bands = [(k * rows, min(dst_size, (k + 1) * rows)) for k in range(BANDS) if k * rows < dst_size]
     srcf = b.op("Cast", src, to=1)
     s = b.op("Div", srcf, b.const(float(dst_size)))
-    lo = b.op("Max", b.op("Sub", b.op("Floor", b.op("Mul", b.const(float(first)), s)), b.const(1.0)), b.const(0.0))
-    hi = b.op("Min", b.op("Add", b.op("Ceil", b.op("Mul", b.const(float(end)), s)), b.const(1.0)), srcf)
-    as_index = lambda v: b.op("Cast", b.op("Unsqueeze", v, b.const([0], np.int64)), to=7)  # noqa: E731
-    return first, end, as_index(lo), as_index(hi)
+    firsts, ends = (b.const([float(band[k]) for band in bands]) for k in (0, 1))
+    lo = b.op("Max", b.op("Sub", b.op("Floor", b.op("Mul", firsts, s)), b.const(1.0)), b.const(0.0))
+    hi = b.op("Min", b.op("Add", b.op("Ceil", b.op("Mul", ends, s)), b.const(1.0)), srcf)
+    return bands, b.op("Cast", lo, to=7), b.op("Cast", hi, to=7)
 
 
 def _banded(b: _Builder, x: str, weights: str, src: str, size: int, rows_axis: bool) -> str:
     """The resize pass as MatMuls of bands: each band of output pixels multiplies only the input
     pixels it reads (the weight matrix is a band, BANDS times fewer multiply-adds than one MatMul).
     `rows_axis`: weights (S, H) @ x (N, H, K) -> (N, S, K); else x (N, C, S, W) @ weights (W, S)."""
+    bands, lo_all, hi_all = _band_bounds(b, src, size)
+    out_axis, in_axis = (0, 1) if rows_axis else (1, 0)
+    ones = [1] * len(bands)
+    los, his = b.split(lo_all, ones, 0), b.split(hi_all, ones, 0)
+    blocks = b.split(weights, [end - first for first, end in bands], out_axis)  # each band's rows (columns)
     parts = []
-    for band in range(BANDS):
-        first, end, lo, hi = _band(b, src, size, band)
-        if first >= end:
-            continue
-        out_range = (b.const([first], np.int64), b.const([end], np.int64))
+    for lo, hi, block in zip(los, his, blocks):
+        w = b.op("Slice", block, lo, hi, b.const([in_axis], np.int64))
         if rows_axis:
-            w = b.op("Slice", weights, b.op("Concat", out_range[0], lo, axis=0), b.op("Concat", out_range[1], hi, axis=0),
-                     b.const([0, 1], np.int64))
             part = b.op("MatMul", w, b.op("Slice", x, lo, hi, b.const([1], np.int64)))
         else:
-            w = b.op("Slice", weights, b.op("Concat", lo, out_range[0], axis=0), b.op("Concat", hi, out_range[1], axis=0),
-                     b.const([0, 1], np.int64))
             part = b.op("MatMul", b.op("Slice", x, lo, hi, b.const([3], np.int64)), w)
         parts.append(part)
     return b.op("Concat", *parts, axis=1 if rows_axis else 3)

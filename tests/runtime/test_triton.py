@@ -228,7 +228,7 @@ def test_nothing_answering_at_an_address_fails_within_the_timeout():
     assert time.perf_counter() - t0 < 2.5  # within the 1.5 s timeout, with a second of slack
 
 
-def test_serve_then_video_against_it_then_ctrl_c_leaves_nothing(exported, tmp_path):
+def test_serve_then_video_against_it_then_ctrl_c_leaves_nothing(exported, tmp_path, monkeypatch):
     needs_triton()
     from llm4seg.runtime.doors.triton.server import free_port
 
@@ -252,6 +252,18 @@ def test_serve_then_video_against_it_then_ctrl_c_leaves_nothing(exported, tmp_pa
                                           "--out", str(out), "--json"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["frames_out"] == 8 and out.stat().st_size > 0
+        # Issue 47: the key file `serve` prints sends the same clip's frames through shared memory.
+        key_file = Path(re.search(r"LLM4SEG_TRITON_KEY_FILE=(\S+)", text).group(1))
+        from llm4seg.runtime.core.backends.triton_shm import ShmLane
+
+        written = []
+        monkeypatch.setattr(ShmLane, "write_input", lambda lane, a, real=ShmLane.write_input: written.append(1)
+                            or real(lane, a))
+        shared = CliRunner().invoke(app, ["video", str(clip), "--engine", f"grpc://127.0.0.1:{ports[1]}/segment",
+                                          "--out", str(tmp_path / "seg_shm.mp4"), "--json"],
+                                    env={"LLM4SEG_TRITON_KEY_FILE": str(key_file)})
+        assert shared.exit_code == 0, shared.output
+        assert json.loads(shared.stdout)["frames_out"] == 8 and len(written) >= 8
     finally:
         serve.send_signal(signal.SIGINT)
         rest, _ = serve.communicate(timeout=60)
@@ -263,6 +275,7 @@ def test_serve_then_video_against_it_then_ctrl_c_leaves_nothing(exported, tmp_pa
     assert subprocess.run(["pgrep", "-f", f"grpc-port={ports[1]}"], capture_output=True).returncode == 1
     log = Path(re.search(r"\(log: (\S+)", text).group(1))
     assert not log.parent.exists()  # a clean stop leaves no llm4seg-triton-* folder (issue 44, item 10)
+    assert not key_file.exists()
 
 
 def test_bench_streams_against_the_server_beside_the_in_process_segmenter(triton_server, exported):

@@ -232,3 +232,17 @@ def test_a_served_segment_on_the_graph_itself_gets_frames_in_its_colour(colour_e
 def _mk(path):
     path.mkdir(parents=True)
     return path
+
+
+def test_segment_takes_the_exports_frames_colour_whichever_artifact_it_runs(colour_export, tmp_path):
+    """Issue 47: the python `segment` now runs model.onnx by default; a client still sends it frames in
+    the colour order the export's frames graph declares (RGB exports included)."""
+    from llm4seg.runtime.doors.triton.repository import RepositoryOptions, write_repository
+    from tests.runtime.test_triton import parse_config
+
+    colour, art = colour_export
+    for artifact in (None, "model.onnx", "model.frames.onnx"):
+        repo = write_repository(art, tmp_path / str(artifact), RepositoryOptions(segment_artifact=artifact))
+        params = {k: v.string_value for k, v in parse_config(repo.folder / "segment" / "config.pbtxt").parameters.items()}
+        assert params["llm4seg_artifact"] == (artifact or "model.onnx")
+        assert json.loads(params["llm4seg_io"])["color"] == colour

@@ -156,10 +156,11 @@ def served_color(entry: ManifestEntry) -> str:
     return entry.frames.input_color if entry.frames else "BGR"
 
 
-def segment_model_config(artifact: str, entry: ManifestEntry, opts: RepositoryOptions) -> str:
+def segment_model_config(artifact: str, entry: ManifestEntry, opts: RepositoryOptions,
+                         color: str | None = None) -> str:
     """config.pbtxt of the `segment` model: uint8 frames (N, H, W, 3) of any size, in the colour order
-    `served_color` says (declared in `llm4seg_io`) -> MASK uint8 (N, H, W), PROB float32 (N, H, W),
-    CONFIDENCE float32 (N, 1) and FLAGS uint8 (N, 4: empty, jump within the request,
+    `color` (default: what `served_color` says; declared in `llm4seg_io`) -> MASK uint8 (N, H, W), PROB
+    float32 (N, H, W), CONFIDENCE float32 (N, 1) and FLAGS uint8 (N, 4: empty, jump within the request,
     low_confidence, unreadable), through the frame runner and one mask stage per request."""
     size = entry.image_size
     lines = [f"name: {_pbtxt_value(SEGMENT_MODEL)}", 'backend: "python"', f"max_batch_size: {entry.max_batch}",
@@ -172,7 +173,7 @@ def segment_model_config(artifact: str, entry: ManifestEntry, opts: RepositoryOp
              f'model_warmup [ {{ name: "warmup" batch_size: 1 inputs {{ key: "FRAME" value {{ data_type: TYPE_UINT8 '
              f'dims: [ {size}, {size}, 3 ] zero_data: true }} }} }} ]',
              *_parameters({"llm4seg_kind": "frames", "llm4seg_artifact": artifact,
-                           "llm4seg_io": json.dumps({**PYTHON_SEGMENT_IO, "color": served_color(entry)}),
+                           "llm4seg_io": json.dumps({**PYTHON_SEGMENT_IO, "color": color or served_color(entry)}),
                            "llm4seg_manifest": json.dumps(dict(entry.raw), sort_keys=True)})]
     return "\n".join(lines) + "\n"
 
@@ -284,9 +285,15 @@ def write_repository(art: str | Path, out: str | Path, opts: RepositoryOptions |
         _write_model(out, name, config, [art / artifact, manifest_file], artifact.endswith(".pt2"))
         repo.models[name] = BACKEND_FOR_SUFFIX[Path(artifact).suffix]
     entry = artifacts[segment_artifact]
-    python = opts.segment_backend == "python"
-    config = (segment_model_config if python else graph_segment_config)(segment_artifact, entry, opts)
-    _write_model(out, SEGMENT_MODEL, config, [art / segment_artifact, manifest_file], python)
+    if opts.segment_backend == "python":
+        # the colour order the export's frames graph takes, whichever artifact the stub runs: a client
+        # sends `segment` the same frames with or without --segment-artifact
+        frames_entry = artifacts.get("model.frames.onnx")
+        color = served_color(frames_entry) if frames_entry is not None else None
+        config = segment_model_config(segment_artifact, entry, opts, color)
+    else:
+        config = graph_segment_config(segment_artifact, entry, opts)
+    _write_model(out, SEGMENT_MODEL, config, [art / segment_artifact, manifest_file], opts.segment_backend == "python")
     repo.models[SEGMENT_MODEL] = opts.segment_backend
     return repo
 

@@ -30,10 +30,12 @@ def _say(message: str) -> None:
 
 
 def _ready_lines(serving) -> str:
+    from llm4seg.runtime.core.loopback import is_loopback_host
+
     urls, server = serving.server.urls, serving.server
     lines = [f"ready: {', '.join(server.loaded)}", f"  HTTP    {urls['http']}", f"  gRPC    {urls['grpc']}",
              f"  metrics {urls['metrics']}"]
-    if serving.opts.host in ("127.0.0.1", "localhost", "::1"):  # shared memory: clients on this machine only
+    if is_loopback_host(serving.opts.host):  # shared memory: clients on this machine only
         lines.append(f"  clients of this user here: LLM4SEG_TRITON_KEY_FILE={server.key_file} (frames through "
                      "shared memory)")
     lines.append(f"  e.g. --engine {urls['grpc']}/segment   (Ctrl-C stops)")

@@ -264,6 +264,12 @@ def test_serve_then_video_against_it_then_ctrl_c_leaves_nothing(exported, tmp_pa
                                     env={"LLM4SEG_TRITON_KEY_FILE": str(key_file)})
         assert shared.exit_code == 0, shared.output
         assert json.loads(shared.stdout)["frames_out"] == 8 and len(written) >= 8
+        before = len(written)  # `bench --streams` reads the same variable
+        bench = CliRunner().invoke(app, ["bench", "--engine", f"grpc://127.0.0.1:{ports[1]}/segment", "--streams", "1",
+                                         "--stream-frames", "4", "--json"],
+                                   env={"LLM4SEG_TRITON_KEY_FILE": str(key_file)})
+        assert bench.exit_code == 0, bench.output
+        assert len(written) - before >= 4
     finally:
         serve.send_signal(signal.SIGINT)
         rest, _ = serve.communicate(timeout=60)

@@ -139,3 +139,59 @@ def test_a_key_file_others_can_read_a_folder_or_a_missing_file_is_refused(tmp_pa
         admin_key_from_file(tmp_path)
     with pytest.raises(ConfigError, match="cannot be read"):
         admin_key_from_file(tmp_path / "absent.key")
+
+
+def test_regions_the_server_lost_are_registered_again(triton_server, exported):
+    """A restarted server holds none of a client's registrations: the next frame registers new
+    regions (once) and gets the same answer. Here the server is made to drop them with its key."""
+    import tritonclient.grpc as grpcclient
+
+    from llm4seg.runtime.core.backends.triton_shm import GRPC_ADMIN_HEADER
+
+    frames = frames_for_serving(2)
+    admin = grpcclient.InferenceServerClient(triton_server.urls["grpc"][len("grpc://"):])
+    with Segmenter(f"{triton_server.urls['grpc']}/segment", shm_key_file=triton_server.key_file) as shm:
+        first = shm.segment(frames)
+        lane = shm.backend._lanes[0]
+        names = {name for name, _, _ in lane.regions.values()}
+        admin.unregister_system_shared_memory(headers={GRPC_ADMIN_HEADER: triton_server.admin_key})  # all of them
+        again = shm.segment(frames)
+        assert names.isdisjoint(name for name, _, _ in lane.regions.values())  # new regions, registered anew
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_segment_never_hands_on_non_finite_probabilities_when_only_prob_is_asked_for():
+    """Skipping the mask stage for PROB-only requests must not skip its check of the maps."""
+    from llm4seg.runtime.doors.triton.python_model import TritonPythonModel
+
+    model = TritonPythonModel.__new__(TritonPythonModel)  # _frames_outputs needs no loaded artifact for PROB
+    good = np.full((4, 5), 0.7, np.float32)
+    bad = good.copy()
+    bad[1, 2] = np.nan
+    out = model._frames_outputs([good, good], {"PROB"})
+    assert set(out) == {"PROB"} and out["PROB"].shape == (2, 4, 5)
+    with pytest.raises(ConfigError, match="1 NaN or infinite"):
+        model._frames_outputs([good, bad], {"PROB"})
+
+
+def test_a_probability_shape_that_does_not_fit_the_frame_is_refused_before_reading(triton_server, monkeypatch):
+    """The shape the server names for PROB is checked against the bytes it wrote for this frame
+    before the region is read (a server answering 9999 x 9999 would read past the region)."""
+    from llm4seg.errors import BackendUnavailableError
+
+    frame = frames_for_serving(1)
+    with Segmenter(f"{triton_server.urls['grpc']}/segment", shm_key_file=triton_server.key_file) as shm:
+        shm.segment(frame)
+        real = shm.backend.client.infer
+
+        class WrongShape:
+            def __init__(self, result):
+                self.result = result
+
+            def get_output(self, name):
+                return type("Output", (), {"shape": [1, 9999, 9999]})()
+
+        monkeypatch.setattr(shm.backend.client, "infer", lambda *a, **k: WrongShape(real(*a, **k)))
+        with pytest.raises(BackendUnavailableError, match=r"PROB of shape \[1, 9999, 9999\]"):
+            shm.segment(frame)

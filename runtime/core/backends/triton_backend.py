@@ -245,12 +245,12 @@ class TritonBackend(Backend):
     def _request_shm(self, name: str, array: np.ndarray, output: str) -> np.ndarray:
         """One request whose input and float32 output (one value per frame pixel) are in this thread's lane."""
         module, lane = self._module(), self._lane()
+        out_bytes = int(np.prod(array.shape[:-1])) * 4
 
         def infer() -> Any:
             tensor = module.InferInput(name, list(array.shape), NUMPY_TO_TRITON[array.dtype.name])
             tensor.set_shared_memory(lane.write_input(array), array.nbytes)
             wanted = module.InferRequestedOutput(output)
-            out_bytes = int(np.prod(array.shape[:-1])) * 4
             wanted.set_shared_memory(lane.region("out", out_bytes), out_bytes)
             return self.client.infer(self.parts["model"], [tensor], model_version=self.parts["version"],
                                      outputs=[wanted], client_timeout=self.timeout_s)
@@ -262,7 +262,12 @@ class TritonBackend(Backend):
                 raise
             lane.forget_registrations()  # a restarted server has none of them: register again, once
             result = self._call("run inference", infer)
-        return lane.read_output(np.float32, list(result.get_output(output).shape))
+        shape = [int(d) for d in result.get_output(output).shape]
+        if int(np.prod(shape)) * 4 != out_bytes:  # checked against the bytes it wrote before reading them
+            raise BackendUnavailableError(f"{self.url} answered {output} of shape {shape} for frames {list(array.shape)}",
+                                          hint="the server's `segment` is not one this llm4seg wrote: serve the "
+                                               "export with `llm4seg serve ART`")
+        return lane.read_output(np.float32, shape)
 
     def input_spec(self) -> dict[str, Any]:
         """A tensor model's input (its entry's); for `segment`, uint8 frames (N, H, W, 3) of any size."""

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from llm4seg.errors import ConfigError
+from llm4seg.runtime.core.loopback import host_of, is_loopback_host
 
 ADMIN_HEADER = "llm4seg-admin-key"
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # how tritonserver reads it on gRPC
 KEY_FILE_ENV = "LLM4SEG_TRITON_KEY_FILE"
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 KEY_FILE_MAX_BYTES = 64
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 REGION_STEP_BYTES = 1 << 20  # regions grow in whole MiB: frames of nearby sizes reuse one region
 
 
@@ -77,11 +77,7 @@ def admin_key_from_file(path: str | Path) -> str:
 
 def is_loopback(host_port: str) -> bool:
     """Whether HOST:PORT names this machine by its loopback address."""
-    if host_port.startswith("["):
-        host = host_port[:host_port.find("]") + 1]
-    else:
-        host = host_port.rsplit(":", 1)[0] if ":" in host_port else host_port
-    return host in LOOPBACK_HOSTS
+    return is_loopback_host(host_of(host_port))
 
 
 class ShmLane:

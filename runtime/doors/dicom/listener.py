@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llm4seg.errors import ConfigError
+from llm4seg.runtime.core.loopback import is_loopback_host
 from llm4seg.runtime.doors.dicom.net import require_dicom
 
 UID_GRAMMAR = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0xA700, 0xC000
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def valid_uid(value: Any) -> bool:
@@ -90,7 +90,7 @@ class ListenOptions:
 
     def exposure_note(self) -> str | None:
         """What listening beyond this machine means (None on loopback)."""
-        if self.host in LOOPBACK:
+        if is_loopback_host(self.host):
             return None
         return (f"--host {self.host} accepts C-STORE from any machine that reaches it, from any calling AE title, "
                 "without TLS: received images are written to disk and segmented; keep it on a trusted network")

@@ -19,6 +19,7 @@ import numpy as np
 
 from llm4seg.errors import ConfigError
 from llm4seg.mask_stage import MaskStage
+from llm4seg.quality import check_prob
 from llm4seg.strict_json import loads_strict
 
 
@@ -47,8 +48,9 @@ class TritonPythonModel:
 
     def _frames_outputs(self, probs: list[np.ndarray], wanted: set[str]) -> dict[str, np.ndarray]:
         """One request's outputs from its probabilities: PROB as they are, the others through one
-        mask stage, run only when one of them is wanted (a Segmenter asks for PROB alone)."""
-        outputs = {"PROB": np.stack(probs)}
+        mask stage, run only when one of them is wanted (a Segmenter asks for PROB alone). Either way
+        every map is checked as the stage checks it (`check_prob`): no NaN is handed on."""
+        outputs = {"PROB": np.stack([check_prob(p) for p in probs])}
         if wanted <= {"PROB"}:
             return outputs
         entry = self.runner.entry

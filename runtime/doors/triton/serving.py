@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llm4seg.errors import ConfigError
+from llm4seg.runtime.core.loopback import is_loopback_host
 from llm4seg.runtime.core.manifest import MANIFEST_NAME
 from llm4seg.runtime.doors.triton.repository import RepositoryOptions, write_repository
 from llm4seg.runtime.doors.triton.server import TritonServer
 from llm4seg.runtime.doors.triton.watchdog import Watchdog
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
 
 def exposure_warning(host: str) -> str | None:
     """What serving on `host` exposes, when it is not the loopback address (None when it is)."""
-    if host in LOOPBACK:
+    if is_loopback_host(host):
         return None
     return (f"--host {host} exposes an unauthenticated Triton server (HTTP, gRPC and metrics: inference, model "
             "control, repository listing) to every machine that can reach this one; put an authenticating proxy "
@@ -128,4 +127,4 @@ class Serving:
         self.stop()
 
 
-__all__ = ["LOOPBACK", "ServeOptions", "Serving", "exposure_warning"]
+__all__ = ["ServeOptions", "Serving", "exposure_warning"]
